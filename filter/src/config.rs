@@ -1,0 +1,965 @@
+//! The `mcpx.yaml` schema (SPEC §2), shared by the filter and the `mcpx` binary.
+//!
+//! One schema, two readers: `mcpx check`/`run` validate a file in
+//! [`Mode::Gateway`] (backends need a `url` or a `command`), while the filter
+//! validates its plugin configuration in [`Mode::Plugin`] (the mesh routes to
+//! backends, so only names and policy matter). Unknown keys are rejected by
+//! serde with the key and its line; semantic errors name the key path and the fix.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// Who is reading the config: the standalone gateway or the filter alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `mcpx run/check/render`: every backend must be reachable.
+    Gateway,
+    /// The wasm plugin configuration: routing belongs to Envoy or the mesh.
+    Plugin,
+}
+
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub servers: Vec<ServerConfig>,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Per-identity overrides; they can only narrow the server policy.
+    #[serde(default)]
+    pub clients: BTreeMap<String, ClientConfig>,
+    #[serde(default)]
+    pub audit: AuditConfig,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub inspection: InspectionConfig,
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsConfig>,
+    #[serde(default)]
+    pub tracing: TracingConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+fn default_listen() -> String {
+    ":8080".to_string()
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    #[default]
+    Http,
+    Stdio,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub name: String,
+    #[serde(default)]
+    pub transport: Transport,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout: Option<Duration>,
+}
+
+/// A server's (or a client override's) policy, as written.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Empty or absent: every tool allowed (unless denied).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_tools: Vec<String>,
+    /// Deny wins over allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_tools: Vec<String>,
+    /// Blocks `tools/call`; discovery stays allowed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tool_rules: BTreeMap<String, ToolRule>,
+    /// `resources/read`: URI prefixes allowed (empty: all) and denied (deny wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_resources: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_resources: Vec<String>,
+    /// `prompts/get`: prompt names allowed (empty: all) and denied (deny wins).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_prompts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_prompts: Vec<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolRule {
+    #[serde(default)]
+    pub args: BTreeMap<String, ArgRule>,
+}
+
+/// Conditions on one argument; all present conditions must hold (AND).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equals: Option<Scalar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_of: Option<Vec<Scalar>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+}
+
+/// A scalar written in the config (string, number or bool), held in its
+/// normalised string form so it compares equal to the same value in a request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scalar(pub String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_json::Value::deserialize(d)?;
+        crate::scalar::normalise(&v)
+            .map(Scalar)
+            .ok_or_else(|| serde::de::Error::custom("expected a string, number or boolean"))
+    }
+}
+
+impl Serialize for Scalar {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Server name -> policy that narrows that server's policy for this client.
+    #[serde(default)]
+    pub servers: BTreeMap<String, PolicyConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthType {
+    #[default]
+    Bearer,
+    ApiKey,
+    Oauth,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, rename = "type")]
+    pub kind: AuthType,
+    /// A single anonymous credential (identity "default").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// Named credentials; the name is the identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub clients: Vec<AuthClient>,
+    /// `api_key` only; default `X-API-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthClient {
+    pub name: String,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The gateway's resource URI (RFC 8707); server N's is `resource + "/" + N`.
+    pub resource: String,
+    pub jwks_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_servers: Vec<String>,
+    #[serde(default = "default_identity_claim")]
+    pub identity_claim: String,
+    #[serde(default)]
+    pub accept_gateway_audience: bool,
+    /// `server` or `server/tool` -> scopes a token must carry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scopes: BTreeMap<String, Vec<String>>,
+    /// Public base URL of the gateway (e.g. `https://gw.example.com`) used in
+    /// metadata URLs; absent: taken from the request's scheme and authority.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+fn default_identity_claim() -> String {
+    "sub".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `stdout`, `stderr` or a file path.
+    #[serde(default = "default_audit_output")]
+    pub output: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { enabled: true, output: default_audit_output() }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_audit_output() -> String {
+    "stdout".to_string()
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_rps")]
+    pub rps: u32,
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    #[serde(default)]
+    pub per_tool: bool,
+    #[serde(default = "default_tool_rps")]
+    pub tool_rps: u32,
+    #[serde(default = "default_tool_burst")]
+    pub tool_burst: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rps: default_rps(),
+            burst: default_burst(),
+            per_tool: false,
+            tool_rps: default_tool_rps(),
+            tool_burst: default_tool_burst(),
+        }
+    }
+}
+
+fn default_rps() -> u32 {
+    100
+}
+fn default_burst() -> u32 {
+    20
+}
+fn default_tool_rps() -> u32 {
+    10
+}
+fn default_tool_burst() -> u32 {
+    5
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IntegrityMode {
+    Off,
+    #[default]
+    Warn,
+    Enforce,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectionConfig {
+    #[serde(default)]
+    pub tool_integrity: IntegrityMode,
+    #[serde(default = "yes")]
+    pub filter_tools_list: bool,
+}
+
+impl Default for InspectionConfig {
+    fn default() -> Self {
+        Self { tool_integrity: IntegrityMode::default(), filter_tools_list: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_failure_threshold")]
+    pub failure_threshold: u32,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Duration,
+    #[serde(default = "default_half_open_max")]
+    pub half_open_max: u32,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            failure_threshold: default_failure_threshold(),
+            cooldown: default_cooldown(),
+            half_open_max: default_half_open_max(),
+        }
+    }
+}
+
+fn default_failure_threshold() -> u32 {
+    5
+}
+fn default_cooldown() -> Duration {
+    Duration::from_millis(30_000)
+}
+fn default_half_open_max() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            endpoint: None,
+            service_name: default_service_name(),
+            sample_ratio: default_sample_ratio(),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    "mcpx".to_string()
+}
+fn default_sample_ratio() -> f64 {
+    0.1
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+    }
+}
+
+fn default_max_body() -> u64 {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+/// A duration written as `500ms`, `30s`, `2m` or `1h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration {
+    millis: u64,
+}
+
+impl Duration {
+    pub const fn from_millis(millis: u64) -> Self {
+        Self { millis }
+    }
+    pub fn as_millis(self) -> u64 {
+        self.millis
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.trim();
+        let split = s.find(|c: char| !c.is_ascii_digit())?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num.parse().ok()?;
+        let factor = match unit {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        };
+        n.checked_mul(factor).map(Self::from_millis)
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.millis;
+        if ms.is_multiple_of(3_600_000) && ms > 0 {
+            write!(f, "{}h", ms / 3_600_000)
+        } else if ms.is_multiple_of(60_000) && ms > 0 {
+            write!(f, "{}m", ms / 60_000)
+        } else if ms.is_multiple_of(1_000) {
+            write!(f, "{}s", ms / 1_000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Duration::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?}: write a whole number with a unit, e.g. 500ms, 30s, 2m or 1h"
+            ))
+        })
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A config error: where (a key path such as `servers[1].name`, or the YAML
+/// position) and what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { key: key.into(), message: message.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A parsed backend URL: `http(s)://host[:port][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// The backend's own MCP path; `/mcp` when the URL has none.
+    pub path: String,
+}
+
+impl BackendUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else {
+            return Err("must start with http:// or https://".into());
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        if authority.contains('@') {
+            return Err("must not contain user credentials; use auth headers instead".into());
+        }
+        if path.contains(['?', '#']) {
+            return Err("must not contain a query string or fragment".into());
+        }
+        let (host, port) = split_host_port(authority)?;
+        let port = port.unwrap_or(if tls { 443 } else { 80 });
+        let path = if path.is_empty() || path == "/" { "/mcp".to_string() } else { path.to_string() };
+        Ok(Self { tls, host, port, path })
+    }
+}
+
+/// Splits `host:port`, `[v6]:port`, `host`; the host may be empty (`:8080`).
+pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let end = rest.find(']').ok_or("has an unclosed '[' in the IPv6 address")?;
+        let host = &rest[..end];
+        let after = &rest[end + 1..];
+        match after.strip_prefix(':') {
+            Some(p) => (host, Some(p)),
+            None if after.is_empty() => (host, None),
+            None => return Err(format!("has unexpected text {after:?} after the IPv6 address")),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        Some(p) => Some(
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("has an invalid port {p:?}; use a number from 1 to 65535"))?,
+        ),
+        None => None,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// Server names become URL path segments and Envoy stat/cluster names.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Config {
+    /// Parses and validates a config file's text (YAML; JSON is YAML too).
+    pub fn from_yaml(text: &str, mode: Mode) -> Result<Self, ConfigError> {
+        if text.trim().is_empty() {
+            return Err(ConfigError::new(
+                "",
+                "the config is empty; at least `servers:` is needed (see examples/demo.yaml)",
+            ));
+        }
+        let config: Config = serde_yaml::from_str(text).map_err(|e| ConfigError::new("", describe_yaml_error(&e)))?;
+        config.validate(mode)?;
+        Ok(config)
+    }
+
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The listen address as (host, port); `:8080` means all interfaces.
+    pub fn listen_addr(&self) -> Result<(String, u16), ConfigError> {
+        let (host, port) = split_host_port(&self.listen).map_err(|m| ConfigError::new("listen", m))?;
+        let port =
+            port.ok_or_else(|| ConfigError::new("listen", "needs a port, e.g. \":8080\" or \"127.0.0.1:8080\""))?;
+        let host = if host.is_empty() { "0.0.0.0".to_string() } else { host };
+        Ok((host, port))
+    }
+
+    /// Every rule that can be checked without touching the network.
+    pub fn validate(&self, mode: Mode) -> Result<(), ConfigError> {
+        self.listen_addr()?;
+        if self.servers.is_empty() {
+            return Err(ConfigError::new("servers", "no servers are configured; add at least one `- name: …` entry"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, s) in self.servers.iter().enumerate() {
+            let key = format!("servers[{i}]");
+            validate_server(s, &key, mode)?;
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError::new(
+                    format!("{key}.name"),
+                    format!("server name {:?} is used twice; every server needs its own name", s.name),
+                ));
+            }
+        }
+        validate_auth(&self.auth, &names)?;
+        for (client, c) in &self.clients {
+            for (server, policy) in &c.servers {
+                let key = format!("clients.{client}.servers.{server}");
+                if !names.contains(server.as_str()) {
+                    return Err(ConfigError::new(
+                        key,
+                        format!("names a server that is not in `servers:`; known servers: {}", join(&names)),
+                    ));
+                }
+                validate_policy(policy, &key)?;
+            }
+        }
+        if self.limits.max_body_bytes == 0 || self.limits.max_body_bytes > 64 * 1024 * 1024 {
+            return Err(ConfigError::new("limits.max_body_bytes", "must be between 1 and 67108864 (64 MiB)"));
+        }
+        let rl = &self.rate_limit;
+        if rl.enabled && (rl.rps == 0 || rl.burst == 0 || (rl.per_tool && (rl.tool_rps == 0 || rl.tool_burst == 0))) {
+            return Err(ConfigError::new(
+                "rate_limit",
+                "rps, burst, tool_rps and tool_burst must be at least 1 when enabled",
+            ));
+        }
+        let cb = &self.circuit_breaker;
+        if cb.enabled && (cb.failure_threshold == 0 || cb.half_open_max == 0 || cb.cooldown.as_millis() == 0) {
+            return Err(ConfigError::new(
+                "circuit_breaker",
+                "failure_threshold, half_open_max and cooldown must be above zero when enabled",
+            ));
+        }
+        if let Some(cors) = &self.cors {
+            for (i, o) in cors.allowed_origins.iter().enumerate() {
+                if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                    return Err(ConfigError::new(
+                        format!("cors.allowed_origins[{i}]"),
+                        format!(
+                            "{o:?} is not an origin; write it as scheme://host[:port], e.g. https://app.example.com"
+                        ),
+                    ));
+                }
+            }
+        }
+        let t = &self.tracing;
+        if !(0.0..=1.0).contains(&t.sample_ratio) {
+            return Err(ConfigError::new("tracing.sample_ratio", "must be between 0.0 and 1.0"));
+        }
+        if t.enabled {
+            match &t.endpoint {
+                Some(e) => {
+                    BackendUrl::parse(e).map_err(|m| ConfigError::new("tracing.endpoint", format!("{e:?} {m}")))?;
+                }
+                None => {
+                    return Err(ConfigError::new(
+                        "tracing.endpoint",
+                        "is required when tracing is enabled, e.g. http://otel-collector:4318",
+                    ))
+                }
+            }
+        }
+        if self.audit.output.trim().is_empty() {
+            return Err(ConfigError::new("audit.output", "must be stdout, stderr or a file path"));
+        }
+        Ok(())
+    }
+}
+
+fn join(names: &BTreeSet<&str>) -> String {
+    names.iter().copied().collect::<Vec<_>>().join(", ")
+}
+
+fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), ConfigError> {
+    if !is_valid_name(&s.name) {
+        return Err(ConfigError::new(
+            format!("{key}.name"),
+            format!("{:?} is not a valid server name; use 1-64 lowercase letters, digits, '-' or '_' (it becomes the path /mcp/NAME)", s.name),
+        ));
+    }
+    let key = format!("servers.{}", s.name);
+    match s.transport {
+        Transport::Http => {
+            if s.command.is_some() || !s.args.is_empty() || !s.env.is_empty() || s.workdir.is_some() {
+                return Err(ConfigError::new(
+                    &key,
+                    "command/args/env/workdir are for `transport: stdio`; add `transport: stdio` or remove them",
+                ));
+            }
+            match &s.url {
+                Some(url) => {
+                    BackendUrl::parse(url)
+                        .map_err(|m| ConfigError::new(format!("{key}.url"), format!("{url:?} {m}")))?;
+                }
+                None if mode == Mode::Gateway => {
+                    return Err(ConfigError::new(format!("{key}.url"), "is required for an HTTP server, e.g. url: http://localhost:3001/mcp (or set `transport: stdio` and `command:`)"));
+                }
+                None => {}
+            }
+        }
+        Transport::Stdio => {
+            if s.url.is_some() {
+                return Err(ConfigError::new(
+                    format!("{key}.url"),
+                    "is for HTTP servers; a stdio server is started from `command:` instead",
+                ));
+            }
+            match &s.command {
+                Some(c) if !c.trim().is_empty() => {}
+                _ if mode == Mode::Gateway => {
+                    return Err(ConfigError::new(
+                        format!("{key}.command"),
+                        "is required for `transport: stdio`, e.g. command: npx",
+                    ));
+                }
+                _ => {}
+            }
+            for k in s.env.keys() {
+                if k.is_empty() || k.contains('=') {
+                    return Err(ConfigError::new(
+                        format!("{key}.env"),
+                        format!("{k:?} is not a valid environment variable name"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(t) = s.request_timeout {
+        if t.as_millis() == 0 {
+            return Err(ConfigError::new(format!("{key}.request_timeout"), "must be above zero, e.g. 30s"));
+        }
+    }
+    validate_policy(&s.policy, &format!("{key}.policy"))
+}
+
+fn validate_policy(p: &PolicyConfig, key: &str) -> Result<(), ConfigError> {
+    for (tool, rule) in &p.tool_rules {
+        for (arg, r) in &rule.args {
+            let k = format!("{key}.tool_rules.{tool}.args.{arg}");
+            if r == &ArgRule::default() {
+                return Err(ConfigError::new(
+                    k,
+                    "has no condition; use equals, one_of, prefix, suffix, regex or required",
+                ));
+            }
+            if let Some(re) = &r.regex {
+                regex_lite::Regex::new(re).map_err(|e| {
+                    ConfigError::new(format!("{k}.regex"), format!("invalid regular expression {re:?}: {e}"))
+                })?;
+            }
+            if matches!(&r.one_of, Some(v) if v.is_empty()) {
+                return Err(ConfigError::new(
+                    format!("{k}.one_of"),
+                    "is empty, so nothing could match; list the allowed values",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_auth(a: &AuthConfig, servers: &BTreeSet<&str>) -> Result<(), ConfigError> {
+    if !a.enabled {
+        return Ok(());
+    }
+    let mut seen = BTreeSet::new();
+    for (i, c) in a.clients.iter().enumerate() {
+        if c.name.trim().is_empty() {
+            return Err(ConfigError::new(
+                format!("auth.clients[{i}].name"),
+                "must not be empty; it is the client's identity",
+            ));
+        }
+        if c.token.is_empty() {
+            return Err(ConfigError::new(format!("auth.clients[{i}].token"), "must not be empty"));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(ConfigError::new(format!("auth.clients[{i}].name"), format!("{:?} is listed twice", c.name)));
+        }
+    }
+    match a.kind {
+        AuthType::Bearer | AuthType::ApiKey => {
+            if a.token.as_deref().is_none_or(str::is_empty) && a.clients.is_empty() {
+                return Err(ConfigError::new("auth", "needs `token:` or `clients:` when enabled with type bearer/api_key (tip: token: \"${MCPX_TOKEN}\")"));
+            }
+            if let Some(h) = &a.header {
+                if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                    return Err(ConfigError::new("auth.header", format!("{h:?} is not a valid HTTP header name")));
+                }
+            }
+        }
+        AuthType::Oauth if a.oauth.is_none() => {
+            return Err(ConfigError::new("auth.oauth", "is required with `type: oauth` (resource, jwks_uri, ...)"));
+        }
+        AuthType::Oauth => {}
+    }
+    // An `oauth:` block is checked whenever present, so a later switch to
+    // `type: oauth` cannot surface old mistakes.
+    if let Some(o) = &a.oauth {
+        for (k, v) in [("resource", &o.resource), ("jwks_uri", &o.jwks_uri)] {
+            if !(v.starts_with("https://") || v.starts_with("http://")) {
+                return Err(ConfigError::new(format!("auth.oauth.{k}"), format!("{v:?} must be an http(s) URL")));
+            }
+        }
+        BackendUrl::parse(&o.jwks_uri).map_err(|m| ConfigError::new("auth.oauth.jwks_uri", m))?;
+        if o.identity_claim.is_empty() {
+            return Err(ConfigError::new("auth.oauth.identity_claim", "must name a claim, e.g. sub"));
+        }
+        for scope_key in o.scopes.keys() {
+            let server = scope_key.split('/').next().unwrap_or_default();
+            if !servers.contains(server) {
+                return Err(ConfigError::new(
+                    format!("auth.oauth.scopes.{scope_key}"),
+                    format!(
+                        "names a server that is not in `servers:`; write SERVER or SERVER/TOOL (known: {})",
+                        join(servers)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Turns serde_yaml's message into one that says where and what to do.
+fn describe_yaml_error(e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains("unknown field") {
+        format!("{msg}. Remove the key or fix its spelling (see docs/configuration.md)")
+    } else {
+        msg
+    }
+}
+
+/// Expands `${VAR}` references with `lookup`; an unset variable is an error
+/// naming it (a missing secret must never silently become "").
+pub fn expand_env(s: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| format!("unclosed ${{ in {s:?}"))?;
+        let var = &after[..end];
+        if var.is_empty() || !var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(format!("${{{var}}} is not a valid environment variable reference"));
+        }
+        let value = lookup(var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(y: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(y, Mode::Gateway)
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse("servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n").unwrap();
+        assert_eq!(c.listen_addr().unwrap(), ("0.0.0.0".to_string(), 8080));
+        assert_eq!(c.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert!(c.inspection.filter_tools_list);
+        assert_eq!(BackendUrl::parse(c.servers[0].url.as_deref().unwrap()).unwrap().path, "/mcp");
+    }
+
+    #[test]
+    fn spec_example_is_accepted() {
+        let text = include_str!("../tests/data/spec-example.yaml");
+        let c = Config::from_yaml(text, Mode::Gateway).unwrap();
+        assert_eq!(c.servers.len(), 2);
+        assert_eq!(c.servers[1].request_timeout, Some(Duration::from_millis(30_000)));
+        assert_eq!(c.circuit_breaker.cooldown.as_millis(), 30_000);
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let e = parse("servers:\n  - name: demo\n    url: http://h:1\n    polcy: {}\n").unwrap_err();
+        assert!(e.message.contains("unknown field `polcy`"), "{e}");
+        assert!(e.message.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let cases = [
+            ("servers:\n  - name: Demo\n    url: http://h:1\n", "servers[0].name"),
+            ("servers:\n  - name: a\n    url: http://h:1\n  - name: a\n    url: http://h:2\n", "servers[1].name"),
+            ("servers:\n  - name: a\n", "servers.a.url"),
+            ("servers:\n  - name: a\n    url: ftp://h\n", "servers.a.url"),
+            ("servers:\n  - name: a\n    transport: stdio\n", "servers.a.command"),
+            ("servers:\n  - name: a\n    url: http://h:1\n    policy:\n      tool_rules:\n        t:\n          args:\n            p: { regex: \"(\" }\n", "servers.a.policy.tool_rules.t.args.p.regex"),
+            ("servers:\n  - name: a\n    url: http://h:1\nclients:\n  bot:\n    servers:\n      b: {}\n", "clients.bot.servers.b"),
+            ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n", "auth"),
+            ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n  type: oauth\n", "auth.oauth"),
+            ("listen: \"8080\"\nservers:\n  - name: a\n    url: http://h:1\n", "listen"),
+        ];
+        for (text, key) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.key, key, "for {text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(Duration::parse("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(Duration::parse("2m"), Some(Duration::from_millis(120_000)));
+        assert_eq!(Duration::parse("30"), None);
+        assert_eq!(Duration::parse("1.5s"), None);
+        assert_eq!(Duration::from_millis(30_000).to_string(), "30s");
+        let e = parse("servers:\n  - name: a\n    transport: stdio\n    command: x\n    request_timeout: 30sec\n")
+            .unwrap_err();
+        assert!(e.message.contains("invalid duration"), "{e}");
+    }
+
+    #[test]
+    fn plugin_mode_needs_no_url() {
+        assert!(Config::from_yaml("servers:\n  - name: a\n", Mode::Plugin).is_ok());
+        assert!(Config::from_yaml("{\"servers\":[{\"name\":\"a\"}]}", Mode::Plugin).is_ok());
+    }
+
+    #[test]
+    fn round_trips_through_json() {
+        let text = include_str!("../tests/data/spec-example.yaml");
+        let c = Config::from_yaml(text, Mode::Gateway).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        let back = Config::from_yaml(&json, Mode::Gateway).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[test]
+    fn env_expansion() {
+        let look = |k: &str| (k == "T").then(|| "s3cret".to_string());
+        assert_eq!(expand_env("Bearer ${T}!", look).unwrap(), "Bearer s3cret!");
+        assert_eq!(expand_env("plain", look).unwrap(), "plain");
+        assert!(expand_env("${NOPE}", look).unwrap_err().contains("NOPE"));
+        assert!(expand_env("${T", look).is_err());
+    }
+
+    #[test]
+    fn url_parsing() {
+        let u = BackendUrl::parse("https://[::1]:9443/api/mcp").unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port, u.path.as_str()), (true, "::1", 9443, "/api/mcp"));
+        assert!(BackendUrl::parse("http://u:p@h/").is_err());
+        assert!(BackendUrl::parse("http://h:0").is_err());
+        assert!(BackendUrl::parse("http://h/x?y").is_err());
+    }
+}

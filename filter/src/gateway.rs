@@ -1,0 +1,470 @@
+//! The request pipeline, free of proxy-wasm calls so it runs and is tested
+//! natively. The glue (`glue/`) feeds it headers and bodies and carries out
+//! the outcome it returns.
+//!
+//! Order (SPEC §3): CORS (Envoy) → auth → parse → policy → rate limit
+//! (Envoy, from attributes set here) → forward → inspect the response.
+
+use crate::config::{Config, ConfigError, Mode};
+use crate::envelope::{code, Reply, ReplyTo};
+use crate::jsonrpc::{self, Body};
+use crate::policy::{Action, Effective, Policy};
+use crate::toolslist;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Request headers whose names start with this are the filter's own; a client
+/// copy is removed on entry and ours are removed before forwarding.
+pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
+
+/// The internal headers the filter sets for Envoy (rate-limit descriptors,
+/// routing). Rendered routes remove them before forwarding.
+pub const INTERNAL_HEADERS: &[&str] = &["x-mcpx-server", "x-mcpx-method", "x-mcpx-tool", "x-mcpx-client"];
+
+/// The MCP endpoints live under this prefix: `/mcp/{server}`.
+pub const MCP_PREFIX: &str = "/mcp/";
+
+/// Everything the filter needs, built once per configuration.
+#[derive(Debug)]
+pub struct Gateway {
+    config: Config,
+    servers: BTreeMap<String, ServerEntry>,
+}
+
+#[derive(Debug)]
+struct ServerEntry {
+    policy: Policy,
+    /// Client identity -> that client's override for this server.
+    clients: BTreeMap<String, Policy>,
+}
+
+/// The request line and headers, as Envoy gives them (`:method`, `:path`
+/// pseudo-headers included; names lowercase).
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> RequestHead<'a> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn method(&self) -> &'a str {
+        self.get(":method").unwrap_or("")
+    }
+
+    /// The path without its query string.
+    pub fn path(&self) -> &'a str {
+        let p = self.get(":path").unwrap_or("");
+        p.split_once('?').map_or(p, |(path, _)| path)
+    }
+
+    /// The client-sent copies of internal headers, to be removed on entry.
+    pub fn internal_headers(&self) -> impl Iterator<Item = &'a str> {
+        self.headers.iter().map(|(k, _)| k.as_str()).filter(|k| starts_with_ignore_case(k, INTERNAL_HEADER_PREFIX))
+    }
+}
+
+fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// What to do after the request headers.
+#[derive(Debug)]
+pub enum HeadOutcome {
+    /// Not an MCP or gateway path: let Envoy's routes decide.
+    PassThrough,
+    /// Answer now; the request never reaches a backend.
+    Reply(Reply),
+    /// A JSON-RPC POST: buffer the body, then call [`Gateway::on_request_body`].
+    ReadBody(McpRequest),
+    /// GET (server stream) or DELETE (session end): forward as is.
+    Forward(McpRequest),
+}
+
+/// An authenticated request to one MCP server, carried from the headers to
+/// the body and response phases.
+#[derive(Debug, Clone)]
+pub struct McpRequest {
+    pub server: String,
+    /// The caller's identity, when auth established one.
+    pub identity: Option<String>,
+}
+
+/// What to do with a complete request body.
+#[derive(Debug)]
+pub enum BodyOutcome {
+    Reply(Reply),
+    Forward(Forward),
+}
+
+/// How to forward an allowed request.
+#[derive(Debug, Default)]
+pub struct Forward {
+    /// Request headers to set (e.g. the pinned `accept` for tools/list).
+    pub set_headers: Vec<(&'static str, String)>,
+    /// What to do with the response.
+    pub response: ResponsePlan,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub enum ResponsePlan {
+    #[default]
+    PassThrough,
+    /// Buffer the JSON response and filter the tools of these list requests.
+    FilterToolsList { list_ids: Vec<Value> },
+}
+
+/// The per-request facts audit logs, metrics and rate limits are built from.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Attributes {
+    pub server: Option<String>,
+    pub method: Option<String>,
+    pub tool: Option<String>,
+    pub client: Option<String>,
+    pub decision: Option<&'static str>,
+    pub reason: Option<String>,
+}
+
+impl Gateway {
+    /// Builds the gateway from a plugin configuration (YAML or JSON).
+    pub fn from_plugin_config(text: &str) -> Result<Self, ConfigError> {
+        Self::new(Config::from_yaml(text, Mode::Plugin)?)
+    }
+
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        let compile = |p, key: String| Policy::compile(p).map_err(|m| ConfigError { key, message: m });
+        let mut servers = BTreeMap::new();
+        for s in &config.servers {
+            let policy = compile(&s.policy, format!("servers.{}.policy", s.name))?;
+            servers.insert(s.name.clone(), ServerEntry { policy, clients: BTreeMap::new() });
+        }
+        for (client, c) in &config.clients {
+            for (server, p) in &c.servers {
+                let key = format!("clients.{client}.servers.{server}");
+                let policy = compile(p, key.clone())?;
+                let entry =
+                    servers.get_mut(server).ok_or_else(|| ConfigError { key, message: "unknown server".into() })?;
+                entry.clients.insert(client.clone(), policy);
+            }
+        }
+        Ok(Self { config, servers })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn max_body(&self) -> u64 {
+        self.config.limits.max_body_bytes
+    }
+
+    fn effective<'a>(&'a self, req: &McpRequest) -> Option<Effective<'a>> {
+        let entry = self.servers.get(&req.server)?;
+        let client = req.identity.as_ref().and_then(|id| entry.clients.get(id));
+        Some(Effective { server: &entry.policy, client })
+    }
+
+    /// Phase 1: routing, auth and the checks that need no body.
+    pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
+        let path = head.path();
+        let Some(server) = path.strip_prefix(MCP_PREFIX) else {
+            return HeadOutcome::PassThrough;
+        };
+        if !self.servers.contains_key(server) {
+            let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
+            let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
+            attrs.decision = Some("error");
+            attrs.reason = Some("unknown_server".into());
+            return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
+        }
+        attrs.server = Some(server.to_string());
+        let req = McpRequest { server: server.to_string(), identity: None };
+        match head.method() {
+            "POST" => match self.check_post_headers(head) {
+                Some(reply) => {
+                    attrs.decision = Some("error");
+                    attrs.reason = Some("bad_request".into());
+                    HeadOutcome::Reply(reply)
+                }
+                None => HeadOutcome::ReadBody(req),
+            },
+            "GET" | "DELETE" => {
+                attrs.method = Some(head.method().to_string());
+                attrs.decision = Some("allow");
+                HeadOutcome::Forward(req)
+            }
+            other => {
+                attrs.decision = Some("error");
+                attrs.reason = Some("method_not_allowed".into());
+                HeadOutcome::Reply(
+                    Reply::error(
+                        405,
+                        code::METHOD_NOT_ALLOWED,
+                        &format!("{other} is not supported on an MCP endpoint; use POST, GET or DELETE"),
+                        &ReplyTo::Http,
+                    )
+                    .with_header("allow", "POST, GET, DELETE"),
+                )
+            }
+        }
+    }
+
+    /// Content type, encoding and declared size of a JSON-RPC POST.
+    fn check_post_headers(&self, head: &RequestHead<'_>) -> Option<Reply> {
+        let ct = head.get("content-type").unwrap_or("");
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !media.eq_ignore_ascii_case("application/json") {
+            let msg = format!("Content-Type must be application/json, got {ct:?} (with curl, add -H 'Content-Type: application/json')");
+            return Some(Reply::error(415, code::UNSUPPORTED_MEDIA_TYPE, &msg, &ReplyTo::Http));
+        }
+        if let Some(enc) = head.get("content-encoding").filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
+            let msg = format!("Content-Encoding {enc:?} is not accepted; send the JSON body uncompressed");
+            return Some(Reply::error(415, code::UNSUPPORTED_MEDIA_TYPE, &msg, &ReplyTo::Http));
+        }
+        if let Some(len) = head.get("content-length").and_then(|l| l.trim().parse::<u64>().ok()) {
+            if len > self.max_body() {
+                return Some(self.too_large());
+            }
+        }
+        None
+    }
+
+    pub fn too_large(&self) -> Reply {
+        let msg = format!("request body is larger than limits.max_body_bytes ({} bytes)", self.max_body());
+        Reply::error(413, code::PAYLOAD_TOO_LARGE, &msg, &ReplyTo::Http)
+    }
+
+    /// Whether a body of `len` bytes (so far) is still within the limit.
+    pub fn body_within_limit(&self, len: usize) -> bool {
+        len as u64 <= self.max_body()
+    }
+
+    /// Phase 2: parse the whole body and decide.
+    pub fn on_request_body(&self, req: &McpRequest, body: &[u8], attrs: &mut Attributes) -> BodyOutcome {
+        let parsed = match jsonrpc::parse_body(body) {
+            Ok(b) => b,
+            Err(e) => {
+                attrs.decision = Some("error");
+                attrs.reason = Some(if e.code == code::PARSE_ERROR { "parse_error" } else { "invalid_request" }.into());
+                let to = match e.id {
+                    Some(id) => ReplyTo::JsonRpc(id),
+                    None if e.code == code::PARSE_ERROR => ReplyTo::JsonRpc(Value::Null),
+                    None => ReplyTo::message(None),
+                };
+                return BodyOutcome::Reply(Reply::error(400, e.code, &e.message, &to));
+            }
+        };
+        let Some(policy) = self.effective(req) else {
+            return BodyOutcome::Reply(Reply::error(404, code::NOT_FOUND, "unknown MCP server", &ReplyTo::Http));
+        };
+        let reply_to = ReplyTo::message(parsed.reply_id());
+        let messages = parsed.messages();
+        attrs.method = Some(match &parsed {
+            Body::Single(m) => m.method().unwrap_or("response").to_string(),
+            Body::Batch(_) => "batch".to_string(),
+        });
+        let mut list_ids = Vec::new();
+        for m in messages {
+            let Some(method) = m.method() else { continue };
+            let action = match Action::classify(method, m.params()) {
+                Ok(a) => a,
+                Err(e) => {
+                    attrs.decision = Some("error");
+                    attrs.reason = Some("invalid_params".into());
+                    return BodyOutcome::Reply(Reply::error(400, code::INVALID_PARAMS, &e.0, &reply_to));
+                }
+            };
+            if let Action::CallTool { name, .. } = action {
+                // A batch names its first tool; each denial names its own.
+                attrs.tool.get_or_insert_with(|| name.to_string());
+            }
+            if let Err(d) = policy.check(&action) {
+                attrs.decision = Some("deny");
+                attrs.reason = Some(d.reason.as_str().to_string());
+                if let Action::CallTool { name, .. } = action {
+                    attrs.tool = Some(name.to_string());
+                }
+                let data = serde_json::json!({ "reason": d.reason.as_str() });
+                return BodyOutcome::Reply(Reply::error_with_data(
+                    403,
+                    code::FORBIDDEN,
+                    &d.message,
+                    Some(data),
+                    &reply_to,
+                ));
+            }
+            if method == "tools/list" {
+                if let Some(id) = m.id() {
+                    list_ids.push(id.clone());
+                }
+            }
+        }
+        attrs.decision = Some("allow");
+        let mut forward = Forward::default();
+        if !list_ids.is_empty() && self.inspects_lists() {
+            // Pin JSON so the list can be inspected: no streaming bypass.
+            forward.set_headers.push(("accept", "application/json".to_string()));
+            forward.response = ResponsePlan::FilterToolsList { list_ids };
+        }
+        BodyOutcome::Forward(forward)
+    }
+
+    fn inspects_lists(&self) -> bool {
+        self.config.inspection.filter_tools_list
+    }
+
+    /// Response phase for [`ResponsePlan::FilterToolsList`]: the new body, if
+    /// it changed. An unreadable list is replaced by an error, never passed.
+    pub fn rewrite_tools_list(
+        &self,
+        req: &McpRequest,
+        list_ids: &[Value],
+        body: &[u8],
+    ) -> Result<Option<Vec<u8>>, Reply> {
+        let Some(policy) = self.effective(req) else {
+            return Ok(None);
+        };
+        let private = policy.client.is_some();
+        let visible = |t: &Value| t.get("name").and_then(Value::as_str).is_some_and(|n| policy.tool_visible(n));
+        match toolslist::rewrite(body, list_ids, private, visible) {
+            Ok(r) => Ok(r.body),
+            Err(e) => {
+                let to = ReplyTo::message(list_ids.first());
+                Err(Reply::error(
+                    502,
+                    code::UNAVAILABLE,
+                    &format!("the backend's tools/list answer could not be inspected: {e}"),
+                    &to,
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+servers:
+  - name: demo
+    policy:
+      deny_tools: [dangerous_delete]
+clients:
+  bot:
+    servers:
+      demo: { allow_tools: [echo] }
+"#;
+
+    fn gw() -> Gateway {
+        Gateway::from_plugin_config(CONFIG).unwrap()
+    }
+
+    fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut h = vec![(":method".to_string(), method.to_string()), (":path".to_string(), path.to_string())];
+        h.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        h
+    }
+
+    fn head_outcome(method: &str, path: &str, extra: &[(&str, &str)]) -> HeadOutcome {
+        let h = headers(method, path, extra);
+        gw().on_request_headers(&RequestHead { headers: &h }, &mut Attributes::default())
+    }
+
+    fn status(o: &HeadOutcome) -> u16 {
+        match o {
+            HeadOutcome::Reply(r) => r.status,
+            _ => 0,
+        }
+    }
+
+    const JSON: (&str, &str) = ("content-type", "application/json");
+
+    #[test]
+    fn routing() {
+        assert!(matches!(head_outcome("GET", "/other", &[]), HeadOutcome::PassThrough));
+        assert_eq!(status(&head_outcome("POST", "/mcp/nope", &[JSON])), 404);
+        assert_eq!(status(&head_outcome("POST", "/mcp/demo/x", &[JSON])), 404);
+        assert!(matches!(head_outcome("POST", "/mcp/demo?x=1", &[JSON]), HeadOutcome::ReadBody(_)));
+        assert!(matches!(head_outcome("GET", "/mcp/demo", &[]), HeadOutcome::Forward(_)));
+        assert!(matches!(head_outcome("DELETE", "/mcp/demo", &[]), HeadOutcome::Forward(_)));
+        assert_eq!(status(&head_outcome("PUT", "/mcp/demo", &[])), 405);
+    }
+
+    #[test]
+    fn post_header_checks() {
+        assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[])), 415);
+        assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[("content-type", "text/plain")])), 415);
+        assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[JSON, ("content-encoding", "gzip")])), 415);
+        assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[JSON, ("content-length", "99999999")])), 413);
+        let ok = head_outcome("POST", "/mcp/demo", &[("content-type", "Application/JSON; charset=utf-8")]);
+        assert!(matches!(ok, HeadOutcome::ReadBody(_)));
+    }
+
+    #[test]
+    fn internal_headers_are_found() {
+        let h = headers("POST", "/mcp/demo", &[("X-MCPX-Tool", "echo"), ("x-other", "1")]);
+        let head = RequestHead { headers: &h };
+        assert_eq!(head.internal_headers().collect::<Vec<_>>(), ["X-MCPX-Tool"]);
+    }
+
+    fn body(identity: Option<&str>, body: &str) -> (BodyOutcome, Attributes) {
+        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from) };
+        let mut a = Attributes::default();
+        (gw().on_request_body(&req, body.as_bytes(), &mut a), a)
+    }
+
+    #[test]
+    fn denied_call_is_403_with_id_and_tool() {
+        let (o, a) =
+            body(None, r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"dangerous_delete"}}"#);
+        let BodyOutcome::Reply(r) = o else { panic!("not denied") };
+        assert_eq!(r.status, 403);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["id"], 9);
+        assert!(v["error"]["message"].as_str().unwrap().contains("dangerous_delete"));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some("deny"), Some("dangerous_delete")));
+    }
+
+    #[test]
+    fn one_denied_element_rejects_the_batch() {
+        let (o, _) = body(
+            None,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"dangerous_delete"}}]"#,
+        );
+        assert!(matches!(o, BodyOutcome::Reply(r) if r.status == 403));
+    }
+
+    #[test]
+    fn client_override_applies_with_identity() {
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
+        assert!(matches!(body(None, call).0, BodyOutcome::Forward(_)));
+        assert!(matches!(body(Some("bot"), call).0, BodyOutcome::Reply(r) if r.status == 403));
+        assert!(matches!(body(Some("someone-else"), call).0, BodyOutcome::Forward(_)));
+    }
+
+    #[test]
+    fn tools_list_is_pinned_and_filtered() {
+        let (o, _) = body(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
+        let BodyOutcome::Forward(f) = o else { panic!() };
+        assert_eq!(f.set_headers, [("accept", "application/json".to_string())]);
+        let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
+        let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
+        let req = McpRequest { server: "demo".into(), identity: None };
+        let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes()).unwrap().unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
+        assert!(gw().rewrite_tools_list(&req, &list_ids, b"garbage").is_err());
+    }
+
+    #[test]
+    fn parse_errors_use_the_envelope() {
+        let (o, _) = body(None, "{not json");
+        let BodyOutcome::Reply(r) = o else { panic!() };
+        assert_eq!(r.status, 400);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["error"]["code"], -32700);
+    }
+}

@@ -1,0 +1,15 @@
+//! mcpx filter: an MCP-aware proxy-wasm HTTP filter for Envoy.
+//!
+//! Everything but `glue` is host-independent and unit-tested natively; `glue`
+//! is the thin proxy-wasm layer, compiled only for wasm.
+
+pub mod config;
+pub mod envelope;
+pub mod gateway;
+pub mod jsonrpc;
+pub mod policy;
+pub mod scalar;
+pub mod toolslist;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;

@@ -1,0 +1,400 @@
+//! Tool, resource and prompt policy (SPEC §3 Policy).
+//!
+//! A [`Policy`] is compiled once at configure time (regexes included). The
+//! effective decision for a request is the server's policy AND the client's
+//! override, each checked in turn, so an override can only narrow.
+
+use crate::config::{ArgRule, PolicyConfig};
+use crate::scalar;
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a message asks the backend to do, as far as policy is concerned.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Action<'a> {
+    CallTool {
+        name: &'a str,
+        args: Option<&'a Map<String, Value>>,
+    },
+    ReadResource {
+        uri: &'a str,
+    },
+    GetPrompt {
+        name: &'a str,
+    },
+    /// Discovery (`initialize`, `ping`, `*/list`, `server/discover`),
+    /// notifications and everything the backend owns the answer to.
+    Other,
+}
+
+/// The methods policy looks into; a case variant of one is refused, since a
+/// lenient backend might treat `Tools/Call` as `tools/call`.
+const POLICED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
+
+/// A message whose shape is wrong for its method (HTTP 400, -32602).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidParams(pub String);
+
+impl<'a> Action<'a> {
+    pub fn classify(method: &str, params: Option<&'a Value>) -> Result<Action<'a>, InvalidParams> {
+        let obj = || -> Result<&'a Map<String, Value>, InvalidParams> {
+            match params {
+                Some(Value::Object(o)) => Ok(o),
+                _ => Err(InvalidParams(format!("{method} needs \"params\" as an object"))),
+            }
+        };
+        let string = |o: &'a Map<String, Value>, key: &str| -> Result<&'a str, InvalidParams> {
+            match o.get(key) {
+                Some(Value::String(s)) => Ok(s),
+                _ => Err(InvalidParams(format!("{method} needs \"params.{key}\" as a string"))),
+            }
+        };
+        match method {
+            "tools/call" => {
+                let o = obj()?;
+                let args = match o.get("arguments") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Object(a)) => Some(a),
+                    Some(_) => return Err(InvalidParams("tools/call needs \"params.arguments\" as an object".into())),
+                };
+                Ok(Action::CallTool { name: string(o, "name")?, args })
+            }
+            "resources/read" => Ok(Action::ReadResource { uri: string(obj()?, "uri")? }),
+            "prompts/get" => Ok(Action::GetPrompt { name: string(obj()?, "name")? }),
+            m if POLICED_METHODS.iter().any(|p| p.eq_ignore_ascii_case(m)) => {
+                Err(InvalidParams(format!("method {m:?} is not a valid MCP method; method names are case-sensitive")))
+            }
+            _ => Ok(Action::Other),
+        }
+    }
+}
+
+/// Why a message was refused. The message names the tool (or resource or
+/// prompt) and the rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenyReason,
+    pub message: String,
+}
+
+/// The rule that refused, as a stable short word for audit and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    DenyList,
+    NotAllowed,
+    ReadOnly,
+    ArgumentRule,
+    Integrity,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::DenyList => "deny_list",
+            DenyReason::NotAllowed => "not_allowed",
+            DenyReason::ReadOnly => "read_only",
+            DenyReason::ArgumentRule => "argument_rule",
+            DenyReason::Integrity => "integrity",
+        }
+    }
+}
+
+fn deny(reason: DenyReason, message: String) -> Result<(), Denial> {
+    Err(Denial { reason, message })
+}
+
+/// One argument's compiled conditions.
+#[derive(Debug, Clone)]
+struct ArgCheck {
+    arg: String,
+    equals: Option<String>,
+    one_of: Option<Vec<String>>,
+    prefix: Option<String>,
+    suffix: Option<String>,
+    /// Anchored: the pattern must match the whole value.
+    regex: Option<(String, regex_lite::Regex)>,
+    /// `required: false` makes the argument optional; by default a rule on an
+    /// argument also requires it (fail closed).
+    optional: bool,
+}
+
+impl ArgCheck {
+    fn compile(arg: &str, r: &ArgRule) -> Result<Self, String> {
+        let regex = match &r.regex {
+            Some(re) => Some((re.clone(), regex_lite::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string())?)),
+            None => None,
+        };
+        Ok(Self {
+            arg: arg.to_string(),
+            equals: r.equals.as_ref().map(|s| s.0.clone()),
+            one_of: r.one_of.as_ref().map(|v| v.iter().map(|s| s.0.clone()).collect()),
+            prefix: r.prefix.clone(),
+            suffix: r.suffix.clone(),
+            regex,
+            optional: r.required == Some(false),
+        })
+    }
+
+    fn check(&self, tool: &str, args: Option<&Map<String, Value>>) -> Result<(), Denial> {
+        let a = &self.arg;
+        let Some(value) = args.and_then(|m| m.get(a)) else {
+            if self.optional {
+                return Ok(());
+            }
+            return deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} is required by policy"));
+        };
+        let Some(s) = scalar::normalise(value) else {
+            return deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} must be a string, number or boolean (rules fail closed on other values)"));
+        };
+        let fail = |rule: String| {
+            deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} violates rule {rule}"))
+        };
+        if let Some(e) = &self.equals {
+            if &s != e {
+                return fail(format!("equals {e:?}"));
+            }
+        }
+        if let Some(set) = &self.one_of {
+            if !set.contains(&s) {
+                return fail(format!("one_of {set:?}"));
+            }
+        }
+        if let Some(p) = &self.prefix {
+            if !s.starts_with(p.as_str()) {
+                return fail(format!("prefix {p:?}"));
+            }
+        }
+        if let Some(p) = &self.suffix {
+            if !s.ends_with(p.as_str()) {
+                return fail(format!("suffix {p:?}"));
+            }
+        }
+        if let Some((src, re)) = &self.regex {
+            if !re.is_match(&s) {
+                return fail(format!("regex {src:?}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A compiled policy layer.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    allow_tools: Option<BTreeSet<String>>,
+    deny_tools: BTreeSet<String>,
+    read_only: bool,
+    rules: BTreeMap<String, Vec<ArgCheck>>,
+    allow_resources: Vec<String>,
+    deny_resources: Vec<String>,
+    allow_prompts: Option<BTreeSet<String>>,
+    deny_prompts: BTreeSet<String>,
+}
+
+fn set_or_all(v: &[String]) -> Option<BTreeSet<String>> {
+    (!v.is_empty()).then(|| v.iter().cloned().collect())
+}
+
+impl Policy {
+    pub fn compile(p: &PolicyConfig) -> Result<Self, String> {
+        let mut rules = BTreeMap::new();
+        for (tool, rule) in &p.tool_rules {
+            let checks = rule
+                .args
+                .iter()
+                .map(|(arg, r)| {
+                    ArgCheck::compile(arg, r).map_err(|e| format!("tool_rules.{tool}.args.{arg}.regex: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(tool.clone(), checks);
+        }
+        Ok(Self {
+            allow_tools: set_or_all(&p.allow_tools),
+            deny_tools: p.deny_tools.iter().cloned().collect(),
+            read_only: p.read_only,
+            rules,
+            allow_resources: p.allow_resources.clone(),
+            deny_resources: p.deny_resources.clone(),
+            allow_prompts: set_or_all(&p.allow_prompts),
+            deny_prompts: p.deny_prompts.iter().cloned().collect(),
+        })
+    }
+
+    /// Whether the tool may be called at all (ignoring arguments): the test
+    /// used to filter `tools/list`.
+    pub fn tool_visible(&self, tool: &str) -> bool {
+        self.check_tool_name(tool).is_ok()
+    }
+
+    fn check_tool_name(&self, tool: &str) -> Result<(), Denial> {
+        if self.deny_tools.contains(tool) {
+            return deny(DenyReason::DenyList, format!("tool {tool:?} is denied by policy (deny_tools)"));
+        }
+        if let Some(allow) = &self.allow_tools {
+            if !allow.contains(tool) {
+                return deny(
+                    DenyReason::NotAllowed,
+                    format!("tool {tool:?} is not allowed by policy (not in allow_tools)"),
+                );
+            }
+        }
+        if self.read_only {
+            return deny(DenyReason::ReadOnly, format!("tool {tool:?} cannot be called: the server is read_only"));
+        }
+        Ok(())
+    }
+
+    pub fn check(&self, action: &Action<'_>) -> Result<(), Denial> {
+        match *action {
+            Action::CallTool { name, args } => {
+                self.check_tool_name(name)?;
+                for c in self.rules.get(name).into_iter().flatten() {
+                    c.check(name, args)?;
+                }
+                Ok(())
+            }
+            Action::ReadResource { uri } => {
+                if let Some(p) = self.deny_resources.iter().find(|p| uri.starts_with(p.as_str())) {
+                    return deny(
+                        DenyReason::DenyList,
+                        format!("resource {uri:?} is denied by policy (deny_resources {p:?})"),
+                    );
+                }
+                if !self.allow_resources.is_empty() && !self.allow_resources.iter().any(|p| uri.starts_with(p.as_str()))
+                {
+                    return deny(
+                        DenyReason::NotAllowed,
+                        format!("resource {uri:?} is not allowed by policy (no allow_resources prefix matches)"),
+                    );
+                }
+                Ok(())
+            }
+            Action::GetPrompt { name } => {
+                if self.deny_prompts.contains(name) {
+                    return deny(DenyReason::DenyList, format!("prompt {name:?} is denied by policy (deny_prompts)"));
+                }
+                if matches!(&self.allow_prompts, Some(a) if !a.contains(name)) {
+                    return deny(
+                        DenyReason::NotAllowed,
+                        format!("prompt {name:?} is not allowed by policy (not in allow_prompts)"),
+                    );
+                }
+                Ok(())
+            }
+            Action::Other => Ok(()),
+        }
+    }
+}
+
+/// The layers in force for one request: the server's and, for an identified
+/// client with an override, the client's.
+#[derive(Debug, Clone, Copy)]
+pub struct Effective<'a> {
+    pub server: &'a Policy,
+    pub client: Option<&'a Policy>,
+}
+
+impl Effective<'_> {
+    pub fn check(&self, action: &Action<'_>) -> Result<(), Denial> {
+        self.server.check(action)?;
+        match self.client {
+            Some(c) => c.check(action),
+            None => Ok(()),
+        }
+    }
+
+    pub fn tool_visible(&self, tool: &str) -> bool {
+        self.server.tool_visible(tool) && self.client.is_none_or(|c| c.tool_visible(tool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn policy(yaml: &str) -> Policy {
+        Policy::compile(&serde_yaml::from_str(yaml).unwrap()).unwrap()
+    }
+
+    fn call<'a>(v: &'a Value) -> Action<'a> {
+        Action::classify("tools/call", Some(v)).unwrap()
+    }
+
+    #[test]
+    fn deny_wins_over_allow() {
+        let p = policy("{allow_tools: [a, b], deny_tools: [b]}");
+        assert!(p.check(&call(&json!({"name": "a"}))).is_ok());
+        assert_eq!(p.check(&call(&json!({"name": "b"}))).unwrap_err().reason, DenyReason::DenyList);
+        assert_eq!(p.check(&call(&json!({"name": "c"}))).unwrap_err().reason, DenyReason::NotAllowed);
+    }
+
+    #[test]
+    fn read_only_blocks_calls_not_discovery() {
+        let p = policy("{read_only: true}");
+        assert_eq!(p.check(&call(&json!({"name": "a"}))).unwrap_err().reason, DenyReason::ReadOnly);
+        assert!(p.check(&Action::classify("tools/list", None).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn client_override_only_narrows() {
+        let server = policy("{allow_tools: [a, b]}");
+        let client = policy("{allow_tools: [b, c]}");
+        let eff = Effective { server: &server, client: Some(&client) };
+        assert!(eff.check(&call(&json!({"name": "b"}))).is_ok());
+        assert!(eff.check(&call(&json!({"name": "a"}))).is_err());
+        assert!(eff.check(&call(&json!({"name": "c"}))).is_err(), "client allow cannot widen");
+        assert!(!eff.tool_visible("c"));
+    }
+
+    #[test]
+    fn argument_rules() {
+        let p = policy(
+            r#"{tool_rules: {t: {args: {
+            path: {prefix: "/data/", suffix: ".txt"},
+            mode: {one_of: [r, 1, true], required: false},
+            n: {equals: 5},
+            id: {regex: "[a-z]+"}}}}}"#,
+        );
+        let ok = json!({"name": "t", "arguments": {"path": "/data/a.txt", "n": 5.0, "id": "abc"}});
+        assert!(p.check(&call(&ok)).is_ok());
+        for (args, why) in [
+            (json!({"path": "/etc/a.txt", "n": 5, "id": "a"}), "prefix"),
+            (json!({"path": "/data/a.sh", "n": 5, "id": "a"}), "suffix"),
+            (json!({"path": "/data/a.txt", "n": "5", "id": "a", "mode": "w"}), "one_of"),
+            (json!({"path": "/data/a.txt", "n": 6, "id": "a"}), "equals"),
+            (json!({"path": "/data/a.txt", "n": 5, "id": "abc1"}), "regex"),
+            (json!({"path": ["/data/a.txt"], "n": 5, "id": "a"}), "must be a string"),
+            (json!({"n": 5, "id": "a"}), "required"),
+        ] {
+            let v = json!({"name": "t", "arguments": args});
+            let e = p.check(&call(&v)).unwrap_err();
+            assert!(e.message.contains(why), "{why}: {}", e.message);
+            assert!(e.message.contains("\"t\""), "names the tool: {}", e.message);
+        }
+        let opt = json!({"name": "t", "arguments": {"path": "/data/a.txt", "n": true, "id": "a", "mode": true}});
+        assert!(p.check(&call(&opt)).unwrap_err().message.contains("equals"));
+    }
+
+    #[test]
+    fn shapes_and_case_variants() {
+        assert!(Action::classify("tools/call", Some(&json!([]))).is_err());
+        assert!(Action::classify("tools/call", Some(&json!({"name": 3}))).is_err());
+        assert!(Action::classify("tools/call", Some(&json!({"name": "x", "arguments": [1]}))).is_err());
+        assert!(Action::classify("Tools/Call", Some(&json!({"name": "x"}))).is_err());
+        assert_eq!(Action::classify("tools/list", None).unwrap(), Action::Other);
+    }
+
+    #[test]
+    fn resources_and_prompts() {
+        let p = policy(
+            "{allow_resources: [\"file:///data/\"], deny_resources: [\"file:///data/secret\"], deny_prompts: [evil]}",
+        );
+        let r = |u: &str| Action::ReadResource { uri: Box::leak(u.to_string().into_boxed_str()) };
+        assert!(p.check(&r("file:///data/a")).is_ok());
+        assert!(p.check(&r("file:///data/secret/x")).is_err());
+        assert!(p.check(&r("file:///etc/passwd")).is_err());
+        assert!(p.check(&Action::GetPrompt { name: "evil" }).is_err());
+        assert!(p.check(&Action::GetPrompt { name: "ok" }).is_ok());
+    }
+}

@@ -1,0 +1,228 @@
+//! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
+//! runs Envoy with the mcpx filter in front of your MCP servers.
+
+mod envoy;
+mod render;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mcpx_filter::config::{Config, Mode};
+use render::RenderOptions;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mcpx",
+    version,
+    about = "An MCP security gateway on Envoy: auth, tool policy, rug-pull protection, rate limits and audit in front of MCP servers",
+    long_about = "mcpx puts an Envoy proxy running the mcpx filter in front of your MCP servers.\n\
+        Clients connect to http://HOST:PORT/mcp/{server}; the gateway authenticates them, applies\n\
+        per-server and per-client tool policy, pins tool schemas, rate-limits, audits and forwards.\n\n\
+        Everything is configured in one file, mcpx.yaml (see docs/configuration.md).\n\
+        `mcpx -c mcpx.yaml` is the same as `mcpx run -c mcpx.yaml`.",
+    after_help = "Examples:\n  mcpx check -c mcpx.yaml           validate a config\n  mcpx run -c mcpx.yaml             start the gateway\n  mcpx render -c mcpx.yaml > envoy.yaml   the Envoy config, for your own Envoy or func-e"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the config, render the Envoy config and run Envoy (the default).
+    Run(RunArgs),
+    /// Validate the config and exit: 0 when valid, 1 with the error otherwise.
+    Check(ConfigArg),
+    /// Print the Envoy configuration `run` would use.
+    Render(RenderArgs),
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// The gateway configuration file.
+    #[arg(short, long, env = "MCPX_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct Locations {
+    /// Listen address, overriding `listen:` in the config (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Envoy admin address (always bind it to loopback).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// The filter .wasm [default: next to this binary or in its cargo target dir].
+    #[arg(long, env = "MCPX_WASM", value_name = "PATH")]
+    wasm: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    locations: Locations,
+    /// The Envoy binary [default: `envoy` on PATH].
+    #[arg(long, env = "ENVOY_BIN", value_name = "PATH")]
+    envoy: Option<PathBuf>,
+    /// Envoy worker threads [default: one per core].
+    #[arg(long, value_name = "N")]
+    concurrency: Option<u32>,
+    /// Envoy's log level (trace, debug, info, warn, error, critical, off).
+    #[arg(long, default_value = "warn", value_name = "LEVEL")]
+    log_level: String,
+    /// Where the rendered Envoy files go [default: a fresh temporary directory].
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct RenderArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    #[command(flatten)]
+    locations: Locations,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "yaml")]
+    format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Run(args)) => run(args),
+        None if cli.run.config.config.is_some() => run(cli.run),
+        None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
+        Some(Command::Check(c)) => load(&c).map(|(path, config)| {
+            println!(
+                "{}: valid ({} server{})",
+                path.display(),
+                config.servers.len(),
+                if config.servers.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }),
+        Some(Command::Render(args)) => render_cmd(&args),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("mcpx: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn load(arg: &ConfigArg) -> Result<(PathBuf, Config), String> {
+    let path = arg.config.clone().ok_or("no config given: pass -c mcpx.yaml")?;
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let config = Config::from_yaml(&text, Mode::Gateway).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((path, config))
+}
+
+fn render_options(
+    config: &Config,
+    loc: &Locations,
+    wasm_path: String,
+    bridge: Option<SocketAddr>,
+) -> Result<RenderOptions, String> {
+    let listen = match &loc.listen {
+        Some(l) => {
+            let mut c = config.clone();
+            c.listen = l.clone();
+            c.listen_addr().map_err(|e| format!("--listen: {}", e.message))?
+        }
+        None => config.listen_addr().map_err(|e| e.to_string())?,
+    };
+    if !loc.admin.ip().is_loopback() {
+        return Err(format!(
+            "--admin {} is not a loopback address; Envoy's admin API can change the proxy, so keep it on 127.0.0.1",
+            loc.admin
+        ));
+    }
+    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge })
+}
+
+fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
+    let (_, config) = load(&args.config)?;
+    // Rendering must work without a build: name the path even if absent.
+    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "mcpx_filter.wasm".into());
+    let opts = render_options(&config, &args.locations, wasm, Some(SocketAddr::from(([127, 0, 0, 1], 7070))))?;
+    let doc = render::bootstrap(&config, &opts)?;
+    let text = match args.format {
+        Format::Yaml => serde_yaml::to_string(&doc).map_err(|e| e.to_string())?,
+        Format::Json => serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run(args: RunArgs) -> Result<ExitCode, String> {
+    let (path, config) = load(&args.config)?;
+    let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
+    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?;
+    if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
+        return Err(format!(
+            "{}: stdio servers need the stdio bridge, which this build does not include yet",
+            path.display()
+        ));
+    }
+    let opts = render_options(&config, &args.locations, wasm.display().to_string(), None)?;
+    let bootstrap = render::bootstrap(&config, &opts)?;
+    let workdir = match &args.workdir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("mcpx-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&workdir).map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+    let config_path = workdir.join("envoy.json");
+    write_private(&config_path, &serde_json::to_vec_pretty(&bootstrap).map_err(|e| e.to_string())?)?;
+
+    let (host, port) = &opts.listen;
+    let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
+    let servers: Vec<String> =
+        config.servers.iter().map(|s| format!("http://{shown_host}:{port}/mcp/{}", s.name)).collect();
+    let ready_message = format!(
+        "mcpx: gateway ready on http://{host}:{port} (Envoy admin on {}); servers: {}",
+        opts.admin,
+        servers.join(", ")
+    );
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(envoy::run(envoy::Launch {
+        envoy: &envoy_bin,
+        config_path: &config_path,
+        admin: opts.admin,
+        log_level: &args.log_level,
+        concurrency: args.concurrency,
+        ready_message,
+    }))
+}
+
+/// Writes a file only the owner can read: rendered configs may hold secrets.
+fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(data).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

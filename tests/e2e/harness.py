@@ -1,0 +1,209 @@
+"""Real processes on 127.0.0.1 for end-to-end tests.
+
+Every test talks to a real Envoy running the real filter, started by the real
+`mcpx` binary, in front of the real demo server (or any other backend). Ports
+are picked free, readiness is polled (never slept for), and every process is
+stopped, and its group killed, when the test ends.
+
+Binaries come from the environment `make e2e` sets: MCPX_BIN, MCPX_DEMO_BIN,
+MCPX_WASM, ENVOY_BIN.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / ".artifacts"
+
+
+def env_path(name: str, default: str) -> str:
+    return os.environ.get(name) or str(ROOT / default)
+
+
+MCPX_BIN = env_path("MCPX_BIN", "target/release/mcpx")
+DEMO_BIN = env_path("MCPX_DEMO_BIN", "target/release/mcpx-demo")
+WASM = env_path("MCPX_WASM", "target/wasm32-wasip1/wasm/mcpx_filter.wasm")
+ENVOY_BIN = os.environ.get("ENVOY_BIN", "envoy")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "condition", proc: subprocess.Popen | None = None):
+    """Polls `predicate` until it returns a truthy value; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}")
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+def request(port: int, method: str, path: str, body: bytes | str | None = None,
+            headers: dict[str, str] | None = None, timeout: float = 10.0) -> Response:
+    """One HTTP/1.1 request on a fresh connection."""
+    if isinstance(body, str):
+        body = body.encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def jsonrpc(method: str, params: dict | None = None, id: int | str | None = 1) -> dict:
+    msg: dict = {"jsonrpc": "2.0", "method": method}
+    if id is not None:
+        msg["id"] = id
+    if params is not None:
+        msg["params"] = params
+    return msg
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+class Process:
+    """A child process in its own group, with its output kept in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **(env or {})}, start_new_session=True)
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class DemoServer:
+    """The demo MCP server (examples/demo-server), with its control surface."""
+
+    def __init__(self, name: str = "demo", extra: list[str] | None = None):
+        ready = Path(tempfile.mkdtemp(prefix="mcpx-demo-")) / "addr"
+        self.process = Process(f"demo-{name}", [DEMO_BIN, "--listen", "127.0.0.1:0", "--name", name,
+                                                "--ready-file", str(ready), *(extra or [])])
+        addr = wait_until(lambda: ready.exists() and ready.read_text().strip(), what="demo server address",
+                          proc=self.process.proc)
+        self.port = int(addr.rsplit(":", 1)[1])
+        wait_until(lambda: self._healthy(), what="demo server health", proc=self.process.proc)
+
+    def _healthy(self) -> bool:
+        try:
+            return request(self.port, "GET", "/_health").status == 200
+        except OSError:
+            return False
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    def received(self) -> list[dict]:
+        return request(self.port, "GET", "/_received").json()
+
+    def received_bodies(self) -> list[str]:
+        return [r.get("body", "") for r in self.received()]
+
+    def reset(self) -> None:
+        request(self.port, "POST", "/_reset")
+
+    def mode(self, **switches) -> dict:
+        return request(self.port, "POST", "/_mode", json.dumps(switches), JSON).json()
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+@dataclass
+class Gateway:
+    """`mcpx run` with a given mcpx.yaml, on free ports."""
+
+    config: str
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.dir = Path(tempfile.mkdtemp(prefix="mcpx-gw-"))
+        self.config_path = self.dir / "mcpx.yaml"
+        self.config_path.write_text(self.config)
+        self.port = free_port()
+        self.admin_port = free_port()
+        argv = [MCPX_BIN, "run", "-c", str(self.config_path), "--listen", f"127.0.0.1:{self.port}",
+                "--admin", f"127.0.0.1:{self.admin_port}", "--wasm", WASM, "--envoy", ENVOY_BIN,
+                "--workdir", str(self.dir / "run"), "--concurrency", "2", *self.extra_args]
+        self.process = Process("gateway", argv, self.env)
+        try:
+            wait_until(lambda: "gateway ready" in self.process.log(), timeout=60, what="gateway ready",
+                       proc=self.process.proc)
+        except Exception as e:
+            log = self.process.log()
+            self.process.stop()
+            raise RuntimeError(f"gateway did not start: {e}\n--- log ---\n{log[-4000:]}") from e
+
+    def request(self, method: str, path: str, body=None, headers=None, timeout: float = 10.0) -> Response:
+        return request(self.port, method, path, body, headers, timeout)
+
+    def post(self, server: str, message, headers: dict[str, str] | None = None, timeout: float = 10.0) -> Response:
+        body = message if isinstance(message, (bytes, str)) else json.dumps(message)
+        return self.request("POST", f"/mcp/{server}", body, {**JSON, **(headers or {})}, timeout)
+
+    def admin(self, path: str) -> Response:
+        return request(self.admin_port, "GET", path)
+
+    def stop(self) -> int:
+        return self.process.stop()
