@@ -5,6 +5,7 @@
 //! Order (SPEC §3): CORS (Envoy) → auth → parse → policy → rate limit
 //! (Envoy, from attributes set here) → forward → inspect the response.
 
+use crate::auth::{self, Auth, Check, Grant};
 use crate::config::{Config, ConfigError, Mode};
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::jsonrpc::{self, Body};
@@ -29,6 +30,7 @@ pub const MCP_PREFIX: &str = "/mcp/";
 pub struct Gateway {
     config: Config,
     servers: BTreeMap<String, ServerEntry>,
+    auth: Auth,
 }
 
 #[derive(Debug)]
@@ -90,6 +92,8 @@ pub struct McpRequest {
     pub server: String,
     /// The caller's identity, when auth established one.
     pub identity: Option<String>,
+    /// OAuth: the token's scopes, for per-tool step-up checks.
+    pub grant: Option<Grant>,
 }
 
 /// What to do with a complete request body.
@@ -149,7 +153,32 @@ impl Gateway {
                 entry.clients.insert(client.clone(), policy);
             }
         }
-        Ok(Self { config, servers })
+        let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
+        let auth = Auth::new(&config.auth, &names)?;
+        Ok(Self { config, servers, auth })
+    }
+
+    /// Authentication (static credentials or OAuth state); the glue feeds
+    /// the OAuth key set through it.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The header carrying the gateway's credential; the glue removes it
+    /// before anything is forwarded (no token passthrough).
+    pub fn credential_header(&self) -> Option<&str> {
+        self.auth.credential_header()
+    }
+
+    /// "Any valid credential" for gateway endpoints (/servers, /metrics,
+    /// /health detail): `Ok(None)` when auth is off, `Ok(Some(identity))`
+    /// for a valid credential, else the 401 (or 503) reply to send.
+    pub fn authenticate(&self, head: &RequestHead<'_>) -> Result<Option<String>, Reply> {
+        match self.auth.check(head, None, auth::now_secs()) {
+            Check::Open => Ok(None),
+            Check::Allowed(p) => Ok(Some(p.identity)),
+            Check::Refused(r) => Err(r.reply),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -169,10 +198,20 @@ impl Gateway {
     /// Phase 1: routing, auth and the checks that need no body.
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
+        if let Some(reply) = self.metadata(head) {
+            attrs.decision = Some("allow");
+            attrs.reason = Some("oauth_metadata".into());
+            return HeadOutcome::Reply(reply);
+        }
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;
         };
         if !self.servers.contains_key(server) {
+            // Only an authenticated caller learns which servers exist.
+            if let Err(reply) = self.authenticate(head) {
+                attrs.decision = Some("auth_failed");
+                return HeadOutcome::Reply(reply);
+            }
             let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
             let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
             attrs.decision = Some("error");
@@ -180,7 +219,19 @@ impl Gateway {
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
         attrs.server = Some(server.to_string());
-        let req = McpRequest { server: server.to_string(), identity: None };
+        // Auth before anything else, for every method (GET and DELETE too).
+        let principal = match self.auth.check(head, Some(server), auth::now_secs()) {
+            Check::Open => None,
+            Check::Allowed(p) => Some(p),
+            Check::Refused(r) => {
+                attrs.decision = Some("auth_failed");
+                attrs.reason = Some(r.reason.into());
+                return HeadOutcome::Reply(r.reply);
+            }
+        };
+        attrs.client = principal.as_ref().map(|p| p.identity.clone());
+        let (identity, grant) = principal.map_or((None, None), |p| (Some(p.identity), p.grant));
+        let req = McpRequest { server: server.to_string(), identity, grant };
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
@@ -208,6 +259,19 @@ impl Gateway {
                     .with_header("allow", "POST, GET, DELETE"),
                 )
             }
+        }
+    }
+
+    /// RFC 9728 metadata (oauth only), served without auth.
+    fn metadata(&self, head: &RequestHead<'_>) -> Option<Reply> {
+        let rest = head.path().strip_prefix(auth::oauth::METADATA_PATH)?;
+        let reply = self.auth.metadata(head)?;
+        match rest.strip_prefix(MCP_PREFIX) {
+            Some(server) if !self.servers.contains_key(server) => {
+                let msg = format!("no protected resource metadata: unknown MCP server {server:?}");
+                Some(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http))
+            }
+            _ => Some(reply),
         }
     }
 
@@ -294,6 +358,15 @@ impl Gateway {
                     Some(data),
                     &reply_to,
                 ));
+            }
+            // OAuth step-up: a tool may need scopes beyond the server's.
+            if let (Action::CallTool { name, .. }, Some(grant), Some(o)) = (&action, &req.grant, self.auth.oauth()) {
+                if let Some(r) = o.check_tool(&req.server, name, grant, &reply_to) {
+                    attrs.decision = Some("deny");
+                    attrs.reason = Some(r.reason.into());
+                    attrs.tool = Some(name.to_string());
+                    return BodyOutcome::Reply(r.reply);
+                }
             }
             if method == "tools/list" {
                 if let Some(id) = m.id() {
@@ -411,7 +484,7 @@ clients:
     }
 
     fn body(identity: Option<&str>, body: &str) -> (BodyOutcome, Attributes) {
-        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from) };
+        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from), grant: None };
         let mut a = Attributes::default();
         (gw().on_request_body(&req, body.as_bytes(), &mut a), a)
     }
@@ -452,7 +525,7 @@ clients:
         assert_eq!(f.set_headers, [("accept", "application/json".to_string())]);
         let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
-        let req = McpRequest { server: "demo".into(), identity: None };
+        let req = McpRequest { server: "demo".into(), identity: None, grant: None };
         let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes()).unwrap().unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);

@@ -78,6 +78,10 @@ impl HttpContext for HttpFilter {
         for name in head.internal_headers() {
             host::set_request_header(name, None);
         }
+        // No token passthrough: the gateway's credential never reaches a backend.
+        if let Some(name) = gateway.credential_header() {
+            host::set_request_header(name, None);
+        }
         match gateway.on_request_headers(&head, &mut self.attrs) {
             HeadOutcome::PassThrough => Action::Continue,
             HeadOutcome::Reply(r) => self.reply(&r),

@@ -4,6 +4,7 @@
 
 mod host;
 mod http;
+mod jwks;
 mod root;
 
 use proxy_wasm::traits::RootContext;

@@ -3,6 +3,7 @@
 
 use super::host::log;
 use super::http::HttpFilter;
+use super::jwks::{self, JwksFetcher};
 use crate::gateway::Gateway;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -11,9 +12,17 @@ use std::rc::Rc;
 #[derive(Default)]
 pub struct Root {
     gateway: Option<Rc<Gateway>>,
+    /// OAuth: fetches the key set (driven by on_tick).
+    jwks: JwksFetcher,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
+            self.jwks.on_response(o, token, body_size);
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -33,6 +42,13 @@ impl RootContext for Root {
         };
         match Gateway::from_plugin_config(text) {
             Ok(g) => {
+                if g.auth().oauth().is_some() {
+                    // Keys are fetched and shared from the tick, in every VM.
+                    if proxy_wasm::hostcalls::set_tick_period(jwks::TICK).is_err() {
+                        log(LogLevel::Error, "mcpx: cannot set a tick period; OAuth keys will not load");
+                    }
+                }
+                self.jwks = JwksFetcher::default();
                 self.gateway = Some(Rc::new(g));
                 true
             }
@@ -42,6 +58,12 @@ impl RootContext for Root {
                 log(LogLevel::Error, &format!("mcpx: invalid configuration: {e}"));
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
+            self.jwks.on_tick(o);
         }
     }
 
