@@ -83,6 +83,9 @@ pub enum HeadOutcome {
     ReadBody(McpRequest),
     /// GET (server stream) or DELETE (session end): forward as is.
     Forward(McpRequest),
+    /// OAuth keys are not loaded yet: hold the request and run the headers
+    /// phase again once they are; when waiting is over, send this 503.
+    AwaitKeys(Reply),
 }
 
 /// An authenticated request to one MCP server, carried from the headers to
@@ -177,7 +180,7 @@ impl Gateway {
         match self.auth.check(head, None, auth::now_secs()) {
             Check::Open => Ok(None),
             Check::Allowed(p) => Ok(Some(p.identity)),
-            Check::Refused(r) => Err(r.reply),
+            Check::Refused(r) | Check::NoKeys(r) => Err(r.reply),
         }
     }
 
@@ -227,6 +230,11 @@ impl Gateway {
                 attrs.decision = Some("auth_failed");
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::Reply(r.reply);
+            }
+            Check::NoKeys(r) => {
+                attrs.decision = Some("error");
+                attrs.reason = Some(r.reason.into());
+                return HeadOutcome::AwaitKeys(r.reply);
             }
         };
         attrs.client = principal.as_ref().map(|p| p.identity.clone());

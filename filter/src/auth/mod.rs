@@ -50,6 +50,9 @@ pub enum Check {
     Open,
     Allowed(Principal),
     Refused(Refusal),
+    /// OAuth before the first key set was loaded: wait for it (the glue
+    /// pauses the request), or send the 503 in here when waiting is over.
+    NoKeys(Refusal),
 }
 
 #[derive(Debug)]
@@ -165,7 +168,7 @@ fn header_values<'a>(head: &RequestHead<'a>, name: &str) -> Vec<&'a str> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
-pub fn bearer_token<'a>(value: &'a str) -> Option<&'a str> {
+pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return None;
@@ -189,7 +192,7 @@ fn presented<'a>(head: &RequestHead<'a>, header: &str, bearer: bool) -> Presente
             Some(t) => Presented::Token(t),
             None => Presented::Unusable("the Authorization header must be `Bearer <token>`"),
         },
-        [v] if v.is_empty() => Presented::Missing,
+        [""] => Presented::Missing,
         [v] => Presented::Token(v),
         _ => Presented::Unusable("more than one credential header was sent"),
     }

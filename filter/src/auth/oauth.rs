@@ -171,7 +171,7 @@ impl OAuth {
         };
         let verified = match self.verified(token, now) {
             Ok(v) => v,
-            Err(TokenError::NoKeys) => return Check::Refused(keys_unavailable(&self.jwks.uri)),
+            Err(TokenError::NoKeys) => return Check::NoKeys(keys_unavailable(&self.jwks.uri)),
             Err(e) => return Check::Refused(self.invalid_token(&challenge, &e)),
         };
         // A server accepts its own resource; gateway endpoints (/servers,
@@ -210,11 +210,7 @@ impl OAuth {
                     if matches!(e, TokenError::UnknownKid(_) | TokenError::NoKeys) {
                         s.refetch_wanted = true;
                     }
-                });
-                let v = match v {
-                    Ok(v) => v,
-                    Err(e) => return Err(e),
-                };
+                })?;
                 if s.cache.len() >= TOKEN_CACHE_MAX {
                     s.cache.retain(|_, t| t.expires_at.saturating_add(jwt::LEEWAY_SECS) >= now);
                     if s.cache.len() >= TOKEN_CACHE_MAX {

@@ -231,7 +231,7 @@ fn auth(yaml_auth: &str) -> Auth {
 fn status(c: &Check) -> u16 {
     match c {
         Check::Open | Check::Allowed(_) => 200,
-        Check::Refused(r) => r.reply.status,
+        Check::Refused(r) | Check::NoKeys(r) => r.reply.status,
     }
 }
 

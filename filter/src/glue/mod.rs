@@ -6,6 +6,7 @@ mod host;
 mod http;
 mod jwks;
 mod root;
+mod waiting;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

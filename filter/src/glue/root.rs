@@ -4,6 +4,7 @@
 use super::host::log;
 use super::http::HttpFilter;
 use super::jwks::{self, JwksFetcher};
+use super::waiting::{self, Waitable};
 use crate::gateway::Gateway;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
@@ -19,7 +20,9 @@ pub struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
-            self.jwks.on_response(o, token, body_size);
+            if self.jwks.on_response(o, token, body_size) {
+                waiting::wake(o.has_keys());
+            }
         }
     }
 }
@@ -64,11 +67,12 @@ impl RootContext for Root {
     fn on_tick(&mut self) {
         if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
             self.jwks.on_tick(o);
+            waiting::wake(o.has_keys());
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HttpFilter::new(self.gateway.clone())))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Waitable::new(context_id, HttpFilter::new(self.gateway.clone()))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
