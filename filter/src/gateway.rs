@@ -83,8 +83,9 @@ pub enum HeadOutcome {
     ReadBody(McpRequest),
     /// GET (server stream) or DELETE (session end): forward as is.
     Forward(McpRequest),
-    /// OAuth keys are not loaded yet: hold the request and run the headers
-    /// phase again once they are; when waiting is over, send this 503.
+    /// OAuth keys are not loaded yet (or a re-fetch may bring the token's
+    /// new `kid`): hold the request and run the headers phase again when
+    /// keys change; when waiting is over, send this reply (503 or 401).
     AwaitKeys(Reply),
 }
 
@@ -180,7 +181,7 @@ impl Gateway {
         match self.auth.check(head, None, auth::now_secs()) {
             Check::Open => Ok(None),
             Check::Allowed(p) => Ok(Some(p.identity)),
-            Check::Refused(r) | Check::NoKeys(r) => Err(r.reply),
+            Check::Refused(r) | Check::AwaitKeys(r) => Err(r.reply),
         }
     }
 
@@ -231,8 +232,8 @@ impl Gateway {
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::Reply(r.reply);
             }
-            Check::NoKeys(r) => {
-                attrs.decision = Some("error");
+            Check::AwaitKeys(r) => {
+                attrs.decision = Some(if r.reply.status == 401 { "auth_failed" } else { "error" });
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::AwaitKeys(r.reply);
             }
@@ -472,6 +473,40 @@ clients:
         assert!(matches!(head_outcome("GET", "/mcp/demo", &[]), HeadOutcome::Forward(_)));
         assert!(matches!(head_outcome("DELETE", "/mcp/demo", &[]), HeadOutcome::Forward(_)));
         assert_eq!(status(&head_outcome("PUT", "/mcp/demo", &[])), 405);
+    }
+
+    const AUTH_CONFIG: &str = "servers:\n  - name: demo\nauth:\n  enabled: true\n  clients:\n    - { name: bot, token: bot-token }\nclients:\n  bot:\n    servers:\n      demo: { allow_tools: [echo] }\n";
+
+    #[test]
+    fn auth_comes_first_for_every_method_and_sets_the_identity() {
+        let g = Gateway::from_plugin_config(AUTH_CONFIG).unwrap();
+        let run = |m: &str, p: &str, extra: &[(&str, &str)]| {
+            let h = headers(m, p, extra);
+            let mut a = Attributes::default();
+            let o = g.on_request_headers(&RequestHead { headers: &h }, &mut a);
+            (o, a)
+        };
+        for m in ["POST", "GET", "DELETE", "PUT"] {
+            let (o, a) = run(m, "/mcp/demo", &[JSON]);
+            assert_eq!(status(&o), 401, "{m}");
+            assert_eq!(a.decision, Some("auth_failed"));
+        }
+        let bot = ("authorization", "Bearer bot-token");
+        assert_eq!(status(&run("POST", "/mcp/nope", &[JSON]).0), 401, "unknown servers are not revealed");
+        assert_eq!(status(&run("POST", "/mcp/nope", &[JSON, bot]).0), 404);
+        let (o, a) = run("POST", "/mcp/demo", &[JSON, bot]);
+        let HeadOutcome::ReadBody(req) = o else { panic!("not authenticated") };
+        assert_eq!((req.identity.as_deref(), a.client.as_deref()), (Some("bot"), Some("bot")));
+        // The identity's override applies in the body phase.
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
+        assert!(matches!(g.on_request_body(&req, call, &mut a.clone()), BodyOutcome::Reply(r) if r.status == 403));
+        assert_eq!(g.credential_header(), Some("authorization"));
+        let servers =
+            |extra: &[(&str, &str)]| g.authenticate(&RequestHead { headers: &headers("GET", "/servers", extra) });
+        assert_eq!(servers(&[bot]), Ok(Some("bot".to_string())));
+        assert!(servers(&[("authorization", "Bearer bot-toke")]).is_err());
+        assert!(matches!(run("GET", "/other", &[]).0, HeadOutcome::PassThrough));
+        assert_eq!(gw().authenticate(&RequestHead { headers: &headers("GET", "/servers", &[]) }), Ok(None));
     }
 
     #[test]

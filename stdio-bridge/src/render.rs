@@ -325,7 +325,7 @@ mod tests {
         let text = serde_json::to_string(&b).unwrap();
         assert!(!text.contains("top-secret-value"));
         assert!(text.contains("sha256:"));
-        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\nauth:\n  enabled: true\n  type: oauth\n  oauth:\n    resource: https://gw.example.com/mcp\n    jwks_uri: https://auth.example.com/.well-known/jwks.json\n");
+        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\nauth:\n  enabled: true\n  type: oauth\n  oauth:\n    resource: https://gw.example.com/mcp\n    jwks_uri: https://auth.example.com/.well-known/jwks.json\n    issuer: https://auth.example.com\n");
         let c = &b["static_resources"]["clusters"][1];
         assert_eq!(c["name"], "mcpx_jwks");
         let tls = &c["transport_socket"]["typed_config"];

@@ -50,9 +50,10 @@ pub enum Check {
     Open,
     Allowed(Principal),
     Refused(Refusal),
-    /// OAuth before the first key set was loaded: wait for it (the glue
-    /// pauses the request), or send the 503 in here when waiting is over.
-    NoKeys(Refusal),
+    /// OAuth keys are not there yet (none loaded, or the token's `kid` is
+    /// new and a re-fetch is allowed): wait for them (the glue pauses the
+    /// request and asks again), or send this refusal when waiting is over.
+    AwaitKeys(Refusal),
 }
 
 #[derive(Debug)]

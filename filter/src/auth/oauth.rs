@@ -131,6 +131,12 @@ impl OAuth {
         s.keys.is_none() || s.refetch_wanted || s.fetched_at.is_none_or(|t| now.saturating_sub(t) >= REFRESH_SECS)
     }
 
+    /// Whether the current keys are old enough that fetching again is
+    /// allowed (the glue's shared lease enforces the same floor globally).
+    pub fn refetch_possible(&self, now: u64) -> bool {
+        self.state.borrow().fetched_at.is_none_or(|t| now >= t.saturating_add(REFETCH_FLOOR_SECS))
+    }
+
     // ---- requests ----
 
     pub fn check(&self, head: &RequestHead<'_>, server: Option<&str>, now: u64) -> Check {
@@ -171,7 +177,12 @@ impl OAuth {
         };
         let verified = match self.verified(token, now) {
             Ok(v) => v,
-            Err(TokenError::NoKeys) => return Check::NoKeys(keys_unavailable(&self.jwks.uri)),
+            Err(TokenError::NoKeys) => return Check::AwaitKeys(keys_unavailable(&self.jwks.uri)),
+            // Maybe a rotated key: wait for a re-fetch when the floor allows
+            // one, else refuse now (a flood of bogus kids stays cheap).
+            Err(e @ TokenError::UnknownKid(_)) if self.refetch_possible(now) => {
+                return Check::AwaitKeys(self.invalid_token(&challenge, &e))
+            }
             Err(e) => return Check::Refused(self.invalid_token(&challenge, &e)),
         };
         // A server accepts its own resource; gateway endpoints (/servers,

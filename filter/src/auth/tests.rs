@@ -231,7 +231,7 @@ fn auth(yaml_auth: &str) -> Auth {
 fn status(c: &Check) -> u16 {
     match c {
         Check::Open | Check::Allowed(_) => 200,
-        Check::Refused(r) | Check::NoKeys(r) => r.reply.status,
+        Check::Refused(r) | Check::AwaitKeys(r) => r.reply.status,
     }
 }
 
@@ -372,8 +372,14 @@ fn oauth_without_keys_fails_closed_and_unknown_kid_asks_for_refetch() {
     let o = a.oauth().unwrap();
     let rotated = mint(&key_b(), claims(json!({})));
     let h = head(&[("authorization", &bearer(&rotated))]);
-    assert_eq!(status(&a.check(&RequestHead { headers: &h }, Some("demo"), NOW)), 401);
+    // Keys fetched just now: no re-fetch yet, refused at once.
+    let c = a.check(&RequestHead { headers: &h }, Some("demo"), NOW);
+    assert!(matches!(&c, Check::Refused(r) if r.reply.status == 401), "{c:?}");
     assert!(o.fetch_wanted(NOW), "unknown kid asks for a refetch");
+    // Later, a re-fetch is allowed: the request waits for it (401 if it ends).
+    let later = NOW + oauth::REFETCH_FLOOR_SECS;
+    let c = a.check(&RequestHead { headers: &h }, Some("demo"), later);
+    assert!(matches!(&c, Check::AwaitKeys(r) if r.reply.status == 401), "{c:?}");
     o.install_jwks(&jwks(&[jwk(&key_a(), Some("key-a")), jwk(&key_b(), Some("key-b"))]), NOW).unwrap();
     assert_eq!(status(&a.check(&RequestHead { headers: &h }, Some("demo"), NOW)), 200);
     // A cached token still expires.
