@@ -224,6 +224,11 @@ pub struct OAuthConfig {
     /// metadata URLs; absent: taken from the request's scheme and authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// The Envoy cluster the filter fetches `jwks_uri` through; `mcpx`
+    /// renders `mcpx_jwks`. Mesh users name theirs (e.g. Istio's
+    /// `outbound|443||auth.example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_cluster: Option<String>,
 }
 
 fn default_identity_claim() -> String {

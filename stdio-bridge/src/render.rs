@@ -188,7 +188,8 @@ pub fn jwks_cluster(config: &Config) -> Result<Option<Value>, String> {
     let Some(o) = a.oauth.as_ref().filter(|_| a.enabled && a.kind == AuthType::Oauth) else {
         return Ok(None);
     };
-    let src = JwksSource::parse(&o.jwks_uri, DEFAULT_JWKS_CLUSTER).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
+    let cluster = o.jwks_cluster.as_deref().unwrap_or(DEFAULT_JWKS_CLUSTER);
+    let src = JwksSource::parse(&o.jwks_uri, cluster).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
     let u = BackendUrl::parse(&o.jwks_uri).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
     let is_ip = u.host.parse::<std::net::IpAddr>().is_ok();
     let mut cluster = json!({

@@ -74,7 +74,11 @@ struct State {
 impl OAuth {
     pub fn new(o: &OAuthConfig, servers: &[String]) -> Result<Self, ConfigError> {
         let err = |key: &str, message: String| ConfigError { key: format!("auth.oauth.{key}"), message };
-        let jwks = JwksSource::parse(&o.jwks_uri, DEFAULT_JWKS_CLUSTER).map_err(|m| err("jwks_uri", m))?;
+        let cluster = o.jwks_cluster.as_deref().unwrap_or(DEFAULT_JWKS_CLUSTER);
+        if cluster.trim().is_empty() {
+            return Err(err("jwks_cluster", "must name an Envoy cluster (default mcpx_jwks)".into()));
+        }
+        let jwks = JwksSource::parse(&o.jwks_uri, cluster).map_err(|m| err("jwks_uri", m))?;
         let mut authorization_servers = o.authorization_servers.clone();
         if authorization_servers.is_empty() {
             authorization_servers.extend(o.issuer.clone());

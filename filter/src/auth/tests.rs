@@ -441,3 +441,17 @@ fn render_seals_static_credentials() {
     assert_eq!(e.key, "auth.token");
     assert!(e.message.contains("T is not set"), "{e}");
 }
+
+#[test]
+fn jwks_source_and_cluster() {
+    let o = oauth_auth();
+    let src = &o.oauth().unwrap().jwks;
+    assert_eq!(
+        (src.cluster.as_str(), src.authority.as_str(), src.path.as_str()),
+        ("mcpx_jwks", "auth.example.com", "/jwks.json")
+    );
+    let mesh = auth(&format!("{OAUTH}    jwks_cluster: \"outbound|443||auth.example.com\"\n"));
+    assert_eq!(mesh.oauth().unwrap().jwks.cluster, "outbound|443||auth.example.com");
+    let s = oauth::JwksSource::parse("http://127.0.0.1:8081/keys", "c").unwrap();
+    assert_eq!((s.authority.as_str(), s.path.as_str()), ("127.0.0.1:8081", "/keys"));
+}
