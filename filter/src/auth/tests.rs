@@ -455,3 +455,15 @@ fn jwks_source_and_cluster() {
     let s = oauth::JwksSource::parse("http://127.0.0.1:8081/keys", "c").unwrap();
     assert_eq!((s.authority.as_str(), s.path.as_str()), ("127.0.0.1:8081", "/keys"));
 }
+
+#[test]
+fn odd_signature_lengths_fail_without_panicking() {
+    let t = mint(&key_a(), claims(json!({})));
+    let (signed, _) = t.rsplit_once('.').unwrap();
+    for len in [0usize, 1, 10, 255, 257, 600] {
+        let forged = format!("{signed}.{}", b64::encode(&vec![0x41; len]));
+        assert_eq!(verify(&forged).unwrap_err(), TokenError::Signature, "{len}");
+    }
+    let modulus_sized = format!("{signed}.{}", b64::encode(&[0xff; 256]));
+    assert_eq!(verify(&modulus_sized).unwrap_err(), TokenError::Signature);
+}
