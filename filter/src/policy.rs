@@ -5,6 +5,7 @@
 //! override, each checked in turn, so an override can only narrow.
 
 use crate::config::{ArgRule, PolicyConfig};
+use crate::resource_uri;
 use crate::scalar;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -85,6 +86,8 @@ pub enum DenyReason {
     ReadOnly,
     ArgumentRule,
     Integrity,
+    /// A resource URI with dot segments or encoded separators (fail closed).
+    ResourceUri,
 }
 
 impl DenyReason {
@@ -95,6 +98,7 @@ impl DenyReason {
             DenyReason::ReadOnly => "read_only",
             DenyReason::ArgumentRule => "argument_rule",
             DenyReason::Integrity => "integrity",
+            DenyReason::ResourceUri => "resource_uri",
         }
     }
 }
@@ -191,6 +195,16 @@ pub struct Policy {
     deny_prompts: BTreeSet<String>,
 }
 
+/// Resource prefixes in the normal form URIs are compared in.
+fn resource_prefixes(v: &[String], key: &str) -> Result<Vec<String>, String> {
+    v.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            resource_uri::normalise(p).map_err(|why| format!("{key}[{i}]: {p:?} is not usable because {why}"))
+        })
+        .collect()
+}
+
 fn set_or_all(v: &[String]) -> Option<BTreeSet<String>> {
     (!v.is_empty()).then(|| v.iter().cloned().collect())
 }
@@ -213,8 +227,8 @@ impl Policy {
             deny_tools: p.deny_tools.iter().cloned().collect(),
             read_only: p.read_only,
             rules,
-            allow_resources: p.allow_resources.clone(),
-            deny_resources: p.deny_resources.clone(),
+            allow_resources: resource_prefixes(&p.allow_resources, "allow_resources")?,
+            deny_resources: resource_prefixes(&p.deny_resources, "deny_resources")?,
             allow_prompts: set_or_all(&p.allow_prompts),
             deny_prompts: p.deny_prompts.iter().cloned().collect(),
         })
@@ -254,13 +268,28 @@ impl Policy {
                 Ok(())
             }
             Action::ReadResource { uri } => {
-                if let Some(p) = self.deny_resources.iter().find(|p| uri.starts_with(p.as_str())) {
+                if self.allow_resources.is_empty() && self.deny_resources.is_empty() {
+                    return Ok(());
+                }
+                // Compare normal forms; refuse what a backend might resolve
+                // differently from the text (crate::resource_uri).
+                let norm = match resource_uri::normalise(uri) {
+                    Ok(n) => n,
+                    Err(why) => {
+                        return deny(
+                            DenyReason::ResourceUri,
+                            format!("resource {uri:?} is refused because {why} (resource rules apply to this server)"),
+                        )
+                    }
+                };
+                if let Some(p) = self.deny_resources.iter().find(|p| norm.starts_with(p.as_str())) {
                     return deny(
                         DenyReason::DenyList,
                         format!("resource {uri:?} is denied by policy (deny_resources {p:?})"),
                     );
                 }
-                if !self.allow_resources.is_empty() && !self.allow_resources.iter().any(|p| uri.starts_with(p.as_str()))
+                if !self.allow_resources.is_empty()
+                    && !self.allow_resources.iter().any(|p| norm.starts_with(p.as_str()))
                 {
                     return deny(
                         DenyReason::NotAllowed,
