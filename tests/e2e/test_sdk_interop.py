@@ -3,6 +3,8 @@ the SDK's own MCPServer (Streamable HTTP) behind the gateway. Hardening must
 not break legitimate traffic, and a denied call must still surface as an error."""
 
 import asyncio
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -86,3 +88,46 @@ def test_sdk_client_through_gateway(mode, sdk_server, gateway_factory, request):
         assert (kind, code) == ("error", -32003), got
     assert "secret_delete" in got["denied:secret_delete"][2] and "deny_tools" in got["denied:secret_delete"][2]
     assert "one_of" in got["denied:weather"][2]
+
+
+def conformance_command() -> list[str] | None:
+    """The official conformance runner (scripts/conformance.sh installs it with
+    Node 22 from npm), or None when npm cannot provide it here."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "conformance.sh"
+    try:
+        out = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    return out.split() or None
+
+
+def conformance_results(cmd: list[str], url: str) -> dict[str, bool]:
+    """Scenario -> passed, from the runner's summary lines (`✓ name: …` / `✗ name: …`)."""
+    out = subprocess.run([*cmd, "server", "--url", url], capture_output=True, text=True, timeout=300).stdout
+    results = {}
+    for line in out.splitlines():
+        m = re.match(r"^([✓✗]) ([\w.-]+): \d+ passed, \d+ failed", line)
+        if m:
+            results[m.group(2)] = m.group(1) == "✓"
+    assert results, f"no scenario summary in the runner output:\n{out[-3000:]}"
+    return results
+
+
+def test_conformance_runner_direct_vs_gateway(sdk_server, gateway_factory):
+    """Every conformance scenario that passes against the server addressed
+    directly also passes through the gateway."""
+    kind, url = sdk_server
+    if kind == "sse":
+        pytest.skip("SSE-mode server: tools/list Accept pin (see test_sdk_client_through_gateway)")
+    cmd = conformance_command()
+    if cmd is None:
+        pytest.skip("the conformance runner could not be installed from npm (scripts/conformance.sh)")
+    gw = gateway_factory(CONFIG.format(url=url))
+    direct = conformance_results(cmd, url)
+    via = conformance_results(cmd, f"http://127.0.0.1:{gw.port}/mcp/sdk")
+    passed_direct = sorted(s for s, ok in direct.items() if ok)
+    assert len(passed_direct) >= 5, direct
+    print(f"conformance: {len(passed_direct)}/{len(direct)} pass directly, "
+          f"{sum(via.values())}/{len(via)} through the gateway")
+    lost = [s for s in passed_direct if not via.get(s)]
+    assert not lost, f"pass directly but fail through the gateway: {lost}"
