@@ -30,7 +30,7 @@ pub enum Action<'a> {
 
 /// The methods policy looks into; a case variant of one is refused, since a
 /// lenient backend might treat `Tools/Call` as `tools/call`.
-const POLICED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
+const POLICED_METHODS: [&str; 4] = ["tools/call", "resources/read", "resources/subscribe", "prompts/get"];
 
 /// A message whose shape is wrong for its method (HTTP 400, -32602).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,7 +60,9 @@ impl<'a> Action<'a> {
                 };
                 Ok(Action::CallTool { name: string(o, "name")?, args })
             }
-            "resources/read" => Ok(Action::ReadResource { uri: string(obj()?, "uri")? }),
+            // Subscribing to a resource one may not read would still leak its
+            // update notifications, so it is held to the same URI rules.
+            "resources/read" | "resources/subscribe" => Ok(Action::ReadResource { uri: string(obj()?, "uri")? }),
             "prompts/get" => Ok(Action::GetPrompt { name: string(obj()?, "name")? }),
             m if POLICED_METHODS.iter().any(|p| p.eq_ignore_ascii_case(m)) => {
                 Err(InvalidParams(format!("method {m:?} is not a valid MCP method; method names are case-sensitive")))
