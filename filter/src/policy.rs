@@ -417,6 +417,24 @@ mod tests {
     }
 
     #[test]
+    fn overrides_narrow_resources_and_prompts() {
+        let server = policy("{allow_resources: [\"file:///data/\"], allow_prompts: [a, b]}");
+        let client = policy("{allow_resources: [\"file:///data/public/\", \"file:///etc/\"], deny_prompts: [b]}");
+        let eff = Effective { server: &server, client: Some(&client) };
+        assert!(eff.check(&Action::ReadResource { uri: "file:///data/public/x" }).is_ok());
+        assert!(eff.check(&Action::ReadResource { uri: "file:///data/private" }).is_err());
+        assert!(eff.check(&Action::ReadResource { uri: "file:///etc/passwd" }).is_err(), "cannot widen");
+        assert!(eff.check(&Action::GetPrompt { name: "a" }).is_ok());
+        assert!(eff.check(&Action::GetPrompt { name: "b" }).is_err());
+        // A client-only resource rule still refuses dot segments.
+        let open = Policy::default();
+        let eff = Effective { server: &open, client: Some(&client) };
+        let e = eff.check(&Action::ReadResource { uri: "file:///data/public/../../etc/x" }).unwrap_err();
+        assert_eq!(e.reason, DenyReason::ResourceUri);
+        assert!(Policy::compile(&serde_yaml::from_str("{deny_resources: [\"file:///a/../b\"]}").unwrap()).is_err());
+    }
+
+    #[test]
     fn resources_and_prompts() {
         let p = policy(
             "{allow_resources: [\"file:///data/\"], deny_resources: [\"file:///data/secret\"], deny_prompts: [evil]}",

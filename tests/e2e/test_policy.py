@@ -65,3 +65,16 @@ def test_header_mismatch_answer_names_header_and_keeps_id(demo, gateway_factory)
     assert body["id"] == "m-1" and body["error"]["code"] == -32020
     assert "Mcp-Name" in body["error"]["message"]
     assert demo.received() == []
+
+
+def test_internal_headers_are_stripped_and_agreeing_mcp_headers_pass(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url))
+    demo.reset()
+    msg = jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}, id=1)
+    spoofed = {"X-MCPX-Tool": "ping", "x-mcpx-client": "admin", "X-Mcpx-Server": "other", "x-mcpx-anything": "1"}
+    modern = {"Mcp-Method": "tools/call", "Mcp-Name": "echo", "Mcp-Param-Text": "hi"}
+    r = gw.post("demo", msg, headers={**spoofed, **modern})
+    assert r.status == 200, r.text
+    got = demo.received()[-1]["headers"]
+    assert not [h for h in got if h.startswith("x-mcpx-")], got
+    assert (got.get("mcp-method"), got.get("mcp-name"), got.get("mcp-param-text")) == ("tools/call", "echo", "hi")
