@@ -54,6 +54,7 @@ impl Vector {
         }
         match self.encoding.as_deref() {
             Some("latin1") => text.chars().map(|c| c as u32 as u8).collect(),
+            Some("utf-16le") => text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
             None => text.into_bytes(),
             Some(other) => panic!("{}: unknown encoding {other}", self.name),
         }

@@ -43,7 +43,7 @@ def body_bytes(v: dict) -> bytes:
     text = v["body"]
     for marker, (unit, n) in (v.get("repeat") or {}).items():
         text = text.replace(marker, unit * n)
-    return text.encode("latin-1" if v.get("encoding") == "latin1" else "utf-8")
+    return text.encode({"latin1": "latin-1", "utf-16le": "utf-16-le", None: "utf-8"}[v.get("encoding")])
 
 
 def send(port: int, v: dict) -> tuple[int, bytes]:
