@@ -46,9 +46,11 @@ def sdk_server(request):
         except OSError:
             return False
 
-    wait_until(up, timeout=30, what="SDK server", proc=proc.proc)
-    yield request_mode, f"http://127.0.0.1:{port}/mcp"
-    proc.stop()
+    try:
+        wait_until(up, timeout=30, what="SDK server", proc=proc.proc)
+        yield request_mode, f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.stop()
 
 
 async def session(url: str, mode: str) -> dict:
