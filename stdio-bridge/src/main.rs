@@ -3,6 +3,7 @@
 
 mod envoy;
 mod render;
+mod snippets;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpx_filter::config::{Config, Mode};
@@ -89,6 +90,9 @@ struct RenderArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "yaml")]
     format: Format,
+    /// Print only the pieces to add to your own Envoy (filter, routes, clusters, ...), with where each goes.
+    #[arg(long)]
+    snippets: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -158,6 +162,16 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
         .unwrap_or_else(|_| "mcpx_filter.wasm".into());
     let opts = render_options(&config, &args.locations, wasm, Some(SocketAddr::from(([127, 0, 0, 1], 7070))))?;
     let doc = render::bootstrap(&config, &opts)?;
+    if args.snippets {
+        let snippets = snippets::Snippets::from_bootstrap(&doc)?;
+        let name = args.config.config.as_deref().and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy();
+        let text = match args.format {
+            Format::Yaml => snippets.to_yaml(&name)?,
+            Format::Json => serde_json::to_string_pretty(&snippets.to_json()).map_err(|e| e.to_string())? + "\n",
+        };
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let text = match args.format {
         Format::Yaml => serde_yaml::to_string(&doc).map_err(|e| e.to_string())?,
         Format::Json => serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
