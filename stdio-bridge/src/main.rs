@@ -36,7 +36,7 @@ enum Command {
     /// Validate the config, render the Envoy config and run Envoy (the default).
     Run(RunArgs),
     /// Validate the config and exit: 0 when valid, 1 with the error otherwise.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Print the Envoy configuration `run` would use.
     Render(RenderArgs),
 }
@@ -46,6 +46,15 @@ struct ConfigArg {
     /// The gateway configuration file.
     #[arg(short, long, env = "MCPX_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Check it as the filter's plugin configuration (Envoy/Istio: servers need no url or command).
+    #[arg(long)]
+    plugin: bool,
 }
 
 #[derive(Args, Clone)]
@@ -107,15 +116,17 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         None if cli.run.config.config.is_some() => run(cli.run),
         None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
-        Some(Command::Check(c)) => load(&c).map(|(path, config)| {
-            println!(
-                "{}: valid ({} server{})",
-                path.display(),
-                config.servers.len(),
-                if config.servers.len() == 1 { "" } else { "s" }
-            );
-            ExitCode::SUCCESS
-        }),
+        Some(Command::Check(c)) => {
+            load_as(&c.config, if c.plugin { Mode::Plugin } else { Mode::Gateway }).map(|(path, config)| {
+                println!(
+                    "{}: valid ({} server{})",
+                    path.display(),
+                    config.servers.len(),
+                    if config.servers.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::SUCCESS
+            })
+        }
         Some(Command::Render(args)) => render_cmd(&args),
     };
     result.unwrap_or_else(|e| {
@@ -125,9 +136,13 @@ fn main() -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> Result<(PathBuf, Config), String> {
+    load_as(arg, Mode::Gateway)
+}
+
+fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
     let path = arg.config.clone().ok_or("no config given: pass -c mcpx.yaml")?;
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config = Config::from_yaml(&text, Mode::Gateway).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = Config::from_yaml(&text, mode).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, config))
 }
 

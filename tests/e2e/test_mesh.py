@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import JSON, ROOT, WASM, jsonrpc, request, free_port
+import subprocess
+
+from harness import JSON, MCPX_BIN, ROOT, WASM, free_port, jsonrpc, request
 from test_snippets import UserEnvoy
 
 ISTIO = ROOT / "envoy" / "istio"
@@ -118,3 +120,18 @@ def test_mesh_plugin_config_enforces_policy_in_envoy(demo, source):
         assert post("nope", jsonrpc("tools/list")).status == 404
     finally:
         envoy.stop()
+
+
+def test_mcpx_check_plugin_accepts_the_plugin_configs(tmp_path):
+    for i, text in enumerate([wasmplugin_config(), envoyfilter_config()]):
+        f = tmp_path / f"plugin{i}.yaml"
+        f.write_text(text)
+        r = subprocess.run([MCPX_BIN, "check", "--plugin", "-c", str(f)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        # The standalone gateway needs a url per server: plugin mode really differs.
+        r = subprocess.run([MCPX_BIN, "check", "-c", str(f)], capture_output=True, text=True)
+        assert r.returncode == 1 and ".url" in r.stderr, r.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('{"servers": [{"name": "a", "policy": {"allow_tool": ["x"]}}]}')
+    r = subprocess.run([MCPX_BIN, "check", "--plugin", "-c", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 1 and "allow_tool" in r.stderr
