@@ -135,3 +135,38 @@ def test_mcpx_check_plugin_accepts_the_plugin_configs(tmp_path):
     bad.write_text('{"servers": [{"name": "a", "policy": {"allow_tool": ["x"]}}]}')
     r = subprocess.run([MCPX_BIN, "check", "--plugin", "-c", str(bad)], capture_output=True, text=True)
     assert r.returncode == 1 and "allow_tool" in r.stderr
+
+
+def limited_gateway(demo):
+    """The rate-limit EnvoyFilter's config with its bucket shrunk to 2 tokens
+    that never refill, so the third request is limited whatever the machine's speed."""
+    boot, port, admin = mesh_bootstrap(envoyfilter_config(), demo.port)
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    [rl] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"]
+    rl["typed_config"]["token_bucket"] = {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval": "3600s"}
+    return UserEnvoy(boot, admin), port
+
+
+def test_mesh_rate_limit_filter_enforces_at_filter_level(demo):
+    """Enforced as a filter-level config: no per-route config needed."""
+    envoy, port = limited_gateway(demo)
+    try:
+        codes = [request(port, "POST", "/mcp/filesystem", json.dumps(jsonrpc("ping")), JSON).status
+                 for _ in range(3)]
+        assert codes == [200, 200, 429], codes
+    finally:
+        envoy.stop()
+
+
+@pytest.mark.xfail(reason="known bug: the filter buffers every tools/list response for filtering, also "
+                          "Envoy's own local replies (429 rate limited, 503 upstream connect error or no healthy upstream), and turns "
+                          "them into 502 'could not be inspected'; it should pass local replies through "
+                          "(response.code_details != via_upstream)")
+def test_rate_limited_tools_list_is_429_not_502(demo):
+    envoy, port = limited_gateway(demo)
+    try:
+        codes = [request(port, "POST", "/mcp/filesystem", json.dumps(jsonrpc("tools/list")), JSON).status
+                 for _ in range(3)]
+        assert codes == [200, 200, 429], codes
+    finally:
+        envoy.stop()
