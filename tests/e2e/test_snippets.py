@@ -158,3 +158,35 @@ def test_snippets_refuse_an_invalid_config(tmp_path):
     r = subprocess.run([MCPX_BIN, "render", "--snippets", "-c", str(bad)], capture_output=True, text=True)
     assert r.returncode == 1 and r.stdout == ""
     assert "polcy" in r.stderr
+
+
+def is_abridged(doc, real, path="") -> list[str]:
+    """Where the doc's abridged YAML differs from the real output: every key it
+    shows must exist with the value shown (values containing "..." are elided)."""
+    if isinstance(doc, str) and "..." in doc:
+        return []
+    if isinstance(doc, dict):
+        if not isinstance(real, dict):
+            return [f"{path}: not an object in the real output"]
+        out = []
+        for k, v in doc.items():
+            out += is_abridged(v, real[k], f"{path}.{k}") if k in real else [f"{path}.{k}: not in the real output"]
+        return out
+    if isinstance(doc, list):
+        if not isinstance(real, list) or len(doc) != len(real):
+            return [f"{path}: {len(doc)} items shown, the real output has {len(real) if isinstance(real, list) else 'none'}"]
+        return [e for i, (d, r) in enumerate(zip(doc, real)) for e in is_abridged(d, r, f"{path}[{i}]")]
+    return [] if doc == real else [f"{path}: shown {doc!r}, real {real!r}"]
+
+
+def test_documented_snippets_output_matches_the_real_output(tmp_path):
+    mcpx_yaml = tmp_path / "mcpx.yaml"
+    mcpx_yaml.write_text(doc_example("mcpx.yaml"))
+    shown = yaml.safe_load(doc_example("snippets-output"))
+    real = snippets(mcpx_yaml)
+    # The doc shows the path a user passes; the test renders with the real build.
+    real["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = \
+        "/etc/envoy/mcpx_filter.wasm"
+    assert set(shown) <= set(real)
+    diffs = is_abridged(shown, real)
+    assert not diffs, "docs/deployment.md's snippets output is out of date:\n  " + "\n  ".join(diffs)
