@@ -10,8 +10,8 @@ use crate::envelope::{code, Reply, ReplyTo};
 use crate::gateway::{RequestHead, MCP_PREFIX};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
 
 pub const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
 /// The Envoy cluster the JWKS is fetched through (rendered by `mcpx`).
@@ -35,7 +35,9 @@ pub struct OAuth {
     servers: Vec<String>,
     /// Where the key set comes from.
     pub jwks: JwksSource,
-    state: RefCell<State>,
+    /// A Mutex, not a RefCell, only so a `Gateway` stays `Sync` (the fuzz
+    /// targets and the native binary may share one); wasm never contends.
+    state: Mutex<State>,
 }
 
 /// How to fetch the JWKS through Envoy.
@@ -92,8 +94,13 @@ impl OAuth {
             authorization_servers,
             servers: servers.to_vec(),
             jwks,
-            state: RefCell::new(State::default()),
+            state: Mutex::new(State::default()),
         })
+    }
+
+    /// The per-VM state; a poisoned lock (a panic elsewhere) is still usable.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Server `name`'s resource URI: the audience its tokens must name.
@@ -117,7 +124,7 @@ impl OAuth {
     pub fn install_jwks(&self, body: &[u8], fetched_at: u64) -> Result<usize, String> {
         let set = KeySet::parse(body)?;
         let n = set.len();
-        let mut s = self.state.borrow_mut();
+        let mut s = self.state();
         s.keys = Some(set);
         s.fetched_at = Some(fetched_at);
         s.refetch_wanted = false;
@@ -126,19 +133,19 @@ impl OAuth {
     }
 
     pub fn has_keys(&self) -> bool {
-        self.state.borrow().keys.is_some()
+        self.state().keys.is_some()
     }
 
     /// Whether this VM would like a fetch now (the glue applies the floor).
     pub fn fetch_wanted(&self, now: u64) -> bool {
-        let s = self.state.borrow();
+        let s = self.state();
         s.keys.is_none() || s.refetch_wanted || s.fetched_at.is_none_or(|t| now.saturating_sub(t) >= REFRESH_SECS)
     }
 
     /// Whether the current keys are old enough that fetching again is
     /// allowed (the glue's shared lease enforces the same floor globally).
     pub fn refetch_possible(&self, now: u64) -> bool {
-        self.state.borrow().fetched_at.is_none_or(|t| now >= t.saturating_add(REFETCH_FLOOR_SECS))
+        self.state().fetched_at.is_none_or(|t| now >= t.saturating_add(REFETCH_FLOOR_SECS))
     }
 
     // ---- requests ----
@@ -217,7 +224,7 @@ impl OAuth {
     /// time window is re-checked on every use.
     fn verified(&self, token: &str, now: u64) -> Result<VerifiedToken, TokenError> {
         let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let mut s = self.state.borrow_mut();
+        let mut s = self.state();
         let verified = match s.cache.get(&key) {
             Some(v) => v.clone(),
             None => {
