@@ -159,10 +159,13 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// A stored value and its version (`cas`, for compare-and-swap).
+pub type Stored = (Vec<u8>, Option<u32>);
+
 /// A key-value store with compare-and-swap, shaped like proxy-wasm shared data.
 pub trait BaselineStore {
     /// The value and its version (`cas`), or `None` when the key is absent.
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<u32>)>, StoreError>;
+    fn get(&self, key: &str) -> Result<Option<Stored>, StoreError>;
     /// Writes `value`. With `cas`, fails with [`StoreError::CasMismatch`] when
     /// the key changed since that version was read. (As in Envoy, creating an
     /// absent key is not guarded by `cas`: see [`ensure_initialized`].)
@@ -493,7 +496,7 @@ pub struct MemoryStore {
 }
 
 impl BaselineStore for MemoryStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<u32>)>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         Ok(self.data.get(key).map(|(v, c)| (v.clone(), Some(*c))))
     }
 

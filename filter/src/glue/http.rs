@@ -235,6 +235,11 @@ impl HttpContext for HttpFilter {
         if end_of_stream || !matches!(&self.forwarded, Some((_, ResponsePlan::FilterToolsList { .. }))) {
             return Action::Continue;
         }
+        // Clients act only on a 2xx answer's result; anything else (e.g.
+        // Envoy's own 503 or 429) passes as it is.
+        if !host::response_header(":status").is_some_and(|s| s.starts_with('2')) {
+            return Action::Continue;
+        }
         let content_type = host::response_header("content-type").unwrap_or_default();
         let media = content_type.split(';').next().unwrap_or("").trim();
         if media.eq_ignore_ascii_case("text/event-stream") {

@@ -3,7 +3,7 @@
 //! (ENVOY-FACTS §4), lost when Envoy itself restarts.
 
 use super::host::log;
-use crate::integrity::{BaselineStore, StoreError, Violation};
+use crate::integrity::{BaselineStore, StoreError, Stored, Violation};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType, Status};
 use std::cell::RefCell;
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 pub struct SharedStore;
 
 impl BaselineStore for SharedStore {
-    fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Option<u32>)>, StoreError> {
+    fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
         match hostcalls::get_shared_data(key) {
             Ok((None, None)) => Ok(None),
             Ok((value, cas)) => Ok(Some((value.unwrap_or_default(), cas))),
