@@ -90,13 +90,19 @@ pub fn event_data(block: &[u8]) -> Option<Vec<u8>> {
 /// The event with its data replaced by `data` (one line: it must not hold a
 /// line break, which compact JSON never does); its other fields kept in order.
 pub fn with_data(block: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(block.len() + data.len());
+    rebuild(block, Some(data), false)
+}
+
+/// The event rebuilt: data replaced when given, `id` fields dropped with
+/// `drop_ids`, everything else kept in order.
+fn rebuild(block: &[u8], data: Option<&[u8]>, drop_ids: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(block.len() + data.map_or(0, <[u8]>::len));
     let mut written = false;
     for line in lines(block) {
-        if line.is_empty() {
+        if line.is_empty() || (drop_ids && field(line).0 == b"id") {
             continue;
         }
-        if field(line).0 == b"data" {
+        if let (b"data", Some(data)) = (field(line).0, data) {
             if !written {
                 out.extend_from_slice(b"data: ");
                 out.extend_from_slice(data);
@@ -118,9 +124,17 @@ pub fn with_data(block: &[u8], data: &[u8]) -> Vec<u8> {
 pub struct SseRewriter {
     /// The start of an event that has not ended yet.
     pending: Vec<u8>,
+    /// Remove `id` fields, so the client has no `Last-Event-ID` to resume
+    /// the stream with (a replay would come on a GET stream, uninspected).
+    pub drop_ids: bool,
 }
 
 impl SseRewriter {
+    /// A rewriter that drops `id` fields (see [`SseRewriter::drop_ids`]).
+    pub fn dropping_ids() -> Self {
+        Self { drop_ids: true, ..Default::default() }
+    }
+
     /// Feeds the next chunk; returns what can go downstream now. At `eos` the
     /// unfinished event is flushed too (inspected like any other, so a
     /// message cannot slip through by omitting the final blank line).
@@ -139,12 +153,14 @@ impl SseRewriter {
             blocks.push(rest);
         }
         for block in &blocks {
-            match event_data(block) {
-                Some(data) => match inspect(&data)? {
-                    Some(new) => out.extend_from_slice(&with_data(block, &new)),
-                    None => out.extend_from_slice(block),
-                },
-                None => out.extend_from_slice(block),
+            let new = match event_data(block) {
+                Some(data) => inspect(&data)?,
+                None => None,
+            };
+            if new.is_some() || (self.drop_ids && lines(block).any(|l| field(l).0 == b"id")) {
+                out.extend_from_slice(&rebuild(block, new.as_deref(), self.drop_ids));
+            } else {
+                out.extend_from_slice(block);
             }
         }
         if !eos {
@@ -191,6 +207,13 @@ mod tests {
         assert_eq!(r.feed(b"\nevent: end\n\n", false, upper).unwrap(), b"data: XYZ\n\nevent: end\n\n");
         // An unterminated event at the end is inspected too.
         assert_eq!(r.feed(b"data: xa", true, upper).unwrap(), b"data: XA\n\n");
+    }
+
+    #[test]
+    fn ids_can_be_dropped() {
+        let mut r = SseRewriter::dropping_ids();
+        let out = r.feed(b"id: 1\ndata: keep\n\nid: 2\ndata: xy\n\n: c\n\n", false, upper).unwrap();
+        assert_eq!(out, b"data: keep\n\ndata: XY\n\n: c\n\n");
     }
 
     #[test]

@@ -214,14 +214,22 @@ def sse_events(body: bytes):
 def test_tools_list_answered_as_sse_is_still_inspected(demo, gateway_factory):
     gw = start(demo, gateway_factory, "enforce")
     demo.mode(sse_lists=True)
-    r = gw.post("demo", jsonrpc("tools/list", id=5))
+    r = gw.post("demo", jsonrpc("tools/list", id=5),
+                headers={"Accept": "text/event-stream", "Accept-Encoding": "gzip"})
     assert r.status == 200, r.text
     assert r.header("content-type").startswith("text/event-stream")
-    # The pinned Accept reached the backend, which ignored it.
-    assert demo.received()[-1]["headers"]["accept"] == "application/json"
+    # The pinned Accept and identity encoding reached the backend, which
+    # ignored the Accept.
+    seen = demo.received()[-1]["headers"]
+    assert (seen["accept"], seen["accept-encoding"]) == ("application/json", "identity")
     [msg] = sse_events(r.body)
     assert msg["id"] == 5
     assert [t["name"] for t in msg["result"]["tools"]] == DEMO_TOOLS  # dangerous_delete filtered
+    # Multi-line data with reordered keys: the same tools, no violation.
+    demo.mode(reorder_keys=True)
+    [msg] = sse_events(gw.post("demo", jsonrpc("tools/list", id=7)).body)
+    assert [t["name"] for t in msg["result"]["tools"]] == DEMO_TOOLS
+    assert baseline(gw)["violations"] == {}
     # A rug pull delivered over SSE is caught too.
     demo.mode(rug_pull=True)
     r = gw.post("demo", jsonrpc("tools/list", id=6))

@@ -244,9 +244,11 @@ impl HttpContext for HttpFilter {
         let media = content_type.split(';').next().unwrap_or("").trim();
         if media.eq_ignore_ascii_case("text/event-stream") {
             // The backend ignored the pinned Accept. Inspect the events as
-            // they pass; their length changes, so drop Content-Length.
+            // they pass; their length changes, so drop Content-Length. Event
+            // ids go too: resuming with Last-Event-ID would replay the list on
+            // a GET stream, which is not inspected.
             host::set_response_header("content-length", None);
-            self.response = ResponseBody::Sse(SseRewriter::default());
+            self.response = ResponseBody::Sse(SseRewriter::dropping_ids());
             return Action::Continue;
         }
         // Hold the headers until the body is rewritten, so Content-Length
