@@ -318,3 +318,66 @@ def test_envoy_errors_for_tools_list_pass_unchanged(demo, gateway_factory):
     # Envoy's own 503 (text/plain) is not a list: it is not turned into a 502.
     r = gw.post("demo", jsonrpc("tools/list"))
     assert r.status == 503, (r.status, r.text)
+
+
+class PagedBackend:
+    """A minimal MCP backend (real socket, in-process thread) whose tools/list
+    is paginated and carries 2026-07-28 caching fields."""
+
+    PAGES = {
+        None: {"tools": [{"name": "a", "description": "A"}, {"name": "b", "description": "B"}],
+               "nextCursor": "page-2", "ttlMs": 5000, "resultType": "complete", "_meta": {"k": 1}},
+        "page-2": {"tools": [{"name": "c", "description": "C"}], "resultType": "complete"},
+    }
+
+    def __init__(self):
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        pages = self.PAGES
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                msg = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                cursor = (msg.get("params") or {}).get("cursor")
+                body = json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": pages[cursor]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_pagination_and_result_fields_survive(gateway_factory):
+    backend = PagedBackend()
+    try:
+        gw = gateway_factory(f"""
+servers:
+  - name: paged
+    url: {backend.url}
+    policy: {{ deny_tools: [b] }}
+inspection: {{ tool_integrity: enforce, filter_tools_list: true }}
+""")
+        r = gw.post("paged", jsonrpc("tools/list", id=1))
+        assert r.status == 200, r.text
+        page = r.json()["result"]
+        assert [t["name"] for t in page["tools"]] == ["a"]
+        assert (page["nextCursor"], page["ttlMs"], page["resultType"], page["_meta"]) == ("page-2", 5000, "complete",
+                                                                                          {"k": 1})
+        assert "cacheScope" not in page  # not filtered per client
+        page = gw.post("paged", jsonrpc("tools/list", {"cursor": "page-2"}, id=2)).json()["result"]
+        assert [t["name"] for t in page["tools"]] == ["c"] and "nextCursor" not in page
+        # Every page is pinned, including tools policy hides.
+        assert set(baseline(gw)["servers"]["paged"]) == {"a", "b", "c"}
+    finally:
+        backend.stop()
