@@ -93,6 +93,9 @@ struct Locations {
     /// loopback only.
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
     control: SocketAddr,
+    /// Do not render the control listener (no `mcpx baseline` for this gateway).
+    #[arg(long, conflicts_with = "control")]
+    no_control: bool,
 }
 
 #[derive(Args, Clone)]
@@ -189,7 +192,8 @@ fn render_options(
             loc.control
         ));
     }
-    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge, control: Some(loc.control) })
+    let control = (!loc.no_control).then_some(loc.control);
+    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge, control })
 }
 
 fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
