@@ -10,6 +10,7 @@ use crate::envelope::{code, Reply, ReplyTo};
 use crate::inspect::ListInspector;
 use crate::integrity::{self, BaselineStore, StoreError};
 use crate::jsonrpc::{self, Body};
+use crate::mcpheaders::McpHeaders;
 use crate::policy::{Action, Effective, Policy};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -91,6 +92,8 @@ pub struct McpRequest {
     pub server: String,
     /// The caller's identity, when auth established one.
     pub identity: Option<String>,
+    /// The 2026-07-28 routing headers, checked against the body.
+    pub mcp_headers: McpHeaders,
 }
 
 /// What to do with a complete request body.
@@ -181,7 +184,8 @@ impl Gateway {
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
         attrs.server = Some(server.to_string());
-        let req = McpRequest { server: server.to_string(), identity: None };
+        let mcp_headers = McpHeaders::capture(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let req = McpRequest { server: server.to_string(), identity: None, mcp_headers };
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
@@ -279,6 +283,12 @@ impl Gateway {
             Body::Single(m) => m.method().unwrap_or("response").to_string(),
             Body::Batch(_) => "batch".to_string(),
         });
+        // Headers that disagree with the body never reach a backend (SPEC §7).
+        if let Err(e) = req.mcp_headers.check(&parsed) {
+            attrs.decision = Some("error");
+            attrs.reason = Some("header_mismatch".into());
+            return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));
+        }
         let mut list_ids = Vec::new();
         for m in messages {
             let Some(method) = m.method() else { continue };
@@ -480,7 +490,11 @@ clients:
     }
 
     fn body(identity: Option<&str>, body: &str) -> (BodyOutcome, Attributes) {
-        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from) };
+        let req = McpRequest {
+            server: "demo".into(),
+            identity: identity.map(String::from),
+            mcp_headers: McpHeaders::default(),
+        };
         let mut a = Attributes::default();
         (gw().on_request_body(&req, body.as_bytes(), &mut a), a)
     }
@@ -521,7 +535,7 @@ clients:
         assert_eq!(f.set_headers[0], ("accept", "application/json".to_string()));
         let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
-        let req = McpRequest { server: "demo".into(), identity: None };
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
         let mut store = integrity::MemoryStore::default();
         let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes(), &mut store).unwrap().body.unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -532,7 +546,7 @@ clients:
     #[test]
     fn enforce_refuses_calls_to_violating_tools_even_in_a_batch() {
         let g = Gateway::from_plugin_config(&format!("{CONFIG}inspection: {{tool_integrity: enforce}}\n")).unwrap();
-        let req = McpRequest { server: "demo".into(), identity: None };
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
         let lookup = |s: &str, t: &str| Ok((s == "demo" && t == "echo").then_some(integrity::Kind::RugPull));
         let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#;
         let mut a = Attributes::default();
