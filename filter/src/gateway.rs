@@ -23,6 +23,9 @@ pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
 /// routing). Rendered routes remove them before forwarding.
 pub const INTERNAL_HEADERS: &[&str] = &["x-mcpx-server", "x-mcpx-method", "x-mcpx-tool", "x-mcpx-client"];
 
+/// The `Accept` a `tools/list` is forwarded with when it will be inspected.
+pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
+
 /// The MCP endpoints live under this prefix: `/mcp/{server}`.
 pub const MCP_PREFIX: &str = "/mcp/";
 
@@ -334,8 +337,10 @@ impl Gateway {
         let mut forward = Forward::default();
         if !list_ids.is_empty() && self.inspects_lists() {
             // Pin uncompressed JSON so the list can be inspected: no streaming
-            // or encoding bypass.
-            forward.set_headers.push(("accept", "application/json".to_string()));
+            // or encoding bypass. SSE stays acceptable (at low preference) only
+            // because Streamable HTTP servers may refuse a client that does
+            // not accept both (406); an SSE answer is inspected event by event.
+            forward.set_headers.push(("accept", LIST_ACCEPT.to_string()));
             forward.set_headers.push(("accept-encoding", "identity".to_string()));
             forward.response = ResponsePlan::FilterToolsList { list_ids };
         }
@@ -532,7 +537,7 @@ clients:
     fn tools_list_is_pinned_and_filtered() {
         let (o, _) = body(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
         let BodyOutcome::Forward(f) = o else { panic!() };
-        assert_eq!(f.set_headers[0], ("accept", "application/json".to_string()));
+        assert_eq!(f.set_headers[0], ("accept", LIST_ACCEPT.to_string()));
         let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
         let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };

@@ -218,10 +218,10 @@ def test_tools_list_answered_as_sse_is_still_inspected(demo, gateway_factory):
                 headers={"Accept": "text/event-stream", "Accept-Encoding": "gzip"})
     assert r.status == 200, r.text
     assert r.header("content-type").startswith("text/event-stream")
-    # The pinned Accept and identity encoding reached the backend, which
-    # ignored the Accept.
+    # The pinned Accept (JSON preferred) and identity encoding reached the
+    # backend, which answered SSE anyway.
     seen = demo.received()[-1]["headers"]
-    assert (seen["accept"], seen["accept-encoding"]) == ("application/json", "identity")
+    assert (seen["accept"], seen["accept-encoding"]) == ("application/json, text/event-stream;q=0.1", "identity")
     [msg] = sse_events(r.body)
     assert msg["id"] == 5
     assert [t["name"] for t in msg["result"]["tools"]] == DEMO_TOOLS  # dangerous_delete filtered
