@@ -114,8 +114,6 @@ def test_conformance_runner_direct_vs_gateway(sdk_server, gateway_factory):
     """Every conformance scenario that passes against the server addressed
     directly also passes through the gateway."""
     kind, url = sdk_server
-    if kind == "sse":
-        pytest.skip("SSE-mode server: tools/list Accept pin (see test_sdk_client_through_gateway)")
     cmd = conformance_command()
     if cmd is None:
         pytest.skip("the conformance runner could not be installed from npm (scripts/conformance.sh)")
