@@ -106,6 +106,8 @@ pub struct Forward {
     pub set_headers: Vec<(&'static str, String)>,
     /// What to do with the response.
     pub response: ResponsePlan,
+    /// Whom an error made later (by Envoy: 429, 503) must answer.
+    pub reply_to: ReplyTo,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -302,7 +304,7 @@ impl Gateway {
             }
         }
         attrs.decision = Some("allow");
-        let mut forward = Forward::default();
+        let mut forward = Forward { reply_to, ..Forward::default() };
         if !list_ids.is_empty() && self.inspects_lists() {
             // Pin JSON so the list can be inspected: no streaming bypass.
             forward.set_headers.push(("accept", "application/json".to_string()));

@@ -7,6 +7,7 @@ pub mod config;
 pub mod envelope;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod ops;
 pub mod policy;
 pub mod scalar;
 pub mod toolslist;
