@@ -127,6 +127,9 @@ pub struct Attributes {
     pub client: Option<String>,
     pub decision: Option<&'static str>,
     pub reason: Option<String>,
+    /// Integrity violations seen on this request, `kind:tool` comma-separated
+    /// (audit field `integrity`; see `ops::add_integrity`).
+    pub integrity: Option<String>,
 }
 
 impl Gateway {

@@ -224,6 +224,18 @@ pub fn breaker_series(prometheus: &str, servers: &[&str]) -> String {
     state + &trips
 }
 
+/// Integrity violation kinds, as audit and metric words.
+pub const INTEGRITY_KINDS: &[&str] = &["rug_pull", "shadowing"];
+
+/// Adds `kind:tool` to a request's integrity audit field (comma-separated).
+pub fn add_integrity(existing: Option<&str>, kind: &str, tool: &str) -> String {
+    let note = format!("{kind}:{}", sanitize(tool));
+    match existing {
+        Some(e) if !e.is_empty() => format!("{e},{note}"),
+        _ => note,
+    }
+}
+
 /// Tool names in a `tools/list` answer (single or batch), for learning which
 /// tools exist. The backend, not the client, is the source.
 pub fn listed_tool_names(body: &[u8]) -> Vec<String> {
@@ -325,6 +337,12 @@ mod tests {
         assert!(out.contains("mcpx_breaker_trips_total{server=\"demo\"} 3\n"), "{out}");
         assert!(out.contains("mcpx_breaker_state{server=\"other\"} 0\n"), "{out}");
         assert!(out.contains("mcpx_breaker_state{server=\"missing\"} 0\n"), "{out}");
+    }
+
+    #[test]
+    fn integrity_notes_accumulate() {
+        let a = add_integrity(None, "rug_pull", "echo");
+        assert_eq!(add_integrity(Some(&a), "shadowing", "read.file"), "rug_pull:echo,shadowing:read_file");
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct Launch<'a> {
 pub async fn run(l: Launch<'_>) -> Result<ExitCode, String> {
     let mut cmd = Command::new(l.envoy);
     cmd.arg("-c").arg(l.config_path).args(["--log-level", l.log_level, "--disable-hot-restart"]);
+    // Audit lines written to a file reach it within a second (default 10 s).
+    cmd.args(["--file-flush-interval-msec", "1000"]);
     if let Some(n) = l.concurrency {
         cmd.args(["--concurrency", &n.to_string()]);
     }

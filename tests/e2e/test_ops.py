@@ -46,10 +46,12 @@ def until_limited(gw, message_for, limit: int = 60):
     raise AssertionError(f"no 429 after {limit} calls")
 
 
-def audit_lines(path: Path) -> list[dict]:
+def audit_lines(path: Path, event: str | None = "request") -> list[dict]:
+    """The audit file's JSON lines (only `event` ones; None: all)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [l for l in lines if event is None or l.get("event") == event]
 
 
 def audit_path() -> Path:
@@ -166,7 +168,11 @@ audit: {{ output: {audit} }}
                    headers={"X-Request-ID": "rid-deny"}).status == 403
     assert gw.post("demo", "{broken", headers={"X-Request-ID": "rid-error"}).status == 400
     gw.request("GET", "/metrics")  # not an MCP request: no audit line
-    lines = wait_until(lambda: (lambda ls: ls if len(ls) >= 3 else None)(audit_lines(audit)), what="3 audit lines")
+    def requests():
+        ls = audit_lines(audit)
+        return ls if len(ls) >= 3 else None
+
+    lines = wait_until(requests, what="3 audit lines")
     by_id = {l["request_id"]: l for l in lines}
     assert set(by_id) == {"rid-allow", "rid-deny", "rid-error"}, lines
     a = by_id["rid-allow"]
@@ -179,6 +185,9 @@ audit: {{ output: {audit} }}
     assert d["reason"]
     e = by_id["rid-error"]
     assert (e["decision"], e["reason"], e["status"]) == ("error", "parse_error", 400)
+    # The gateway's own events share the stream.
+    start = audit_lines(audit, "start")
+    assert start and start[0]["servers"] == ["demo"] and start[0]["time"].endswith("Z")
 
 
 def test_metrics_series_with_labels(demo, gateway_factory):

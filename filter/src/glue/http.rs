@@ -61,6 +61,7 @@ impl HttpFilter {
             ("mcp_client", a.client.as_deref()),
             ("mcp_decision", a.decision),
             ("mcp_reason", a.reason.as_deref()),
+            ("mcp_integrity", a.integrity.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(v) = value {
@@ -251,6 +252,22 @@ impl HttpFilter {
         host::set_response_header("content-length", None);
         self.envoy_reply_body = Some(er.reply.body);
         self.buffering_response = true;
+    }
+
+    /// The audit and metrics hook for integrity violations (issue 4 calls
+    /// it while inspecting a `tools/list` answer): the request's audit line
+    /// gets `integrity: "kind:tool,..."`, `mcpx_integrity_violations_total`
+    /// is counted, and a JSON line goes to Envoy's log at once.
+    #[allow(dead_code)]
+    pub fn note_integrity(&mut self, server: &str, tool: &str, kind: &'static str) {
+        let note = ops::add_integrity(self.attrs.integrity.as_deref(), kind, tool);
+        host::set_attribute("mcp_integrity", &note);
+        self.attrs.integrity = Some(note);
+        let known = self.gateway.as_ref().is_some_and(|g| ops::is_configured_tool(g.config(), server, tool))
+            || known_tools::is_known(server, tool);
+        metrics::integrity_violation(&ops::sanitize(server), &ops::tool_label(tool, known), kind);
+        let line = serde_json::json!({ "event": "integrity_violation", "server": server, "tool": tool, "kind": kind });
+        host::log(proxy_wasm::types::LogLevel::Warn, &format!("mcpx audit: {line}"));
     }
 
     fn append_breaker_series(&mut self, body_size: usize) {
