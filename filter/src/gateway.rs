@@ -443,6 +443,14 @@ clients:
     }
 
     #[test]
+    fn forward_remembers_whom_a_later_error_answers() {
+        let (o, a) = body(None, r#"{"jsonrpc":"2.0","id":"k-1","method":"tools/call","params":{"name":"echo"}}"#);
+        let BodyOutcome::Forward(f) = o else { panic!("not forwarded") };
+        assert_eq!(f.reply_to, ReplyTo::JsonRpc(Value::String("k-1".into())));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some("allow"), Some("echo")));
+    }
+
+    #[test]
     fn client_override_applies_with_identity() {
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
         assert!(matches!(body(None, call).0, BodyOutcome::Forward(_)));

@@ -158,6 +158,23 @@ audit: {{ output: {audit} }}
     assert re.search(r'^mcpx_breaker_state\{server="demo"\} 0', m, re.M), m[-2000:]
 
 
+def test_dead_backend_gets_the_envelope_not_envoy_text(gateway_factory):
+    from harness import free_port
+    audit = audit_path()
+    gw = gateway_factory(f"""
+servers:
+  - name: gone
+    url: http://127.0.0.1:{free_port()}/mcp
+audit: {{ output: {audit} }}
+""")
+    r = gw.post("gone", jsonrpc("ping", id="p-9"))
+    assert r.status == 503 and r.header("content-type") == "application/json"
+    body = r.json()
+    assert body["id"] == "p-9" and body["error"]["code"] == -32050, body
+    line = wait_until(lambda: audit_lines(audit), what="audit line")[0]
+    assert (line["decision"], line["reason"], line["status"]) == ("error", "upstream_unavailable", 503)
+
+
 def test_audit_lines_are_json_with_the_decision(demo, gateway_factory):
     audit = audit_path()
     gw = gateway_factory(BASE.format(url=demo.url) + f"""

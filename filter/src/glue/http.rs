@@ -27,6 +27,8 @@ pub struct HttpFilter {
     /// Serving `/metrics`: append the breaker series derived from Envoy stats.
     serving_metrics: bool,
     started_ms: u64,
+    /// The bounded label of the called tool, computed once per request.
+    tool_label: Option<String>,
 }
 
 impl HttpFilter {
@@ -41,6 +43,7 @@ impl HttpFilter {
             envoy_reply_body: None,
             serving_metrics: false,
             started_ms: 0,
+            tool_label: None,
         }
     }
 
@@ -82,6 +85,7 @@ impl HttpFilter {
                     // The per-tool bucket key: one header, so one route re-match.
                     let label = tool_label(gateway, &req.server, tool);
                     host::set_request_header(ops::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
+                    self.tool_label = Some(label);
                 }
                 self.reply_to = f.reply_to;
                 self.publish_attributes();
@@ -294,7 +298,9 @@ impl HttpFilter {
         let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), ops::sanitize);
         let method = ops::method_label(self.attrs.method.as_deref());
         let tool = match (self.attrs.method.as_deref(), self.attrs.tool.as_deref(), self.attrs.server.as_deref()) {
-            (Some("tools/call" | "batch"), Some(t), Some(s)) => Some(tool_label(gateway, s, t)),
+            (Some("tools/call" | "batch"), Some(t), Some(s)) => {
+                Some(self.tool_label.clone().unwrap_or_else(|| tool_label(gateway, s, t)))
+            }
             _ => None,
         };
         let client = ops::client_label(config, self.attrs.client.as_deref());
