@@ -149,6 +149,8 @@ audit: {{ output: {audit} }}
                what="circuit_open audit line")
     m = gw.request("GET", "/metrics").text
     assert re.search(r'^mcpx_breaker_trips_total\{server="demo"\} [1-9]', m, re.M), m[-2000:]
+    assert re.search(r'^mcpx_breaker_state\{server="demo"\} 1', m, re.M) or \
+        gw.post("demo", call("echo")).status != 503, m[-2000:]  # (unless the cooldown already ended)
     # After the cooldown a probe reaches the healed backend again.
     demo.mode(fail=False)
     ok = wait_until(lambda: (lambda x: x if x.status == 200 else None)(gw.post("demo", call("echo"))),
@@ -248,6 +250,23 @@ circuit_breaker: { enabled: true, failure_threshold: 5, cooldown: 30s }
     for path in ("/stats", "/stats/prometheus", "/metrics/x", "/quitquitquit", "/config_dump"):
         assert gw.request("GET", path).status == 404, path
     assert gw.admin("/ready").status == 200  # Envoy is still up
+
+
+def test_tools_advertised_by_the_backend_get_their_own_label(demo, gateway_factory):
+    gw = gateway_factory(f"""
+servers:
+  - name: demo
+    url: {demo.url}
+""")
+    assert gw.post("demo", call("slow", ms=0)).status == 200  # not known yet
+    assert gw.post("demo", jsonrpc("tools/list")).status == 200  # the backend advertises it
+    for _ in range(4):  # whichever worker serves it, the label is the same (shared data)
+        assert gw.post("demo", call("slow", ms=0)).status == 200
+    m = gw.request("GET", "/metrics").text
+    assert re.search(r'^mcpx_tool_calls_total\{server="demo",tool="_other",decision="allow",client="anonymous"\} 1$',
+                     m, re.M), m[-1500:]
+    assert re.search(r'^mcpx_tool_calls_total\{server="demo",tool="slow",decision="allow",client="anonymous"\} 4$',
+                     m, re.M), m[-1500:]
 
 
 def test_cors_preflight_and_origin_check(demo, gateway_factory):
