@@ -545,6 +545,7 @@ pub fn tracing(config: &Config) -> Value {
     let Some(endpoint) = t.endpoint.as_deref().filter(|_| t.enabled) else { return Value::Null };
     let Ok((host, port, tls, path)) = otlp_endpoint(endpoint) else { return Value::Null };
     let scheme = if tls { "https" } else { "http" };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
     let tags: Vec<Value> = ["server", "method", "tool", "client", "decision"]
         .iter()
         .map(|k| json!({ "tag": format!("mcp.{k}"), "value": format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%") }))
@@ -728,5 +729,23 @@ mod tests {
         assert!(clusters.iter().any(|c| c["name"] == OTEL_CLUSTER && c["type"] == "STRICT_DNS"));
         let tags = b["stats_config"]["stats_tags"].as_array().unwrap();
         assert!(tags.iter().any(|t| t["tag_name"] == "tool"));
+    }
+
+    #[test]
+    fn otlp_endpoints_keep_a_given_path() {
+        assert_eq!(otlp_endpoint("http://otel:4318").unwrap(), ("otel".into(), 4318, false, "/v1/traces".into()));
+        assert_eq!(
+            otlp_endpoint("https://collector.example.com/custom/traces").unwrap(),
+            ("collector.example.com".into(), 443, true, "/custom/traces".into())
+        );
+        let c = Config::from_yaml(
+            "servers:\n  - name: a\n    url: http://h:1\ntracing: { enabled: true, endpoint: \"http://[::1]:4318\" }\n",
+            Mode::Gateway,
+        )
+        .unwrap();
+        assert_eq!(
+            tracing(&c)["provider"]["typed_config"]["http_service"]["http_uri"]["uri"],
+            "http://[::1]:4318/v1/traces"
+        );
     }
 }
