@@ -92,7 +92,8 @@ pub async fn run(l: Launch<'_>) -> Result<ExitCode, String> {
             _ = poll.tick(), if !ready => {
                 if matches!(http_get(l.admin, "/ready").await, Some((200, _))) {
                     ready = true;
-                    println!("{}", l.ready_message);
+                    // stderr: stdout may carry the audit log's JSON lines.
+                    eprintln!("{}", l.ready_message);
                 }
             }
         }

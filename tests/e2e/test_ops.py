@@ -209,6 +209,20 @@ audit: {{ output: {audit} }}
     assert start and start[0]["servers"] == ["demo"] and start[0]["time"].endswith("Z")
 
 
+def test_default_audit_goes_to_stdout_as_json_lines(demo, gateway_factory):
+    gw = gateway_factory(BASE.format(url=demo.url))  # audit defaults: enabled, stdout
+    assert gw.post("demo", call("echo"), headers={"X-Request-ID": "rid-stdout"}).status == 200
+
+    def line():
+        for text in gw.process.log().splitlines():
+            if text.startswith("{") and "rid-stdout" in text:
+                return json.loads(text)
+        return None
+
+    entry = wait_until(line, what="audit line on stdout")
+    assert (entry["event"], entry["decision"], entry["tool"]) == ("request", "allow", "echo")
+
+
 def test_metrics_series_with_labels(demo, gateway_factory):
     gw = gateway_factory(BASE.format(url=demo.url) + """
 circuit_breaker: { enabled: true, failure_threshold: 5, cooldown: 30s }
