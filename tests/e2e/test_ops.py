@@ -283,6 +283,23 @@ servers:
                      m, re.M), m[-1500:]
 
 
+def test_label_values_that_look_like_label_names(demo, gateway_factory):
+    # Stat names are dotted key.value pairs; a server called "tool" calling a
+    # tool called "server" must still come out with the right labels.
+    gw = gateway_factory(f"""
+servers:
+  - name: tool
+    url: {demo.url}
+    policy: {{ allow_tools: [server, decision] }}
+""")
+    for name in ("server", "decision"):
+        assert gw.post("tool", call(name)).status == 200  # the backend answers "unknown tool"
+    m = gw.request("GET", "/metrics").text
+    for name in ("server", "decision"):
+        pat = rf'^mcpx_tool_calls_total\{{server="tool",tool="{name}",decision="allow",client="anonymous"\}} 1$'
+        assert re.search(pat, m, re.M), (name, [l for l in m.splitlines() if l.startswith("mcpx_tool")])
+
+
 def test_cors_preflight_and_origin_check(demo, gateway_factory):
     gw = gateway_factory(BASE.format(url=demo.url) + """
 cors: { allowed_origins: ["https://app.example.com"] }
