@@ -27,21 +27,43 @@ pub const RATE_LIMIT_HEADER: &str = "x-mcpx-tool";
 /// answers; the rest share the `_other` label and bucket.
 pub const MAX_LEARNED_TOOLS: usize = 256;
 
-/// Whether a browser `Origin` may use the gateway. With no `cors:` block no
-/// origin is allowed. There is deliberately no "same origin" exemption: under
-/// DNS rebinding the attacker's page *is* same-origin with the Host it
-/// rebinds (Origin `http://evil.example:8080`, Host `evil.example:8080`), so
-/// only the configured list counts.
-pub fn origin_allowed(config: &Config, origin: &str) -> bool {
-    let Some(cors) = &config.cors else { return false };
-    cors.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin.trim()))
+/// Whether a browser `Origin` may use the gateway: it is listed in
+/// `cors.allowed_origins` (no `cors:` block lists none), or it is the
+/// gateway's own origin *on a loopback name* (`localhost`, `127.0.0.1`,
+/// `[::1]`; Origin authority equal to the request's Host), which is what
+/// MCP's DNS-rebinding rules accept for local servers.
+///
+/// There is deliberately no general "same origin" exemption: under DNS
+/// rebinding the attacker's page *is* same-origin with the name it rebinds
+/// (Origin `http://evil.example:8080`, Host `evil.example:8080`). The browser
+/// sets Host from the page's URL, so a rebinding page can never present a
+/// loopback Host.
+pub fn origin_allowed(config: &Config, origin: &str, host: Option<&str>) -> bool {
+    let origin = origin.trim();
+    if let Some(cors) = &config.cors {
+        if cors.allowed_origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin)) {
+            return true;
+        }
+    }
+    let Some(authority) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    let Some(host) = host.map(str::trim) else { return false };
+    authority.eq_ignore_ascii_case(host) && is_loopback_authority(authority)
+}
+
+fn is_loopback_authority(authority: &str) -> bool {
+    let Ok((name, _)) = crate::config::split_host_port(authority) else { return false };
+    // A bracketed IPv6 literal comes back without brackets.
+    name.eq_ignore_ascii_case("localhost") || name == "127.0.0.1" || name == "::1"
 }
 
 /// 403 for a request whose `Origin` header is not allowed; `None` for
 /// requests without `Origin` (non-browser clients) or with an allowed one.
 pub fn check_origin(config: &Config, head: &RequestHead<'_>) -> Option<Reply> {
     let origin = head.get("origin")?;
-    if origin_allowed(config, origin) {
+    let host = head.get(":authority").or_else(|| head.get("host"));
+    if origin_allowed(config, origin, host) {
         return None;
     }
     let msg = format!(
@@ -268,9 +290,9 @@ mod tests {
     }
 
     #[test]
-    fn no_cors_block_refuses_every_origin() {
+    fn no_cors_block_refuses_cross_origin_requests() {
         let c = config("");
-        let h = head(&[(":method", "POST"), (":path", "/mcp/demo"), ("origin", "http://localhost:8080")]);
+        let h = head(&[(":method", "POST"), (":path", "/mcp/demo"), ("origin", "http://app.example.com")]);
         let r = check_origin(&c, &RequestHead { headers: &h }).unwrap();
         assert_eq!(r.status, 403);
         assert!(r.body.contains("cors.allowed_origins"));
@@ -280,16 +302,33 @@ mod tests {
     }
 
     #[test]
+    fn only_loopback_same_origin_is_implicitly_allowed() {
+        let c = config("");
+        let ok = |origin: &str, host: &str| origin_allowed(&c, origin, Some(host));
+        assert!(ok("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(ok("http://localhost:8080", "LOCALHOST:8080"));
+        assert!(ok("http://[::1]:8080", "[::1]:8080"));
+        // DNS rebinding: Origin equals Host, but the name is the attacker's.
+        assert!(!ok("http://evil.example:8080", "evil.example:8080"));
+        assert!(!ok("http://localhost.evil.example:8080", "localhost.evil.example:8080"));
+        // Another local app (other port), or a loopback Origin with a foreign Host.
+        assert!(!ok("http://localhost:3000", "localhost:8080"));
+        assert!(!ok("http://localhost:8080", "evil.example:8080"));
+        assert!(!ok("null", "localhost:8080"));
+        assert!(!origin_allowed(&c, "http://localhost:8080", None));
+    }
+
+    #[test]
     fn only_listed_origins_pass() {
         let c = config("cors: { allowed_origins: [\"https://app.example.com\"] }\n");
-        assert!(origin_allowed(&c, "https://app.example.com"));
-        assert!(origin_allowed(&c, "HTTPS://APP.example.com"));
-        // Look-alikes and the rebinding case (Origin == Host) are refused.
+        let ok = |origin: &str| origin_allowed(&c, origin, Some("gw.example.com"));
+        assert!(ok("https://app.example.com"));
+        assert!(ok("HTTPS://APP.example.com"));
         for bad in ["https://app.example.com.evil.io", "http://app.example.com", "null", "", "https://evil.io"] {
-            assert!(!origin_allowed(&c, bad), "{bad}");
+            assert!(!ok(bad), "{bad}");
         }
         let star = config("cors: { allowed_origins: [\"*\"] }\n");
-        assert!(origin_allowed(&star, "https://anything.example"));
+        assert!(origin_allowed(&star, "https://anything.example", None));
     }
 
     #[test]

@@ -328,14 +328,26 @@ cors: { allowed_origins: ["https://app.example.com"] }
     assert demo.received() == []
 
 
-def test_without_cors_block_every_origin_is_refused(demo, gateway_factory):
+def test_without_cors_block_cross_origin_requests_are_refused(demo, gateway_factory):
     gw = gateway_factory(BASE.format(url=demo.url))
     demo.reset()
-    # Even the gateway's own origin: that is exactly what DNS rebinding forges.
-    for origin in (f"http://127.0.0.1:{gw.port}", "http://localhost", "null"):
-        r = gw.post("demo", call("echo"), headers={"Origin": origin})
-        assert r.status == 403, origin
+    own = f"127.0.0.1:{gw.port}"
+    refused = [
+        {"Origin": "http://localhost"},                        # another local page
+        {"Origin": f"http://localhost:{gw.port + 1}"},
+        {"Origin": "null"},
+        # DNS rebinding: the page's origin and Host are both the attacker's name.
+        {"Origin": f"http://evil.example:{gw.port}", "Host": f"evil.example:{gw.port}"},
+        # A loopback Origin with a foreign Host is not "same origin" either.
+        {"Origin": f"http://{own}", "Host": f"evil.example:{gw.port}"},
+    ]
+    for headers in refused:
+        r = gw.post("demo", call("echo"), headers=headers)
+        assert r.status == 403, headers
     assert demo.received() == []
+    # The gateway's own loopback origin is what a local MCP server accepts
+    # (MCP conformance: dns-rebinding-protection).
+    assert gw.post("demo", call("echo"), headers={"Origin": f"http://{own}"}).status == 200
     assert gw.post("demo", call("echo")).status == 200  # no Origin: not a browser
 
 
