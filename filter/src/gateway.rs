@@ -113,6 +113,8 @@ pub struct Forward {
     pub set_headers: Vec<(&'static str, String)>,
     /// What to do with the response.
     pub response: ResponsePlan,
+    /// Whom an error made later (by Envoy: 429, 503) must answer.
+    pub reply_to: ReplyTo,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -132,6 +134,9 @@ pub struct Attributes {
     pub client: Option<String>,
     pub decision: Option<&'static str>,
     pub reason: Option<String>,
+    /// Integrity violations seen on this request, `kind:tool` comma-separated
+    /// (audit field `integrity`; see `ops::add_integrity`).
+    pub integrity: Option<String>,
 }
 
 impl Gateway {
@@ -334,7 +339,7 @@ impl Gateway {
             }
         }
         attrs.decision = Some("allow");
-        let mut forward = Forward::default();
+        let mut forward = Forward { reply_to, ..Forward::default() };
         if !list_ids.is_empty() && self.inspects_lists() {
             // Pin uncompressed JSON so the list can be inspected: no streaming
             // or encoding bypass. SSE stays acceptable (at low preference) only
@@ -523,6 +528,14 @@ clients:
             r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"dangerous_delete"}}]"#,
         );
         assert!(matches!(o, BodyOutcome::Reply(r) if r.status == 403));
+    }
+
+    #[test]
+    fn forward_remembers_whom_a_later_error_answers() {
+        let (o, a) = body(None, r#"{"jsonrpc":"2.0","id":"k-1","method":"tools/call","params":{"name":"echo"}}"#);
+        let BodyOutcome::Forward(f) = o else { panic!("not forwarded") };
+        assert_eq!(f.reply_to, ReplyTo::JsonRpc(Value::String("k-1".into())));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some("allow"), Some("echo")));
     }
 
     #[test]

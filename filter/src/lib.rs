@@ -11,6 +11,7 @@ pub mod inspect;
 pub mod integrity;
 pub mod jsonrpc;
 pub mod mcpheaders;
+pub mod ops;
 pub mod policy;
 pub mod resource_uri;
 pub mod scalar;

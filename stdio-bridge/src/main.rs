@@ -1,6 +1,7 @@
 //! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
 //! runs Envoy with the mcpx filter in front of your MCP servers.
 
+mod audit;
 mod baseline;
 mod envoy;
 mod render;
@@ -311,6 +312,13 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         opts.admin,
         servers.join(", ")
     );
+
+    let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+    audit::event(
+        &config.audit,
+        "start",
+        serde_json::json!({ "config": path.display().to_string(), "servers": names }),
+    )?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

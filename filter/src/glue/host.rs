@@ -52,3 +52,27 @@ pub fn send(reply: &Reply) {
         log(LogLevel::Error, "mcpx: could not send a local reply");
     }
 }
+
+/// A string property such as `response.code_details`; empty when absent.
+pub fn property_string(path: &[&str]) -> String {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// An integer property such as `response.code` (8 bytes, little-endian).
+pub fn property_u64(path: &[&str]) -> Option<u64> {
+    match hostcalls::get_property(path.to_vec()) {
+        Ok(Some(b)) => <[u8; 8]>::try_from(b.as_slice()).ok().map(u64::from_le_bytes),
+        _ => None,
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the host clock.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -4,6 +4,8 @@
 
 mod host;
 mod http;
+mod known_tools;
+mod metrics;
 mod root;
 mod shared;
 

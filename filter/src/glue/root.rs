@@ -46,6 +46,7 @@ impl RootContext for Root {
         }
         match Gateway::from_plugin_config(text) {
             Ok(g) => {
+                super::metrics::define_static();
                 self.gateway = Some(Rc::new(g));
                 true
             }

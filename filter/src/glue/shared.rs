@@ -5,9 +5,7 @@
 use super::host::log;
 use crate::integrity::{BaselineStore, StoreError, Stored, Violation};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType, Status};
-use std::cell::RefCell;
-use std::collections::HashMap;
+use proxy_wasm::types::{LogLevel, Status};
 
 pub struct SharedStore;
 
@@ -29,10 +27,6 @@ impl BaselineStore for SharedStore {
     }
 }
 
-thread_local! {
-    static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
-}
-
 /// Stat names are dot-separated: keep label values to a safe alphabet.
 fn stat_label(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
@@ -41,24 +35,7 @@ fn stat_label(s: &str) -> String {
 /// `mcpx_integrity_violations_total{server,tool,kind}` (as Envoy stat
 /// `wasmcustom.mcpx_integrity_violations_total.server.S.tool.T.kind.K`).
 fn count(server: &str, v: &Violation) {
-    let name = format!(
-        "mcpx_integrity_violations_total.server.{}.tool.{}.kind.{}",
-        stat_label(server),
-        stat_label(&v.tool),
-        v.kind.as_str()
-    );
-    let id = COUNTERS.with(|c| {
-        let mut c = c.borrow_mut();
-        if let Some(id) = c.get(&name) {
-            return Some(*id);
-        }
-        let id = hostcalls::define_metric(MetricType::Counter, &name).ok()?;
-        c.insert(name, id);
-        Some(id)
-    });
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, 1);
-    }
+    super::metrics::integrity_violation(&stat_label(server), &stat_label(&v.tool), v.kind.as_str());
 }
 
 /// Audits violations: a warn log line each and the counter. `action` says
