@@ -5,13 +5,18 @@
 
 pub mod auth;
 pub mod config;
+pub mod control;
 pub mod envelope;
 pub mod gateway;
+pub mod inspect;
+pub mod integrity;
 pub mod jsonrpc;
 pub mod mcpheaders;
+pub mod ops;
 pub mod policy;
 pub mod resource_uri;
 pub mod scalar;
+pub mod sse;
 pub mod toolslist;
 
 #[cfg(target_arch = "wasm32")]

@@ -66,6 +66,8 @@ pub struct Launch<'a> {
 pub async fn run(l: Launch<'_>) -> Result<ExitCode, String> {
     let mut cmd = Command::new(l.envoy);
     cmd.arg("-c").arg(l.config_path).args(["--log-level", l.log_level, "--disable-hot-restart"]);
+    // Audit lines written to a file reach it within a second (default 10 s).
+    cmd.args(["--file-flush-interval-msec", "1000"]);
     if let Some(n) = l.concurrency {
         cmd.args(["--concurrency", &n.to_string()]);
     }
@@ -90,7 +92,8 @@ pub async fn run(l: Launch<'_>) -> Result<ExitCode, String> {
             _ = poll.tick(), if !ready => {
                 if matches!(http_get(l.admin, "/ready").await, Some((200, _))) {
                     ready = true;
-                    println!("{}", l.ready_message);
+                    // stderr: stdout may carry the audit log's JSON lines.
+                    eprintln!("{}", l.ready_message);
                 }
             }
         }

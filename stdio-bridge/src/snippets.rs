@@ -186,6 +186,7 @@ mod tests {
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
+            control: Some("127.0.0.1:9902".parse().unwrap()),
         };
         render::bootstrap(&Config::from_yaml(yaml, Mode::Gateway).unwrap(), &opts).unwrap()
     }
@@ -202,10 +203,11 @@ mod tests {
         assert_eq!(filters[0], hcm["http_filters"][0]);
         assert!(filters.iter().all(|f| f["name"] != "envoy.filters.http.router"));
         assert_eq!(filters.len(), hcm["http_filters"].as_array().unwrap().len() - 1);
-        // One route per server, no catch-all 404 (the user has their own).
+        // GET /metrics and one route per server, no catch-all 404 (the user has their own).
         let routes = s["routes"].as_array().unwrap();
-        assert_eq!(routes.len(), 2);
-        assert_eq!(routes[0]["match"]["path"], "/mcp/demo");
+        assert_eq!(routes.len(), 3);
+        assert_eq!(routes[0]["match"]["path"], "/metrics");
+        assert_eq!(routes[1]["match"]["path"], "/mcp/demo");
         assert!(routes.iter().all(|r| r.get("direct_response").is_none()));
         // Every cluster, unchanged.
         assert_eq!(s["clusters"], b["static_resources"]["clusters"]);

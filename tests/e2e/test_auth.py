@@ -345,6 +345,9 @@ def test_bearer_tokens(demo, gateway_factory):
     assert gw.request("DELETE", "/mcp/demo").status == 401
     # Unauthenticated callers do not learn which servers exist.
     assert gw.post("nope", jsonrpc("ping")).status == 401
+    # Gateway endpoints need any valid credential (SPEC §5 Exposure).
+    assert gw.request("GET", "/metrics").status == 401
+    assert gw.request("GET", "/metrics", headers=bearer(BOT_SECRET)).status == 200
     # The secrets are nowhere in the rendered Envoy config.
     rendered = (gw.dir / "run" / "envoy.json").read_text()
     assert SECRET not in rendered and BOT_SECRET not in rendered and "sha256:" in rendered

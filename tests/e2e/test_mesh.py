@@ -147,6 +147,29 @@ def limited_gateway(demo):
     return UserEnvoy(boot, admin), port
 
 
+def test_mesh_per_tool_bucket_is_keyed_by_the_filter(demo):
+    """The rate-limit EnvoyFilter's per-tool descriptor, with its bucket shrunk
+    to 1 token that never refills, limits one (server, tool) and not others."""
+    boot, port, admin = mesh_bootstrap(envoyfilter_config(), demo.port)
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    [rl] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"]
+    rl["typed_config"]["descriptors"][0]["token_bucket"] = {"max_tokens": 1, "tokens_per_fill": 1,
+                                                            "fill_interval": "3600s"}
+    envoy = UserEnvoy(boot, admin)
+    try:
+        def read(i):
+            return request(port, "POST", "/mcp/filesystem", json.dumps(jsonrpc(
+                "tools/call", {"name": "read_file", "arguments": {"path": "/data/a"}}, id=i)), JSON)
+        assert read(1).status == 200
+        limited = read(2)
+        assert limited.status == 429 and limited.json()["id"] == 2, limited.text
+        # Other traffic (no per-tool key, or another server) still passes.
+        assert request(port, "POST", "/mcp/filesystem", json.dumps(jsonrpc("ping")), JSON).status == 200
+        assert request(port, "POST", "/mcp/github", json.dumps(jsonrpc("tools/list")), JSON).status == 200
+    finally:
+        envoy.stop()
+
+
 def test_mesh_rate_limit_filter_enforces_at_filter_level(demo):
     """Enforced as a filter-level config: no per-route config needed."""
     envoy, port = limited_gateway(demo)
@@ -158,15 +181,15 @@ def test_mesh_rate_limit_filter_enforces_at_filter_level(demo):
         envoy.stop()
 
 
-@pytest.mark.xfail(reason="known bug: the filter buffers every tools/list response for filtering, also "
-                          "Envoy's own local replies (429 rate limited, 503 upstream connect error or no healthy upstream), and turns "
-                          "them into 502 'could not be inspected'; it should pass local replies through "
-                          "(response.code_details != via_upstream)")
 def test_rate_limited_tools_list_is_429_not_502(demo):
+    # Envoy's own local replies (response.code_details != via_upstream) get the
+    # JSON envelope with the request's id instead of tools/list inspection.
     envoy, port = limited_gateway(demo)
     try:
-        codes = [request(port, "POST", "/mcp/filesystem", json.dumps(jsonrpc("tools/list")), JSON).status
-                 for _ in range(3)]
+        replies = [request(port, "POST", "/mcp/filesystem", json.dumps(jsonrpc("tools/list", id=i)), JSON)
+                   for i in range(3)]
+        codes = [r.status for r in replies]
         assert codes == [200, 200, 429], codes
+        assert replies[2].json()["id"] == 2 and replies[2].json()["error"]["code"] == -32029
     finally:
         envoy.stop()

@@ -5,7 +5,10 @@
 mod host;
 mod http;
 mod jwks;
+mod known_tools;
+mod metrics;
 mod root;
+mod shared;
 mod waiting;
 
 use proxy_wasm::traits::RootContext;

@@ -4,8 +4,12 @@
 use super::host::log;
 use super::http::HttpFilter;
 use super::jwks::{self, JwksFetcher};
+use super::shared::SharedStore;
 use super::waiting::{self, Waitable};
+use crate::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
+use crate::integrity;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -15,6 +19,8 @@ pub struct Root {
     gateway: Option<Rc<Gateway>>,
     /// OAuth: fetches the key set (driven by on_tick).
     jwks: JwksFetcher,
+    /// This instance serves the operator endpoints (control listener) only.
+    control: bool,
 }
 
 impl Context for Root {
@@ -43,15 +49,23 @@ impl RootContext for Root {
                 return false;
             }
         };
+        self.control =
+            matches!(hostcalls::get_property(vec!["plugin_root_id"]), Ok(Some(id)) if id == CONTROL_ROOT_ID.as_bytes());
+        // Create the baseline keys now (Envoy's main thread configures first),
+        // so every later update is a guarded compare-and-swap.
+        if let Err(e) = integrity::ensure_initialized(&mut SharedStore) {
+            log(LogLevel::Error, &format!("mcpx: cannot initialise the integrity baseline: {e}"));
+        }
         match Gateway::from_plugin_config(text) {
             Ok(g) => {
-                if g.auth().oauth().is_some() {
+                if g.auth().oauth().is_some() && !self.control {
                     // Keys are fetched and shared from the tick, in every VM.
                     if proxy_wasm::hostcalls::set_tick_period(jwks::TICK).is_err() {
                         log(LogLevel::Error, "mcpx: cannot set a tick period; OAuth keys will not load");
                     }
                 }
                 self.jwks = JwksFetcher::default();
+                super::metrics::define_static();
                 self.gateway = Some(Rc::new(g));
                 true
             }
@@ -72,7 +86,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Waitable::new(context_id, HttpFilter::new(self.gateway.clone()))))
+        Some(Box::new(Waitable::new(context_id, HttpFilter::new(self.gateway.clone(), self.control))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
