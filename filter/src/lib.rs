@@ -4,11 +4,14 @@
 //! is the thin proxy-wasm layer, compiled only for wasm.
 
 pub mod config;
+pub mod endpoints;
 pub mod envelope;
 pub mod gateway;
+pub mod health;
 pub mod jsonrpc;
 pub mod policy;
 pub mod scalar;
+pub mod servers;
 pub mod toolslist;
 
 #[cfg(target_arch = "wasm32")]

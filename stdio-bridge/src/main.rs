@@ -1,7 +1,9 @@
 //! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
 //! runs Envoy with the mcpx filter in front of your MCP servers.
 
+mod dynamic;
 mod envoy;
+mod reload;
 mod render;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -78,6 +80,9 @@ struct RunArgs {
     /// Where the rendered Envoy files go [default: a fresh temporary directory].
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// Reload when the config file changes (SIGHUP always reloads).
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Args, Clone)]
@@ -168,23 +173,29 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let (path, config) = load(&args.config)?;
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
-    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?;
-    if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
-        return Err(format!(
-            "{}: stdio servers need the stdio bridge, which this build does not include yet",
-            path.display()
-        ));
-    }
-    let opts = render_options(&config, &args.locations, wasm.display().to_string(), None)?;
-    let bootstrap = render::bootstrap(&config, &opts)?;
+    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    // Checked at start and on every reload.
+    let locations = args.locations.clone();
+    let prepare: reload::Prepare = Box::new(move |config: &Config| {
+        if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
+            return Err("stdio servers need the stdio bridge, which this build does not include yet".into());
+        }
+        render_options(config, &locations, wasm.clone(), None)
+    });
+    let opts = prepare(&config).map_err(|e| format!("{}: {e}", path.display()))?;
     let workdir = match &args.workdir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("mcpx-{}", std::process::id())),
     };
     std::fs::create_dir_all(&workdir).map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+    // Envoy starts from a bootstrap that points at dynamic resource files,
+    // so reloads never restart it (see dynamic.rs).
+    let layout = dynamic::Layout { dir: workdir.join("dynamic") };
+    let reloader = reload::Reloader::start(path.clone(), text, config.clone(), prepare, layout, opts.admin)?;
     let config_path = workdir.join("envoy.json");
-    write_private(&config_path, &serde_json::to_vec_pretty(&bootstrap).map_err(|e| e.to_string())?)?;
+    write_private(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?)?;
 
     let (host, port) = &opts.listen;
     let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
@@ -208,6 +219,8 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         log_level: &args.log_level,
         concurrency: args.concurrency,
         ready_message,
+        reloader: Some(reloader),
+        watch: args.watch,
     }))
 }
 

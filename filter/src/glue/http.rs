@@ -1,6 +1,7 @@
 //! The per-request context: fetches headers and bodies, hands them to
 //! [`Gateway`], and carries out its outcome.
 
+use super::health::HealthCheck;
 use super::host;
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan};
@@ -17,11 +18,20 @@ pub struct HttpFilter {
     /// The response body is being buffered for rewriting.
     buffering_response: bool,
     attrs: Attributes,
+    /// A `/health` request waiting for its probes.
+    health: Option<HealthCheck>,
 }
 
 impl HttpFilter {
     pub fn new(gateway: Option<Rc<Gateway>>) -> Self {
-        Self { gateway, awaiting_body: None, forwarded: None, buffering_response: false, attrs: Attributes::default() }
+        Self {
+            gateway,
+            awaiting_body: None,
+            forwarded: None,
+            buffering_response: false,
+            attrs: Attributes::default(),
+            health: None,
+        }
     }
 
     fn reply(&mut self, reply: &Reply) -> Action {
@@ -63,7 +73,16 @@ impl HttpFilter {
     }
 }
 
-impl Context for HttpFilter {}
+impl Context for HttpFilter {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(check) = self.health.as_mut() else { return };
+        if check.on_response(token_id, body_size) && check.done() {
+            let reply = check.reply();
+            self.health = None;
+            self.reply(&reply);
+        }
+    }
+}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -85,6 +104,14 @@ impl HttpContext for HttpFilter {
                 self.publish_attributes();
                 self.forwarded = Some((req, ResponsePlan::PassThrough));
                 Action::Continue
+            }
+            HeadOutcome::Health(detail) => {
+                let check = HealthCheck::start(&gateway, detail);
+                if check.done() {
+                    return self.reply(&check.reply());
+                }
+                self.health = Some(check);
+                Action::Pause
             }
             HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(&gateway, req, &[]),
             HeadOutcome::ReadBody(req) => {

@@ -1,0 +1,289 @@
+//! Hot reload for `mcpx run` (SPEC §5): SIGHUP or `--watch` re-reads
+//! mcpx.yaml. A valid config is rendered and handed to Envoy through its
+//! dynamic resource files (see `dynamic`); an invalid one is refused with the
+//! reason on stderr and the running config stays. Each attempt is an audit
+//! event: one JSON line `{"event":"reload","result":"applied"|"rejected",…}`.
+//!
+//! The steps, in order: read → validate (the same checks as `mcpx check`,
+//! plus what the filter itself accepts) → render → [bridge] → write the
+//! changed files (clusters, filter, listener) → confirm from Envoy's stats.
+
+use crate::dynamic::{self, Kind, Layout, Split};
+use crate::envoy::http_get;
+use crate::render::{self, RenderOptions};
+use mcpx_filter::config::{Config, Mode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Turns a validated config into render options, or refuses it for reasons
+/// only `run` knows (e.g. stdio servers without a bridge).
+pub type Prepare = Box<dyn Fn(&Config) -> Result<RenderOptions, String> + Send>;
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Signal,
+    Watch,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "sighup",
+            Trigger::Watch => "watch",
+        }
+    }
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    prepare: Prepare,
+    layout: Layout,
+    admin: SocketAddr,
+    /// The config Envoy runs (its audit settings say where events go).
+    config: Config,
+    /// What is on disk for Envoy, to write only what changed.
+    written: Split,
+    /// The file content last acted on (applied or rejected), for `--watch`.
+    seen: Vec<u8>,
+    /// `--watch`: content that differed from `seen` at the previous poll;
+    /// acted on once it is the same on two polls (a half-written file is not).
+    settling: Option<Vec<u8>>,
+}
+
+impl Reloader {
+    /// Renders the first config and writes all dynamic files. Envoy then
+    /// starts from [`Reloader::bootstrap`].
+    pub fn start(
+        path: PathBuf,
+        text: Vec<u8>,
+        config: Config,
+        prepare: Prepare,
+        layout: Layout,
+        admin: SocketAddr,
+    ) -> Result<Self, String> {
+        let written = render_split(&config, &prepare, &layout)?;
+        for kind in Kind::ALL {
+            write(&layout, kind, written.file(kind))?;
+        }
+        Ok(Self { path, prepare, layout, admin, config, written, seen: text, settling: None })
+    }
+
+    pub fn bootstrap(&self) -> &Value {
+        &self.written.bootstrap
+    }
+
+    /// `--watch`: whether the file changed since it was last acted on, and
+    /// has stopped changing.
+    pub fn file_changed(&mut self) -> bool {
+        let Ok(now) = std::fs::read(&self.path) else {
+            // Editors replace files; a missing file is a moment, not a config.
+            return false;
+        };
+        if now == self.seen {
+            self.settling = None;
+            return false;
+        }
+        if self.settling.as_ref() == Some(&now) {
+            return true;
+        }
+        self.settling = Some(now);
+        false
+    }
+
+    /// Re-reads the file and applies it, or refuses it. Never fails: the
+    /// outcome is reported (stderr and the audit output).
+    pub async fn reload(&mut self, trigger: Trigger) {
+        let started = Instant::now();
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", self.path.display());
+                return self.rejected(trigger, &msg);
+            }
+        };
+        self.seen = text.clone();
+        self.settling = None;
+        let config = match self.validate(&text) {
+            Ok(c) => c,
+            Err(msg) => return self.rejected(trigger, &msg),
+        };
+        let next = match render_split(&config, &self.prepare, &self.layout) {
+            Ok(s) => s,
+            Err(msg) => return self.rejected(trigger, &msg),
+        };
+
+        // BRIDGE HOOK (issue 5): the one call site for the stdio bridge.
+        // Unchanged stdio children keep running; changed or removed ones are
+        // retired; new ones start lazily. Refusing here keeps the old config:
+        //     if let Err(msg) = self.bridge.apply(&config) { return self.rejected(trigger, &msg); }
+
+        let changed: Vec<Kind> = Kind::ALL.into_iter().filter(|k| next.file(*k) != self.written.file(*k)).collect();
+        // Admin, stats and other bootstrap-level settings are fixed while Envoy runs.
+        let restart_needed = next.bootstrap != self.written.bootstrap;
+        let before = self.counters().await;
+        for kind in &changed {
+            if let Err(msg) = write(&self.layout, *kind, next.file(*kind)) {
+                return self.rejected(trigger, &msg);
+            }
+        }
+        let (applied, refused) = self.confirm(&changed, &before).await;
+        let mut event = json!({
+            "event": "reload",
+            "trigger": trigger.as_str(),
+            "config": self.path.display().to_string(),
+            "changed": changed.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "duration_ms": started.elapsed().as_millis() as u64,
+        });
+        // Keep what is on disk in step even if Envoy refused part of it: the
+        // next reload rewrites whatever differs.
+        self.written = next;
+        if refused.is_empty() {
+            event["result"] = json!("applied");
+            if restart_needed {
+                event["restart_required"] = json!(true);
+                eprintln!(
+                    "mcpx: reload applied, but some settings (admin, stats or tracing) take effect only after a restart"
+                );
+            }
+            self.config = config;
+            if !applied.is_empty() || changed.is_empty() {
+                eprintln!("mcpx: reloaded {} ({})", self.path.display(), describe(&changed));
+            }
+        } else {
+            let what: Vec<&str> = refused.iter().map(|k| k.as_str()).collect();
+            let msg = format!(
+                "Envoy refused the new {} configuration and keeps the previous one; Envoy's log above says why",
+                what.join(" and ")
+            );
+            eprintln!("mcpx: reload of {} rejected: {msg}", self.path.display());
+            event["result"] = json!("rejected");
+            event["error"] = json!(msg);
+            event["applied"] = json!(applied.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+        }
+        audit_event(&self.config, event);
+    }
+
+    fn validate(&self, text: &[u8]) -> Result<Config, String> {
+        let text = std::str::from_utf8(text).map_err(|_| format!("{}: is not UTF-8 text", self.path.display()))?;
+        let config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        // The filter must accept what it will be given, or Envoy would refuse it.
+        let plugin = render::plugin_configuration(&config)?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok(config)
+    }
+
+    fn rejected(&mut self, trigger: Trigger, msg: &str) {
+        eprintln!("mcpx: reload rejected, the running configuration is unchanged: {msg}");
+        let event = json!({
+            "event": "reload",
+            "trigger": trigger.as_str(),
+            "config": self.path.display().to_string(),
+            "result": "rejected",
+            "error": msg,
+        });
+        audit_event(&self.config, event);
+    }
+
+    /// Envoy's update counters for the dynamic resources.
+    async fn counters(&self) -> BTreeMap<String, u64> {
+        let path =
+            "/stats?filter=%28update_success%7Cupdate_rejected%7Cupdate_failure%7Cconfig_reload%7Cconfig_fail%29";
+        let Some((200, body)) = http_get(self.admin, path).await else {
+            return BTreeMap::new();
+        };
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| Some((k.trim().to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// Waits (bounded) until Envoy has taken or refused each changed file.
+    async fn confirm(&self, changed: &[Kind], before: &BTreeMap<String, u64>) -> (Vec<Kind>, Vec<Kind>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut pending: Vec<Kind> = changed.to_vec();
+        let (mut applied, mut refused) = (Vec::new(), Vec::new());
+        while !pending.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let now = self.counters().await;
+            let grew = |name: &str| now.get(name).copied().unwrap_or(0) > before.get(name).copied().unwrap_or(0);
+            pending.retain(|kind| {
+                let (ok, bad) = stat_names(*kind);
+                if bad.iter().any(|b| grew(b)) {
+                    refused.push(*kind);
+                    false
+                } else if grew(&ok) {
+                    applied.push(*kind);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        // Not confirmed in time: Envoy may still be warming it; not a refusal.
+        applied.extend(pending);
+        (applied, refused)
+    }
+}
+
+/// The counters that move when Envoy takes / refuses a file.
+fn stat_names(kind: Kind) -> (String, [String; 2]) {
+    match kind {
+        Kind::Listener => (
+            "listener_manager.lds.update_success".into(),
+            ["listener_manager.lds.update_rejected".into(), "listener_manager.lds.update_failure".into()],
+        ),
+        Kind::Clusters => (
+            "cluster_manager.cds.update_success".into(),
+            ["cluster_manager.cds.update_rejected".into(), "cluster_manager.cds.update_failure".into()],
+        ),
+        Kind::Filter => {
+            let p = format!("extension_config_discovery.http_filter.{}", dynamic::FILTER_NAME);
+            (format!("{p}.config_reload"), [format!("{p}.config_fail"), format!("{p}.update_rejected")])
+        }
+    }
+}
+
+fn describe(changed: &[Kind]) -> String {
+    if changed.is_empty() {
+        return "no change for Envoy".into();
+    }
+    let names: Vec<&str> = changed.iter().map(|k| k.as_str()).collect();
+    format!("changed: {}", names.join(", "))
+}
+
+fn render_split(config: &Config, prepare: &Prepare, layout: &Layout) -> Result<Split, String> {
+    let opts = prepare(config)?;
+    dynamic::split(render::bootstrap(config, &opts)?, layout)
+}
+
+fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
+    let data = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    dynamic::write_atomically(&layout.file_of(kind), &data)
+}
+
+/// Writes a gateway event as one JSON line to the audit output (SPEC §5:
+/// reloads are audit events), or to stderr when audit is off.
+pub fn audit_event(config: &Config, mut event: Value) {
+    use std::io::Write;
+    let time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    event["time_ms"] = json!(time);
+    let line = format!("{event}\n");
+    let audit = &config.audit;
+    let result = match (audit.enabled, audit.output.as_str()) {
+        (true, "stdout") => std::io::stdout().lock().write_all(line.as_bytes()).and_then(|_| std::io::stdout().flush()),
+        (true, "stderr") | (false, _) => std::io::stderr().lock().write_all(line.as_bytes()),
+        (true, file) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .and_then(|mut f| f.write_all(line.as_bytes())),
+    };
+    if let Err(e) = result {
+        eprintln!("mcpx: cannot write an audit event to {}: {e}; the event was: {}", audit.output, line.trim_end());
+    }
+}

@@ -1,0 +1,197 @@
+"""Hot reload through the real `mcpx run`: SIGHUP and --watch re-read
+mcpx.yaml; a valid config reaches new requests (and open keep-alive
+connections) through Envoy's dynamic resources while in-flight streams finish;
+an invalid one is refused and the old config keeps working. Every wait is a
+bounded poll."""
+
+import http.client
+import json
+import os
+import signal
+
+from harness import JSON, free_port, jsonrpc, wait_until
+
+CONFIG = """
+servers:
+  - name: demo
+    url: {url}
+    policy:
+      deny_tools: [{deny}]
+inspection: {{ tool_integrity: off }}
+"""
+
+
+def call(gw, tool: str, args: dict | None = None):
+    return gw.post("demo", jsonrpc("tools/call", {"name": tool, "arguments": args or {"text": "hi"}}))
+
+
+def reload_events(gw) -> list[dict]:
+    events = []
+    for line in gw.process.log().splitlines():
+        if line.startswith("{") and '"event":"reload"' in line:
+            events.append(json.loads(line))
+    return events
+
+
+def wait_for_event(gw, count: int, timeout: float = 20) -> dict:
+    """Waits for the `count`-th reload event and returns it."""
+    events = wait_until(lambda: len(reload_events(gw)) >= count and reload_events(gw), timeout=timeout,
+                        what=f"reload event #{count}", proc=gw.process.proc)
+    return events[count - 1]
+
+
+def sighup(gw):
+    os.kill(gw.process.proc.pid, signal.SIGHUP)
+
+
+def test_sighup_applies_a_new_policy(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
+    assert call(gw, "echo").status == 200
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
+    sighup(gw)
+    event = wait_for_event(gw, 1)
+    assert event["result"] == "applied" and event["trigger"] == "sighup", event
+    # A policy-only change is an ECDS update: the listener and clusters stay.
+    assert event["changed"] == ["filter"], event
+    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after reload")
+    # The old denial is gone with the old config.
+    assert call(gw, "dangerous_delete", {"path": "/x"}).status == 200
+    assert gw.process.alive()
+
+
+def test_watch_picks_up_a_file_change(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"), extra_args=["--watch"])
+    assert call(gw, "echo").status == 200
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
+    event = wait_for_event(gw, 1)
+    assert event["result"] == "applied" and event["trigger"] == "watch", event
+    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after watch reload")
+
+
+def test_an_invalid_file_is_rejected_and_the_old_policy_keeps_working(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"), extra_args=["--watch"])
+    # Would allow everything if it were applied, but a server name is invalid.
+    gw.config_path.write_text(f"servers:\n  - name: Demo!\n    url: {demo.url}\n")
+    event = wait_for_event(gw, 1)
+    assert event["result"] == "rejected", event
+    assert "servers[0].name" in event["error"], event
+    assert "reload rejected" in gw.process.log()
+    assert call(gw, "dangerous_delete", {"path": "/"}).status == 403
+    assert call(gw, "echo").status == 200
+    # Broken YAML, and a config the filter itself would refuse (bad regex).
+    gw.config_path.write_text("servers: [ {name: demo, url: ")
+    assert wait_for_event(gw, 2)["result"] == "rejected"
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo").replace(
+        "inspection:", "      tool_rules: { read_file: { args: { path: { regex: '(' } } } }\ninspection:"))
+    assert wait_for_event(gw, 3)["result"] == "rejected"
+    assert call(gw, "echo").status == 200
+    assert call(gw, "dangerous_delete", {"path": "/"}).status == 403
+    # A valid file after all that is applied.
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
+    assert wait_for_event(gw, 4)["result"] == "applied"
+    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after the valid file")
+
+
+def test_a_new_server_is_routed_after_reload(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
+    assert gw.post("second", jsonrpc("ping")).status == 404
+    text = CONFIG.format(url=demo.url, deny="dangerous_delete").replace(
+        "inspection:", f"  - name: second\n    url: {demo.url}\ninspection:")
+    gw.config_path.write_text(text)
+    sighup(gw)
+    event = wait_for_event(gw, 1)
+    assert event["result"] == "applied", event
+    assert event["changed"] == ["clusters", "filter", "listener"], event
+    wait_until(lambda: gw.post("second", jsonrpc("ping")).status == 200, timeout=10, what="new server routed")
+    assert gw.request("GET", "/health").json()["servers"]["second"]["healthy"] is True
+
+
+def read_sse_event(resp) -> dict | None:
+    """Reads one SSE event's data (None at the end of the stream)."""
+    data = []
+    while True:
+        line = resp.readline()  # de-chunked
+        if not line:
+            return None
+        line = line.decode().rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            return json.loads("".join(data))
+
+
+def test_a_long_sse_stream_survives_reloads(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
+    count = 15
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    body = json.dumps(jsonrpc("tools/call", {"name": "stream", "arguments": {"count": count, "interval_ms": 150}},
+                              id="s1"))
+    conn.request("POST", "/mcp/demo", body, {**JSON, "Accept": "application/json, text/event-stream"})
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert resp.getheader("content-type", "").startswith("text/event-stream")
+    events = [read_sse_event(resp)]
+    assert events[0]["params"]["progress"] == 1
+    # Two reloads while the stream is open: a policy change (ECDS), then a
+    # new server (CDS + LDS, which drains the old listener).
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
+    sighup(gw)
+    assert wait_for_event(gw, 1)["result"] == "applied"
+    text = CONFIG.format(url=demo.url, deny="echo").replace(
+        "inspection:", f"  - name: second\n    url: {demo.url}\ninspection:")
+    gw.config_path.write_text(text)
+    sighup(gw)
+    second = wait_for_event(gw, 2)
+    assert second["changed"] == ["clusters", "filter", "listener"], second
+    # New requests already see the new config while the stream still runs.
+    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied during the stream")
+    while "id" not in events[-1]:
+        e = read_sse_event(resp)
+        assert e is not None, f"the stream ended early after {events}"
+        events.append(e)
+    conn.close()
+    progress = [e["params"]["progress"] for e in events if e.get("method") == "notifications/progress"]
+    assert progress == list(range(1, count + 1)), progress
+    # The backend was still sending after both reloads were applied.
+    assert events[-2]["params"]["ts_ms"] > second["time_ms"], (events[-2], second)
+    assert events[-1]["id"] == "s1"
+    assert events[-1]["result"]["content"][0]["text"] == f"streamed {count} events"
+
+
+def test_a_keep_alive_connection_sees_the_new_filter_config(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    body = json.dumps(jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
+
+    def call_on_conn() -> tuple[int, tuple]:
+        conn.request("POST", "/mcp/demo", body, JSON)
+        local = conn.sock.getsockname()
+        r = conn.getresponse()
+        r.read()
+        return r.status, local
+
+    status, first = call_on_conn()
+    assert status == 200
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
+    sighup(gw)
+    assert wait_for_event(gw, 1)["changed"] == ["filter"]
+
+    def denied_on_same_connection():
+        status, local = call_on_conn()
+        assert local == first, "the connection was reopened"
+        return status == 403
+
+    wait_until(denied_on_same_connection, timeout=10, what="echo denied on the open connection")
+    conn.close()
+
+
+def test_the_listen_override_survives_a_reload(demo, gateway_factory):
+    # The harness passes --listen, which wins over `listen:` in the file on
+    # every reload too: the listener stays where it is.
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
+    text = "listen: \"127.0.0.1:%d\"\n" % free_port() + CONFIG.format(url=demo.url, deny="echo")
+    gw.config_path.write_text(text)
+    sighup(gw)
+    event = wait_for_event(gw, 1)
+    assert event["result"] == "applied" and event["changed"] == ["filter"], event
+    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied")
