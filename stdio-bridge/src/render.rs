@@ -23,9 +23,9 @@ pub struct RenderOptions {
     pub bridge: Option<SocketAddr>,
 }
 
-/// The Envoy cluster name of a server.
+/// The Envoy cluster name of a server (the filter's `/health` probes use it too).
 pub fn cluster_name(server: &str) -> String {
-    format!("mcpx_server_{server}")
+    mcpx_filter::health::cluster_name(server)
 }
 
 /// Per-connection buffer limit: the body limit plus headroom for large
@@ -257,6 +257,21 @@ mod tests {
         let text = wasm["configuration"]["value"].as_str().unwrap();
         mcpx_filter::gateway::Gateway::from_plugin_config(text).unwrap();
         assert_eq!(b["static_resources"]["clusters"][0]["type"], "STATIC");
+    }
+
+    #[test]
+    fn health_probes_use_the_route_rewrites() {
+        let yaml = "servers:\n  - name: a\n    url: http://localhost:3001\n  - name: b\n    url: https://[::1]/v1/mcp\n  - name: c\n    transport: stdio\n    command: npx\n";
+        let config = Config::from_yaml(yaml, Mode::Gateway).unwrap();
+        let b = bootstrap(&config, &opts()).unwrap();
+        let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["virtual_hosts"][0]["routes"];
+        for (i, s) in config.servers.iter().enumerate() {
+            let t = mcpx_filter::health::target(s).unwrap();
+            assert_eq!(routes[i]["route"]["cluster"], t.cluster);
+            assert_eq!(routes[i]["route"]["prefix_rewrite"], t.path);
+            assert_eq!(routes[i]["route"]["host_rewrite_literal"], t.authority);
+        }
     }
 
     #[test]

@@ -92,9 +92,15 @@ def test_an_invalid_file_is_rejected_and_the_old_policy_keeps_working(demo, gate
     wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after the valid file")
 
 
+def cluster_manager_stats(gw) -> dict[str, int]:
+    text = gw.admin("/stats?filter=%5Ecluster_manager%5C.cluster_").text
+    return {k: int(v) for k, v in (line.split(": ", 1) for line in text.splitlines() if ": " in line)}
+
+
 def test_a_new_server_is_routed_after_reload(demo, gateway_factory):
     gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
     assert gw.post("second", jsonrpc("ping")).status == 404
+    before = cluster_manager_stats(gw)
     text = CONFIG.format(url=demo.url, deny="dangerous_delete").replace(
         "inspection:", f"  - name: second\n    url: {demo.url}\ninspection:")
     gw.config_path.write_text(text)
@@ -103,6 +109,11 @@ def test_a_new_server_is_routed_after_reload(demo, gateway_factory):
     assert event["result"] == "applied", event
     assert event["changed"] == ["clusters", "filter", "listener"], event
     wait_until(lambda: gw.post("second", jsonrpc("ping")).status == 200, timeout=10, what="new server routed")
+    # The unchanged cluster was kept as it was (its breaker/outlier state with it).
+    after = cluster_manager_stats(gw)
+    assert after["cluster_manager.cluster_added"] == before["cluster_manager.cluster_added"] + 1, (before, after)
+    assert after["cluster_manager.cluster_modified"] == before["cluster_manager.cluster_modified"], (before, after)
+    assert after["cluster_manager.cluster_removed"] == before["cluster_manager.cluster_removed"], (before, after)
     assert gw.request("GET", "/health").json()["servers"]["second"]["healthy"] is True
 
 
