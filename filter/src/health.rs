@@ -15,6 +15,11 @@ pub const PROBE_TIMEOUT_MS: u64 = 2_000;
 /// The probe's JSON-RPC request; the id marks it as the gateway's own.
 pub const PING_BODY: &str = r#"{"jsonrpc":"2.0","id":"mcpx-health","method":"ping"}"#;
 
+/// How long a worker reuses its last probe results. Every `/health` would
+/// otherwise send one request to every backend: an amplifier for anyone who
+/// can reach the gateway (unauthenticated callers included, for the summary).
+pub const CACHE_MS: u64 = 1_000;
+
 /// The longest piece of a backend's error text repeated in a report.
 const MAX_ERROR_TEXT: usize = 160;
 
@@ -195,6 +200,27 @@ pub fn report(results: &[(String, ServerHealth)], detail: Detail) -> Reply {
     Reply::json(overall.http_status(), &body).with_header("cache-control", "no-store")
 }
 
+/// The last results of one worker, reused for [`CACHE_MS`].
+#[derive(Debug, Default)]
+pub struct Cache {
+    last: Option<(u64, Vec<(String, ServerHealth)>)>,
+}
+
+impl Cache {
+    /// Fresh results for exactly these servers (a reload that changes the
+    /// server list makes them stale at once).
+    pub fn get(&self, now_ms: u64, servers: &[String]) -> Option<&[(String, ServerHealth)]> {
+        let (at, results) = self.last.as_ref()?;
+        let fresh = now_ms >= *at && now_ms - at < CACHE_MS;
+        let same = results.len() == servers.len() && results.iter().zip(servers).all(|((a, _), b)| a == b);
+        (fresh && same).then_some(results.as_slice())
+    }
+
+    pub fn put(&mut self, now_ms: u64, results: Vec<(String, ServerHealth)>) {
+        self.last = Some((now_ms, results));
+    }
+}
+
 /// The servers to probe, in config order.
 pub fn plan(config: &Config) -> Vec<(String, Result<Target, String>)> {
     config.servers.iter().map(|s| (s.name.clone(), target(s))).collect()
@@ -267,6 +293,18 @@ mod tests {
         assert_eq!(v, json!({"status": "degraded"}));
         let all_down = vec![("a".to_string(), ServerHealth::down("x", None))];
         assert_eq!(report(&all_down, Detail::Summary).status, 503);
+    }
+
+    #[test]
+    fn cache_is_short_lived_and_per_server_list() {
+        let mut c = Cache::default();
+        let names = vec!["a".to_string()];
+        assert!(c.get(0, &names).is_none());
+        c.put(1_000, vec![("a".to_string(), up())]);
+        assert!(c.get(1_500, &names).is_some());
+        assert!(c.get(2_000, &names).is_none(), "stale after CACHE_MS");
+        assert!(c.get(500, &names).is_none(), "a clock that went back");
+        assert!(c.get(1_500, &["a".to_string(), "b".to_string()]).is_none());
     }
 
     #[test]

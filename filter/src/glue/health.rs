@@ -5,10 +5,16 @@
 use super::host;
 use crate::envelope::Reply;
 use crate::gateway::Gateway;
-use crate::health::{self, Detail, ServerHealth};
+use crate::health::{self, Cache, Detail, ServerHealth};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
+use std::cell::RefCell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    // One VM per worker thread: each worker keeps its own last results.
+    static CACHE: RefCell<Cache> = RefCell::new(Cache::default());
+}
 
 pub struct HealthCheck {
     detail: Detail,
@@ -17,6 +23,8 @@ pub struct HealthCheck {
     /// Dispatched calls: (token, index into `results`).
     pending: Vec<(u32, usize)>,
     started_ms: u64,
+    /// The results came from the cache (so they are not stored again).
+    cached: bool,
 }
 
 fn now_ms() -> u64 {
@@ -31,8 +39,16 @@ impl HealthCheck {
     /// such cluster) is a result at once.
     pub fn start(gateway: &Gateway, detail: Detail) -> Self {
         let started_ms = now_ms();
-        let mut check = Self { detail, results: Vec::new(), pending: Vec::new(), started_ms };
-        for (i, (name, target)) in health::plan(gateway.config()).into_iter().enumerate() {
+        let mut check = Self { detail, results: Vec::new(), pending: Vec::new(), started_ms, cached: false };
+        let plan = health::plan(gateway.config());
+        let names: Vec<String> = plan.iter().map(|(n, _)| n.clone()).collect();
+        let cached = CACHE.with(|c| c.borrow().get(started_ms, &names).map(<[_]>::to_vec));
+        if let Some(results) = cached {
+            check.results = results.into_iter().map(|(n, r)| (n, Some(r))).collect();
+            check.cached = true;
+            return check;
+        }
+        for (i, (name, target)) in plan.into_iter().enumerate() {
             let result = match target {
                 Err(why) => Some(ServerHealth::down(why, None)),
                 Ok(t) => match hostcalls::dispatch_http_call(
@@ -79,12 +95,17 @@ impl HealthCheck {
         true
     }
 
+    /// The answer, once [`HealthCheck::done`]; remembers the results.
     pub fn reply(&self) -> Reply {
         let results: Vec<(String, ServerHealth)> = self
             .results
             .iter()
             .map(|(name, r)| (name.clone(), r.clone().unwrap_or_else(|| ServerHealth::down("no answer", None))))
             .collect();
-        health::report(&results, self.detail)
+        let reply = health::report(&results, self.detail);
+        if !self.cached {
+            CACHE.with(|c| c.borrow_mut().put(self.started_ms, results));
+        }
+        reply
     }
 }
