@@ -3,12 +3,14 @@
 //!
 //! `render::bootstrap` gives the complete static config (what `mcpx render`
 //! prints). This module splits it: the listener goes to a filesystem LDS
-//! file, the clusters to a CDS file, and the wasm filter's config to an ECDS
-//! file the listener refers to. A policy-only change then rewrites just the
-//! ECDS file: applied in tens of milliseconds, on open keep-alive connections
-//! too, without draining the listener; unchanged clusters keep their state
-//! (outlier detection / breaker); the wasm VM keeps its `vm_id`, so shared
-//! data (the integrity baseline) survives.
+//! file, its routes to an RDS file, the clusters to a CDS file, and the wasm
+//! filter's config to an ECDS file the listener refers to. A policy-only
+//! change then rewrites just the ECDS file: applied in tens of milliseconds,
+//! on open keep-alive connections too, without draining the listener. Adding
+//! or removing a server touches clusters and routes, not the listener, so
+//! open connections (and long streams) are not drained either. Unchanged
+//! clusters keep their state (outlier detection / breaker); the wasm VM keeps
+//! its `vm_id`, so shared data (the integrity baseline) survives.
 //!
 //! Envoy only notices a file that is renamed into its watched directory, so
 //! each resource lives in its own directory and is written temp-then-rename.
@@ -28,17 +30,20 @@ pub enum Kind {
     Clusters,
     /// The wasm filter config (ECDS).
     Filter,
-    /// The listener with routes (LDS). Changing it drains old connections.
+    /// The route table (RDS): applies to open connections, no drain.
+    Routes,
+    /// The listener (LDS). Changing it drains old connections.
     Listener,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Clusters, Kind::Filter, Kind::Listener];
+    pub const ALL: [Kind; 4] = [Kind::Clusters, Kind::Filter, Kind::Routes, Kind::Listener];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Clusters => "clusters",
             Kind::Filter => "filter",
+            Kind::Routes => "routes",
             Kind::Listener => "listener",
         }
     }
@@ -47,6 +52,7 @@ impl Kind {
         match self {
             Kind::Clusters => "cds",
             Kind::Filter => "ecds",
+            Kind::Routes => "rds",
             Kind::Listener => "lds",
         }
     }
@@ -84,6 +90,7 @@ pub struct Split {
     /// Everything but listeners and clusters, plus `dynamic_resources`.
     pub bootstrap: Value,
     pub listeners: Value,
+    pub routes: Value,
     pub clusters: Value,
     pub filter: Value,
 }
@@ -93,6 +100,7 @@ impl Split {
         match kind {
             Kind::Clusters => &self.clusters,
             Kind::Filter => &self.filter,
+            Kind::Routes => &self.routes,
             Kind::Listener => &self.listeners,
         }
     }
@@ -111,9 +119,19 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
         bootstrap.as_object_mut().map(|b| b.remove("static_resources"));
     }
     let mut wasm = None;
+    let mut routes = Vec::new();
     for listener in listeners.as_array_mut().into_iter().flatten() {
-        for filter in hcm_filters(listener) {
-            if filter.pointer("/typed_config/@type").and_then(Value::as_str) == Some(WASM_TYPE) {
+        for hcm in hcms(listener) {
+            // The route table moves to RDS, referred to by name.
+            if let Some(rc) = hcm.as_object_mut().and_then(|h| h.remove("route_config")) {
+                let name = rc.get("name").and_then(Value::as_str).ok_or("a rendered route_config has no name")?;
+                hcm["rds"] = json!({ "route_config_name": name, "config_source": layout.config_source(Kind::Routes) });
+                routes.push(rc);
+            }
+            for filter in hcm.get_mut("http_filters").and_then(Value::as_array_mut).into_iter().flatten() {
+                if filter.pointer("/typed_config/@type").and_then(Value::as_str) != Some(WASM_TYPE) {
+                    continue;
+                }
                 let typed_config = filter.get("typed_config").cloned().unwrap_or(Value::Null);
                 if wasm.as_ref().is_some_and(|w| *w != typed_config) {
                     return Err("the rendered listeners hold two different mcpx filters".into());
@@ -152,6 +170,7 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
     Ok(Split {
         bootstrap,
         listeners: resources("type.googleapis.com/envoy.config.listener.v3.Listener", listeners),
+        routes: resources("type.googleapis.com/envoy.config.route.v3.RouteConfiguration", Value::Array(routes)),
         clusters: resources("type.googleapis.com/envoy.config.cluster.v3.Cluster", clusters),
         filter: json!({ "resources": [{
             "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
@@ -161,8 +180,8 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
     })
 }
 
-/// The http filters of every HTTP connection manager in a listener.
-fn hcm_filters(listener: &mut Value) -> impl Iterator<Item = &mut Value> {
+/// The config of every HTTP connection manager in a listener.
+fn hcms(listener: &mut Value) -> impl Iterator<Item = &mut Value> {
     listener
         .get_mut("filter_chains")
         .and_then(Value::as_array_mut)
@@ -171,8 +190,7 @@ fn hcm_filters(listener: &mut Value) -> impl Iterator<Item = &mut Value> {
         .filter_map(|chain| chain.get_mut("filters").and_then(Value::as_array_mut))
         .flatten()
         .filter(|f| f.get("name").and_then(Value::as_str) == Some(HCM_NAME))
-        .filter_map(|f| f.pointer_mut("/typed_config/http_filters").and_then(Value::as_array_mut))
-        .flatten()
+        .filter_map(|f| f.get_mut("typed_config"))
 }
 
 /// Writes `data` to `path` so Envoy sees it: owner-only (configs may hold
@@ -228,6 +246,11 @@ mod tests {
         assert_eq!(s.listeners["resources"][0]["name"], "mcpx");
         assert_eq!(s.clusters["resources"][0]["name"], "mcpx_server_demo");
         let hcm = &s.listeners["resources"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+        assert!(hcm.get("route_config").is_none());
+        assert_eq!(hcm["rds"]["route_config_name"], "mcpx");
+        assert_eq!(hcm["rds"]["config_source"]["path_config_source"]["path"], "/run/mcpx/rds/resources.json");
+        assert_eq!(s.routes["resources"][0]["@type"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+        assert_eq!(s.routes["resources"][0]["virtual_hosts"][0]["routes"][0]["match"]["path"], "/mcp/demo");
         let f = &hcm["http_filters"][0];
         assert_eq!(f["name"], FILTER_NAME);
         assert_eq!(
@@ -244,14 +267,16 @@ mod tests {
         let b =
             split_of("servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n    policy: { deny_tools: [echo] }\n");
         assert_eq!(
-            (a.bootstrap == b.bootstrap, a.listeners == b.listeners, a.clusters == b.clusters),
-            (true, true, true)
+            (a.bootstrap == b.bootstrap, a.listeners == b.listeners, a.routes == b.routes, a.clusters == b.clusters),
+            (true, true, true, true)
         );
         assert_ne!(a.filter, b.filter);
         let c = split_of(
             "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n  - name: two\n    url: http://127.0.0.1:3002\n",
         );
-        assert_ne!(a.listeners, c.listeners);
+        // A new server: clusters and routes, never the listener (no drain).
+        assert_eq!(a.listeners, c.listeners);
+        assert_ne!(a.routes, c.routes);
         assert_ne!(a.clusters, c.clusters);
     }
 }

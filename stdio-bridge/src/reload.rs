@@ -210,7 +210,7 @@ impl Reloader {
         while !pending.is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(25)).await;
             let now = self.counters().await;
-            let grew = |name: &str| now.get(name).copied().unwrap_or(0) > before.get(name).copied().unwrap_or(0);
+            let grew = |name: &str| total(&now, name) > total(before, name);
             pending.retain(|kind| {
                 let (ok, bad) = stat_names(*kind);
                 if bad.iter().any(|b| grew(b)) {
@@ -230,6 +230,11 @@ impl Reloader {
     }
 }
 
+/// The sum of the counters whose names end with `suffix`.
+fn total(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
+    counters.iter().filter(|(k, _)| k.ends_with(suffix)).map(|(_, v)| v).sum()
+}
+
 /// The counters that move when Envoy takes / refuses a file.
 fn stat_names(kind: Kind) -> (String, [String; 2]) {
     match kind {
@@ -237,6 +242,10 @@ fn stat_names(kind: Kind) -> (String, [String; 2]) {
             "listener_manager.lds.update_success".into(),
             ["listener_manager.lds.update_rejected".into(), "listener_manager.lds.update_failure".into()],
         ),
+        // `http.<stat_prefix>.rds.<route config>.*`, matched by suffix.
+        Kind::Routes => {
+            (".rds.mcpx.update_success".into(), [".rds.mcpx.update_rejected".into(), ".rds.mcpx.update_failure".into()])
+        }
         Kind::Clusters => (
             "cluster_manager.cds.update_success".into(),
             ["cluster_manager.cds.update_rejected".into(), "cluster_manager.cds.update_failure".into()],

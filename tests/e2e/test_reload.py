@@ -107,7 +107,7 @@ def test_a_new_server_is_routed_after_reload(demo, gateway_factory):
     sighup(gw)
     event = wait_for_event(gw, 1)
     assert event["result"] == "applied", event
-    assert event["changed"] == ["clusters", "filter", "listener"], event
+    assert event["changed"] == ["clusters", "filter", "routes"], event
     wait_until(lambda: gw.post("second", jsonrpc("ping")).status == 200, timeout=10, what="new server routed")
     # The unchanged cluster was kept as it was (its breaker/outlier state with it).
     after = cluster_manager_stats(gw)
@@ -144,7 +144,7 @@ def test_a_long_sse_stream_survives_reloads(demo, gateway_factory):
     events = [read_sse_event(resp)]
     assert events[0]["params"]["progress"] == 1
     # Two reloads while the stream is open: a policy change (ECDS), then a
-    # new server (CDS + LDS, which drains the old listener).
+    # new server (CDS + RDS; the listener itself is unchanged).
     gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
     sighup(gw)
     assert wait_for_event(gw, 1)["result"] == "applied"
@@ -153,7 +153,7 @@ def test_a_long_sse_stream_survives_reloads(demo, gateway_factory):
     gw.config_path.write_text(text)
     sighup(gw)
     second = wait_for_event(gw, 2)
-    assert second["changed"] == ["clusters", "filter", "listener"], second
+    assert second["changed"] == ["clusters", "filter", "routes"], second
     # New requests already see the new config while the stream still runs.
     wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied during the stream")
     while "id" not in events[-1]:
@@ -193,6 +193,35 @@ def test_a_keep_alive_connection_sees_the_new_filter_config(demo, gateway_factor
         return status == 403
 
     wait_until(denied_on_same_connection, timeout=10, what="echo denied on the open connection")
+    conn.close()
+
+
+def test_a_keep_alive_connection_reaches_a_new_server(demo, gateway_factory):
+    gw = gateway_factory(CONFIG.format(url=demo.url, deny="dangerous_delete"))
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    ping = json.dumps(jsonrpc("ping"))
+
+    def ping_on_conn(server: str) -> tuple[int, tuple]:
+        conn.request("POST", f"/mcp/{server}", ping, JSON)
+        local = conn.sock.getsockname()
+        r = conn.getresponse()
+        r.read()
+        return r.status, local
+
+    status, first = ping_on_conn("demo")
+    assert status == 200
+    gw.config_path.write_text(CONFIG.format(url=demo.url, deny="dangerous_delete").replace(
+        "inspection:", f"  - name: second\n    url: {demo.url}\ninspection:"))
+    sighup(gw)
+    assert wait_for_event(gw, 1)["changed"] == ["clusters", "filter", "routes"]
+
+    def routed_on_same_connection():
+        status, local = ping_on_conn("second")
+        assert local == first, "the connection was reopened"
+        return status == 200
+
+    # Routes come by RDS: no listener drain, the open connection sees them.
+    wait_until(routed_on_same_connection, timeout=10, what="new server on the open connection")
     conn.close()
 
 
