@@ -186,10 +186,21 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     });
     let opts = prepare(&config).map_err(|e| format!("{}: {e}", path.display()))?;
     let workdir = match &args.workdir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("mcpx-{}", std::process::id())),
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => {
+            // A fresh private directory: the files Envoy watches hold secrets,
+            // and a directory someone else made first must not be used.
+            use std::os::unix::fs::DirBuilderExt;
+            let d = std::env::temp_dir().join(format!("mcpx-{}", std::process::id()));
+            std::fs::DirBuilder::new().mode(0o700).create(&d).map_err(|e| {
+                format!("cannot create {}: {e}; pass --workdir DIR to choose another place", d.display())
+            })?;
+            d
+        }
     };
-    std::fs::create_dir_all(&workdir).map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
     // Envoy starts from a bootstrap that points at dynamic resource files,
     // so reloads never restart it (see dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };

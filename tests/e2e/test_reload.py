@@ -235,3 +235,25 @@ def test_the_listen_override_survives_a_reload(demo, gateway_factory):
     event = wait_for_event(gw, 1)
     assert event["result"] == "applied" and event["changed"] == ["filter"], event
     wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied")
+
+
+def test_reload_events_go_to_the_audit_file(demo, gateway_factory, tmp_path):
+    audit = tmp_path / "audit.log"
+    base = CONFIG.format(url=demo.url, deny="dangerous_delete") + f"audit: {{ enabled: true, output: \"{audit}\" }}\n"
+    gw = gateway_factory(base)
+    gw.config_path.write_text(base.replace("deny_tools: [dangerous_delete]", "deny_tools: [echo]"))
+    sighup(gw)
+
+    def events():
+        if not audit.exists():
+            return []
+        return [json.loads(line) for line in audit.read_text().splitlines()
+                if line.startswith("{") and '"event":"reload"' in line]
+
+    applied = wait_until(events, timeout=20, what="reload event in the audit file")[0]
+    assert applied["result"] == "applied" and applied["changed"] == ["filter"], applied
+    assert isinstance(applied["time_ms"], int)
+    gw.config_path.write_text("servers: []\n")
+    sighup(gw)
+    rejected = wait_until(lambda: len(events()) >= 2 and events(), timeout=20, what="rejected event")[1]
+    assert rejected["result"] == "rejected" and "servers" in rejected["error"], rejected
