@@ -8,6 +8,7 @@ import http.client
 import json
 import os
 import signal
+import time
 
 from harness import JSON, free_port, jsonrpc, wait_until
 
@@ -154,6 +155,7 @@ def test_a_long_sse_stream_survives_reloads(demo, gateway_factory):
     sighup(gw)
     second = wait_for_event(gw, 2)
     assert second["changed"] == ["clusters", "filter", "routes"], second
+    reloaded_ms = time.time() * 1000
     # New requests already see the new config while the stream still runs.
     wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied during the stream")
     while "id" not in events[-1]:
@@ -164,7 +166,7 @@ def test_a_long_sse_stream_survives_reloads(demo, gateway_factory):
     progress = [e["params"]["progress"] for e in events if e.get("method") == "notifications/progress"]
     assert progress == list(range(1, count + 1)), progress
     # The backend was still sending after both reloads were applied.
-    assert events[-2]["params"]["ts_ms"] > second["time_ms"], (events[-2], second)
+    assert events[-2]["params"]["ts_ms"] > reloaded_ms, (events[-2], reloaded_ms)
     assert events[-1]["id"] == "s1"
     assert events[-1]["result"]["content"][0]["text"] == f"streamed {count} events"
 
@@ -252,7 +254,6 @@ def test_reload_events_go_to_the_audit_file(demo, gateway_factory, tmp_path):
 
     applied = wait_until(events, timeout=20, what="reload event in the audit file")[0]
     assert applied["result"] == "applied" and applied["changed"] == ["filter"], applied
-    assert isinstance(applied["time_ms"], int)
     gw.config_path.write_text("servers: []\n")
     sighup(gw)
     rejected = wait_until(lambda: len(events()) >= 2 and events(), timeout=20, what="rejected event")[1]
