@@ -219,16 +219,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
             d.clone()
         }
-        None => {
-            // A fresh private directory: the files Envoy watches hold secrets,
-            // and a directory someone else made first must not be used.
-            use std::os::unix::fs::DirBuilderExt;
-            let d = std::env::temp_dir().join(format!("mcpx-{}", std::process::id()));
-            std::fs::DirBuilder::new().mode(0o700).create(&d).map_err(|e| {
-                format!("cannot create {}: {e}; pass --workdir DIR to choose another place", d.display())
-            })?;
-            d
-        }
+        None => fresh_private_dir()?,
     };
     // Envoy starts from a bootstrap that points at dynamic resource files,
     // so reloads never restart it (see dynamic.rs).
@@ -262,6 +253,25 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         reloader: Some(reloader),
         watch: args.watch,
     }))
+}
+
+/// A new directory only we can use, for the files Envoy reads (they hold
+/// secrets): never one that already exists (made by someone else, or left
+/// by an earlier run with the same pid, as in a restarted container).
+fn fresh_private_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    let mut last = String::new();
+    for n in 0..1000 {
+        let d = if n == 0 { base.join(format!("mcpx-{pid}")) } else { base.join(format!("mcpx-{pid}-{n}")) };
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = d.display().to_string(),
+            Err(e) => return Err(format!("cannot create {}: {e}; pass --workdir DIR", d.display())),
+        }
+    }
+    Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
 }
 
 /// Writes a file only the owner can read: rendered configs may hold secrets.
