@@ -296,3 +296,75 @@ pub fn audit_event(config: &Config, mut event: Value) {
         eprintln!("mcpx: cannot write an audit event to {}: {e}; the event was: {}", audit.output, line.trim_end());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n";
+
+    fn reloader(dir: &std::path::Path) -> Reloader {
+        let path = dir.join("mcpx.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let config = Config::from_yaml(GOOD, Mode::Gateway).unwrap();
+        let prepare: Prepare = Box::new(|_| {
+            Ok(RenderOptions {
+                listen: ("127.0.0.1".into(), 8080),
+                admin: "127.0.0.1:9901".parse().unwrap(),
+                wasm_path: "/x.wasm".into(),
+                bridge: None,
+            })
+        });
+        let layout = Layout { dir: dir.join("dynamic") };
+        Reloader::start(path, GOOD.into(), config, prepare, layout, "127.0.0.1:9".parse().unwrap()).unwrap()
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mcpx-reload-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn start_writes_every_file() {
+        let d = tempdir("start");
+        let r = reloader(&d);
+        for kind in Kind::ALL {
+            let v: Value = serde_json::from_slice(&std::fs::read(r.layout.file_of(kind)).unwrap()).unwrap();
+            assert!(v["resources"].as_array().is_some_and(|a| !a.is_empty()), "{kind:?}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(r.layout.file_of(Kind::Filter)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by others");
+        std::fs::remove_dir_all(d).ok();
+    }
+
+    #[test]
+    fn watch_waits_for_the_file_to_settle() {
+        let d = tempdir("watch");
+        let mut r = reloader(&d);
+        assert!(!r.file_changed(), "unchanged");
+        std::fs::write(d.join("mcpx.yaml"), "servers:\n  - na").unwrap();
+        assert!(!r.file_changed(), "first sight of a change");
+        std::fs::write(d.join("mcpx.yaml"), format!("{GOOD}    policy: {{ deny_tools: [echo] }}\n")).unwrap();
+        assert!(!r.file_changed(), "still changing");
+        assert!(r.file_changed(), "settled");
+        std::fs::remove_file(d.join("mcpx.yaml")).unwrap();
+        assert!(!r.file_changed(), "a missing file is not a config");
+        std::fs::remove_dir_all(d).ok();
+    }
+
+    #[test]
+    fn validation_includes_what_the_filter_accepts() {
+        let d = tempdir("validate");
+        let r = reloader(&d);
+        assert!(r.validate(GOOD.as_bytes()).is_ok());
+        let e = r.validate(b"servers: []\n").unwrap_err();
+        assert!(e.contains("servers"), "{e}");
+        let bad_regex = format!("{GOOD}    policy: {{ tool_rules: {{ t: {{ args: {{ a: {{ regex: '(' }} }} }} }} }}\n");
+        assert!(r.validate(bad_regex.as_bytes()).is_err());
+        assert!(r.validate(b"\xff\xfe").unwrap_err().contains("UTF-8"));
+        std::fs::remove_dir_all(d).ok();
+    }
+}

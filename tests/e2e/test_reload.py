@@ -258,3 +258,53 @@ def test_reload_events_go_to_the_audit_file(demo, gateway_factory, tmp_path):
     sighup(gw)
     rejected = wait_until(lambda: len(events()) >= 2 and events(), timeout=20, what="rejected event")[1]
     assert rejected["result"] == "rejected" and "servers" in rejected["error"], rejected
+
+
+def test_envoy_refusing_a_new_listener_keeps_the_old_one(demo, tmp_path):
+    """A config mcpx accepts but Envoy cannot apply (the new port is taken):
+    reported as rejected, and the old listener keeps serving."""
+    import socket
+
+    from harness import ENVOY_BIN, MCPX_BIN, WASM, Process, request
+
+    def config(port: int, deny: str) -> str:
+        return f'listen: "127.0.0.1:{port}"\n' + CONFIG.format(url=demo.url, deny=deny)
+
+    port, admin = free_port(), free_port()
+    path = tmp_path / "mcpx.yaml"
+    path.write_text(config(port, "dangerous_delete"))
+    proc = Process("gateway-listen", [MCPX_BIN, "run", "-c", str(path), "--admin", f"127.0.0.1:{admin}",
+                                      "--wasm", WASM, "--envoy", ENVOY_BIN, "--workdir", str(tmp_path / "run"),
+                                      "--concurrency", "1"])
+    try:
+        wait_until(lambda: "gateway ready" in proc.log(), timeout=60, what="gateway ready", proc=proc.proc)
+
+        def echo(p: int) -> int:
+            body = json.dumps(jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
+            return request(p, "POST", "/mcp/demo", body, JSON).status
+
+        def events() -> list[dict]:
+            return [json.loads(line) for line in proc.log().splitlines()
+                    if line.startswith("{") and '"event":"reload"' in line]
+
+        assert echo(port) == 200
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            path.write_text(config(taken.getsockname()[1], "echo"))
+            os.kill(proc.proc.pid, signal.SIGHUP)
+            event = wait_until(lambda: events(), timeout=20, what="reload event", proc=proc.proc)[0]
+        assert event["result"] == "rejected", event
+        assert event["changed"] == ["filter", "listener"] and event["applied"] == ["filter"], event
+        assert "listener" in event["error"]
+        # The old listener still serves (with the new filter config, which Envoy took).
+        wait_until(lambda: echo(port) == 403, timeout=10, what="old port, new policy")
+        # A free port then works: the listener moves.
+        new_port = free_port()
+        path.write_text(config(new_port, "echo"))
+        os.kill(proc.proc.pid, signal.SIGHUP)
+        event = wait_until(lambda: len(events()) >= 2 and events(), timeout=20, what="second reload")[1]
+        assert event["result"] == "applied" and "listener" in event["changed"], event
+        wait_until(lambda: echo(new_port) == 403, timeout=10, what="new port")
+    finally:
+        proc.stop()
