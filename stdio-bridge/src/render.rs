@@ -266,11 +266,13 @@ mod tests {
         let b = bootstrap(&config, &opts()).unwrap();
         let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
             ["route_config"]["virtual_hosts"][0]["routes"];
-        for (i, s) in config.servers.iter().enumerate() {
+        for s in &config.servers {
             let t = mcpx_filter::health::target(s).unwrap();
-            assert_eq!(routes[i]["route"]["cluster"], t.cluster);
-            assert_eq!(routes[i]["route"]["prefix_rewrite"], t.path);
-            assert_eq!(routes[i]["route"]["host_rewrite_literal"], t.authority);
+            let path = format!("/mcp/{}", s.name);
+            let route = routes.as_array().unwrap().iter().find(|r| r["match"]["path"] == path.as_str()).unwrap();
+            assert_eq!(route["route"]["cluster"], t.cluster);
+            assert_eq!(route["route"]["prefix_rewrite"], t.path);
+            assert_eq!(route["route"]["host_rewrite_literal"], t.authority);
         }
     }
 
