@@ -205,15 +205,18 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
     let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
-    // Checked at start and on every reload.
+    // The same rendering at start and on every reload.
     let locations = args.locations.clone();
-    let prepare: reload::Prepare = Box::new(move |config: &Config| {
+    let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value), String> {
         if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
             return Err("stdio servers need the stdio bridge, which this build does not include yet".into());
         }
-        render_options(config, &locations, wasm.clone(), None)
-    });
-    let opts = prepare(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+        let opts = render_options(config, &locations, wasm.clone(), None)?;
+        let bootstrap = render::bootstrap(config, &opts)?;
+        Ok((opts, bootstrap))
+    };
+    let (opts, _) = render_run(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let render_fn: reload::Render = Box::new(move |c: &Config| render_run(c).map(|(_, b)| b));
     let workdir = match &args.workdir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
@@ -224,7 +227,8 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     // Envoy starts from a bootstrap that points at dynamic resource files,
     // so reloads never restart it (see dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };
-    let reloader = reload::Reloader::start(path.clone(), text, config.clone(), prepare, layout, opts.admin)?;
+    let reloader = reload::Reloader::start(path.clone(), text, config.clone(), render_fn, layout, opts.admin)?;
+    // BRIDGE HOOK (issue 5): reloader.before_apply(Box::new(move |c| bridge.apply(c).map(|_| ())));
     let config_path = workdir.join("envoy.json");
     write_private(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?)?;
 

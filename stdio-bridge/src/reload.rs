@@ -10,7 +10,7 @@
 
 use crate::dynamic::{self, Kind, Layout, Split};
 use crate::envoy::http_get;
-use crate::render::{self, RenderOptions};
+use crate::render;
 use mcpx_filter::config::{Config, Mode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -18,9 +18,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Turns a validated config into render options, or refuses it for reasons
-/// only `run` knows (e.g. stdio servers without a bridge).
-pub type Prepare = Box<dyn Fn(&Config) -> Result<RenderOptions, String> + Send>;
+/// Renders a validated config into the complete static bootstrap (what
+/// `mcpx render` prints, plus whatever `run` adds to it), or refuses it for
+/// reasons only `run` knows. The same function serves the start and every
+/// reload, so a reload can never render differently from a fresh start.
+pub type Render = Box<dyn Fn(&Config) -> Result<Value, String> + Send>;
+
+/// A step run with a new valid config before Envoy's files are written; an
+/// error rejects the reload (the running config stays). See [`Reloader::before_apply`].
+pub type Hook = Box<dyn FnMut(&Config) -> Result<(), String> + Send>;
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy)]
@@ -40,7 +46,8 @@ impl Trigger {
 
 pub struct Reloader {
     path: PathBuf,
-    prepare: Prepare,
+    render: Render,
+    hooks: Vec<Hook>,
     layout: Layout,
     admin: SocketAddr,
     /// The config Envoy runs (its audit settings say where events go).
@@ -61,15 +68,23 @@ impl Reloader {
         path: PathBuf,
         text: Vec<u8>,
         config: Config,
-        prepare: Prepare,
+        render: Render,
         layout: Layout,
         admin: SocketAddr,
     ) -> Result<Self, String> {
-        let written = render_split(&config, &prepare, &layout)?;
+        let written = dynamic::split(render(&config)?, &layout)?;
         for kind in Kind::ALL {
             write(&layout, kind, written.file(kind))?;
         }
-        Ok(Self { path, prepare, layout, admin, config, written, seen: text, settling: None })
+        Ok(Self { path, render, hooks: Vec::new(), layout, admin, config, written, seen: text, settling: None })
+    }
+
+    /// Adds a step to every reload, run after validation and rendering and
+    /// before Envoy's files are written (e.g. the stdio bridge's `apply`).
+    // Used by the stdio bridge (issue 5) once merged; tested below.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn before_apply(&mut self, hook: Hook) {
+        self.hooks.push(hook);
     }
 
     pub fn bootstrap(&self) -> &Value {
@@ -111,15 +126,20 @@ impl Reloader {
             Ok(c) => c,
             Err(msg) => return self.rejected(trigger, &msg),
         };
-        let next = match render_split(&config, &self.prepare, &self.layout) {
+        let next = match (self.render)(&config).and_then(|b| dynamic::split(b, &self.layout)) {
             Ok(s) => s,
             Err(msg) => return self.rejected(trigger, &msg),
         };
 
-        // BRIDGE HOOK (issue 5): the one call site for the stdio bridge.
-        // Unchanged stdio children keep running; changed or removed ones are
-        // retired; new ones start lazily. Refusing here keeps the old config:
-        //     if let Err(msg) = self.bridge.apply(&config) { return self.rejected(trigger, &msg); }
+        // BRIDGE HOOK (issue 5): the stdio bridge registers its `apply` here
+        // through `before_apply` (main.rs): unchanged stdio children keep
+        // running, changed or removed ones are retired, new ones start lazily.
+        // An error rejects the reload and the old config stays.
+        for hook in &mut self.hooks {
+            if let Err(msg) = hook(&config) {
+                return self.rejected(trigger, &msg);
+            }
+        }
 
         let changed: Vec<Kind> = Kind::ALL.into_iter().filter(|k| next.file(*k) != self.written.file(*k)).collect();
         // Admin, stats and other bootstrap-level settings are fixed while Envoy runs.
@@ -265,11 +285,6 @@ fn describe(changed: &[Kind]) -> String {
     format!("changed: {}", names.join(", "))
 }
 
-fn render_split(config: &Config, prepare: &Prepare, layout: &Layout) -> Result<Split, String> {
-    let opts = prepare(config)?;
-    dynamic::split(render::bootstrap(config, &opts)?, layout)
-}
-
 fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
     let data = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
     dynamic::write_atomically(&layout.file_of(kind), &data)
@@ -307,16 +322,17 @@ mod tests {
         let path = dir.join("mcpx.yaml");
         std::fs::write(&path, GOOD).unwrap();
         let config = Config::from_yaml(GOOD, Mode::Gateway).unwrap();
-        let prepare: Prepare = Box::new(|_| {
-            Ok(RenderOptions {
+        let render: Render = Box::new(|c| {
+            let opts = render::RenderOptions {
                 listen: ("127.0.0.1".into(), 8080),
                 admin: "127.0.0.1:9901".parse().unwrap(),
                 wasm_path: "/x.wasm".into(),
                 bridge: None,
-            })
+            };
+            render::bootstrap(c, &opts)
         });
         let layout = Layout { dir: dir.join("dynamic") };
-        Reloader::start(path, GOOD.into(), config, prepare, layout, "127.0.0.1:9".parse().unwrap()).unwrap()
+        Reloader::start(path, GOOD.into(), config, render, layout, "127.0.0.1:9".parse().unwrap()).unwrap()
     }
 
     fn tempdir(name: &str) -> PathBuf {
@@ -352,6 +368,25 @@ mod tests {
         assert!(r.file_changed(), "settled");
         std::fs::remove_file(d.join("mcpx.yaml")).unwrap();
         assert!(!r.file_changed(), "a missing file is not a config");
+        std::fs::remove_dir_all(d).ok();
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_rejects_the_reload_and_envoy_files_stay() {
+        let d = tempdir("hook");
+        let mut r = reloader(&d);
+        let before = std::fs::read(r.layout.file_of(Kind::Filter)).unwrap();
+        r.before_apply(Box::new(|c: &Config| {
+            if c.servers[0].policy.deny_tools.is_empty() {
+                Ok(())
+            } else {
+                Err("the bridge cannot apply it".into())
+            }
+        }));
+        std::fs::write(d.join("mcpx.yaml"), format!("{GOOD}    policy: {{ deny_tools: [echo] }}\n")).unwrap();
+        r.reload(Trigger::Signal).await;
+        assert_eq!(std::fs::read(r.layout.file_of(Kind::Filter)).unwrap(), before);
+        assert!(r.config.servers[0].policy.deny_tools.is_empty(), "the old config stays");
         std::fs::remove_dir_all(d).ok();
     }
 
