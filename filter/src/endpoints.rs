@@ -24,12 +24,13 @@ impl Endpoint {
 }
 
 /// What the caller of an endpoint may see.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Access {
     /// Everything: auth is off, or the caller has a valid credential.
     Full,
-    /// Auth is on and the caller has none: only the load-balancer view.
-    Anonymous,
+    /// Auth is on and the caller has no valid credential: only the
+    /// load-balancer view of `/health`; this 401 for everything else.
+    Anonymous(Reply),
 }
 
 impl Gateway {
@@ -48,17 +49,14 @@ impl Gateway {
         attrs.decision = Some("allow");
         match (ep, access) {
             (Endpoint::Health, Access::Full) => HeadOutcome::Health(Detail::Full),
-            (Endpoint::Health, Access::Anonymous) => HeadOutcome::Health(Detail::Summary),
+            (Endpoint::Health, Access::Anonymous(_)) => HeadOutcome::Health(Detail::Summary),
             (Endpoint::Servers, Access::Full) => HeadOutcome::Reply(
                 Reply::json(200, &servers::summary(self.config())).with_header("cache-control", "no-store"),
             ),
-            (Endpoint::Servers, Access::Anonymous) => {
+            (Endpoint::Servers, Access::Anonymous(reply)) => {
                 attrs.decision = Some("auth_failed");
                 attrs.reason = Some("credential_required".into());
-                HeadOutcome::Reply(
-                    Reply::error(401, code::UNAUTHORIZED, "/servers needs a valid credential", &ReplyTo::Http)
-                        .with_header("www-authenticate", "Bearer"),
-                )
+                HeadOutcome::Reply(reply)
             }
         }
     }
@@ -70,9 +68,13 @@ impl Gateway {
         if !self.config().auth.enabled {
             return Access::Full;
         }
-        // AUTH HOOK (issue 10): once the gateway verifies credentials, this is
-        //     if self.authenticate(head).is_ok() { return Access::Full; }
-        Access::Anonymous
+        // AUTH HOOK (issue 10): once `Gateway::authenticate` exists, the
+        // whole body of this function becomes
+        //     match self.authenticate(head) { Ok(_) => Access::Full, Err(reply) => Access::Anonymous(reply) }
+        let msg = "this endpoint needs a valid credential";
+        Access::Anonymous(
+            Reply::error(401, code::UNAUTHORIZED, msg, &ReplyTo::Http).with_header("www-authenticate", "Bearer"),
+        )
     }
 }
 
