@@ -1,6 +1,7 @@
 //! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
 //! runs Envoy with the mcpx filter in front of your MCP servers.
 
+mod bridge;
 mod envoy;
 mod render;
 
@@ -38,6 +39,18 @@ enum Command {
     Check(ConfigArg),
     /// Print the Envoy configuration `run` would use.
     Render(RenderArgs),
+    /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
+    Bridge(BridgeArgs),
+}
+
+#[derive(Args, Clone)]
+struct BridgeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where the bridge listens. It has no auth of its own: keep it private, or set
+    /// MCPX_BRIDGE_TOKEN and have your Envoy send it as x-mcpx-bridge-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
 }
 
 #[derive(Args, Clone)]
@@ -113,6 +126,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Some(Command::Render(args)) => render_cmd(&args),
+        Some(Command::Bridge(args)) => bridge_cmd(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mcpx: {e}");
@@ -170,14 +184,29 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let (path, config) = load(&args.config)?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
     let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?;
-    if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
-        return Err(format!(
-            "{}: stdio servers need the stdio bridge, which this build does not include yet",
-            path.display()
-        ));
-    }
-    let opts = render_options(&config, &args.locations, wasm.display().to_string(), None)?;
-    let bootstrap = render::bootstrap(&config, &opts)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // stdio servers: the bridge, in-process on a loopback port only this Envoy may use.
+    let has_stdio = config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio);
+    let token = bridge::new_token();
+    let stdio_bridge = match has_stdio {
+        true => Some(
+            rt.block_on(bridge::Bridge::start(&config, SocketAddr::from(([127, 0, 0, 1], 0)), Some(token.clone())))
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+        ),
+        false => None,
+    };
+    let opts = render_options(
+        &config,
+        &args.locations,
+        wasm.display().to_string(),
+        stdio_bridge.as_ref().map(|b| b.local_addr()),
+    )?;
+    let mut bootstrap = render::bootstrap(&config, &opts)?;
+    bridge::protect_routes(&mut bootstrap, &config, &token);
     let workdir = match &args.workdir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("mcpx-{}", std::process::id())),
@@ -196,19 +225,26 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         servers.join(", ")
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(envoy::run(envoy::Launch {
+    let result = rt.block_on(envoy::run(envoy::Launch {
         envoy: &envoy_bin,
         config_path: &config_path,
         admin: opts.admin,
         log_level: &args.log_level,
         concurrency: args.concurrency,
         ready_message,
-    }))
+    }));
+    if let Some(b) = stdio_bridge {
+        rt.block_on(b.shutdown());
+    }
+    result
+}
+
+fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
+    let (path, config) = load(&args.config)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let reload = |p: &Path| load(&ConfigArg { config: Some(p.to_path_buf()) }).map(|(_, c)| c);
+    rt.block_on(bridge::serve(&path, config, args.listen, reload))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes a file only the owner can read: rendered configs may hold secrets.
