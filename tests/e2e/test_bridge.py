@@ -279,7 +279,16 @@ def test_garbage_on_stdout_is_logged_and_skipped(bridges):
     b = bridges(stdio_server("t"))
     assert tool_text(b.call("t", "garbage", {"text": "still here"})) == "still here"
     assert tool_text(b.call("t", "echo", {"text": "next"})) == "next"
-    assert "wrote non-JSON to stdout" in b.log()
+    assert "wrote non-JSON" in b.log()
+
+
+def test_answers_pass_through_byte_for_byte(bridges):
+    b = bridges(stdio_server("t"))
+    r = b.post("t", jsonrpc("tools/list", id="L"))
+    assert r.status == 200
+    # Python's json.dumps spacing and key order (name before description) survive: the
+    # bridge swaps the id back and never re-serialises the result.
+    assert r.text.startswith('{"jsonrpc":"2.0","id":"L","result":{"tools": [{"name": "echo", "description": ')
 
 
 def test_several_megabyte_messages_both_ways(bridges):

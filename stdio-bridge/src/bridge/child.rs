@@ -3,7 +3,8 @@
 //! JSON-RPC messages, a task that copies its stderr to the log tagged with the
 //! server name, and a supervisor that notices the exit.
 
-use super::ids::{restore_id, Outcome, Pending, Registration};
+use super::ids::{Outcome, Pending, Registration};
+use super::reply::{Peek, Reply};
 use super::spec::Spec;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -127,9 +128,8 @@ impl Child {
         self.exit.borrow().clone()
     }
 
-    /// Sends a request (with the child-side id swapped in) and waits for the
-    /// answer, which comes back carrying `client_id` again.
-    pub async fn call(&self, mut message: Value, client_id: &Value, timeout: Duration) -> Result<Value, CallError> {
+    /// Sends a request (with a child-side id swapped in) and waits for the answer.
+    pub async fn call(&self, mut message: Value, timeout: Duration) -> Result<Reply, CallError> {
         let (id, rx) = self.pending.register().map_err(CallError::Gone)?;
         let registration = Registration { pending: &self.pending, id };
         if let Some(obj) = message.as_object_mut() {
@@ -143,7 +143,7 @@ impl Child {
                 .await
                 .map_err(|_| CallError::Gone(format!("server `{}` has closed its input", self.name)))?;
             match rx.await {
-                Ok(Outcome::Reply(m)) => Ok(restore_id(m, client_id)),
+                Ok(Outcome::Reply(r)) => Ok(r),
                 Ok(Outcome::Gone(reason)) => Err(CallError::Gone(reason)),
                 Err(_) => Err(CallError::Gone(format!("server `{}` went away", self.name))),
             }
@@ -332,12 +332,21 @@ impl Reader {
         if trimmed.is_empty() {
             return;
         }
-        match serde_json::from_slice::<Value>(trimmed) {
-            Ok(v) => self.message(v),
+        if trimmed.starts_with(b"[") {
+            // A batch from the server (rare): split it, then handle each message.
+            if let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(trimmed) {
+                for item in items {
+                    self.line(&serde_json::to_vec(&item).unwrap_or_default());
+                }
+                return;
+            }
+        }
+        match serde_json::from_slice::<Peek>(trimmed) {
+            Ok(p) => self.message(p),
             Err(_) => {
                 let shown: String = String::from_utf8_lossy(&trimmed[..trimmed.len().min(200)]).into();
                 eprintln!(
-                    "mcpx bridge: server `{}` wrote non-JSON to stdout (skipped, {} bytes): {shown:?}",
+                    "mcpx bridge: server `{}` wrote non-JSON (or a non-message) to stdout (skipped, {} bytes): {shown:?}",
                     self.name,
                     trimmed.len()
                 );
@@ -345,37 +354,30 @@ impl Reader {
         }
     }
 
-    fn message(&self, v: Value) {
-        let Value::Object(obj) = v else {
-            if let Value::Array(items) = v {
-                for item in items {
-                    self.message(item);
-                }
-            } else {
-                eprintln!("mcpx bridge: server `{}` wrote a JSON value that is not a message; skipped", self.name);
-            }
-            return;
-        };
-        if let Some(method) = obj.get("method").and_then(Value::as_str) {
-            let method = method.to_string();
-            match obj.get("id") {
+    fn message(&self, p: Peek<'_>) {
+        if let Some(m) = p.method {
+            let method = serde_json::from_str::<String>(m.get()).unwrap_or_else(|_| m.get().to_string());
+            match p.id {
                 Some(id) => {
                     // Nobody to relay it to; answer so the server does not wait forever.
                     self.dropped("request", &method);
-                    let reply = json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601,
-                        "message": format!("{method}: the mcpx bridge does not relay server-initiated requests")}});
-                    let _ = self.writer.try_send(Write::Line(to_line(&reply)));
+                    let error = json!({"code": -32601,
+                        "message": format!("{method}: the mcpx bridge does not relay server-initiated requests")});
+                    let reply = format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{error}}}\n", id.get());
+                    let _ = self.writer.try_send(Write::Line(reply.into_bytes()));
                 }
                 None => self.dropped("notification", &method),
             }
             return;
         }
-        match obj.get("id").cloned() {
-            Some(id) if obj.contains_key("result") || obj.contains_key("error") => {
-                if !self.pending.resolve(&id, Value::Object(obj)) {
+        match (p.id, Reply::from_peek(&p)) {
+            (Some(id), Some(reply)) => {
+                let ours = id.get().parse::<u64>().is_ok_and(|n| self.pending.resolve(n, reply));
+                if !ours {
                     eprintln!(
-                        "mcpx bridge: server `{}` answered id {id}, which nobody waits for (timed out?); dropped",
-                        self.name
+                        "mcpx bridge: server `{}` answered id {}, which nobody waits for (timed out?); dropped",
+                        self.name,
+                        id.get()
                     );
                 }
             }

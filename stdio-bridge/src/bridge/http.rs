@@ -122,10 +122,10 @@ async fn one(upstream: Arc<Upstream>, message: Value) -> Resp {
     match classify(&message) {
         Kind::Request(id) => {
             let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
-            match upstream.request(message, id.clone()).await {
+            match upstream.request(message).await {
                 Ok(reply) => {
-                    let mut r = json_response(StatusCode::OK, &reply);
-                    if is_initialize && reply.get("result").is_some() {
+                    let mut r = bytes_response(StatusCode::OK, reply.message(&id).into_bytes());
+                    if is_initialize && reply.is_result() {
                         if let Ok(v) = HeaderValue::from_str(&upstream.new_session()) {
                             r.headers_mut().insert(SESSION, v);
                         }
@@ -155,16 +155,16 @@ async fn batch(upstream: Arc<Upstream>, items: Vec<Value>) -> Resp {
         let upstream = upstream.clone();
         tasks.push(tokio::spawn(async move {
             match classify(&item) {
-                Kind::Request(id) => Some(match upstream.request(item, id.clone()).await {
-                    Ok(reply) => reply,
-                    Err(f) => failure_object(&upstream, &id, f).1,
+                Kind::Request(id) => Some(match upstream.request(item).await {
+                    Ok(reply) => reply.message(&id),
+                    Err(f) => failure_object(&upstream, &id, f).1.to_string(),
                 }),
                 Kind::Notification => {
                     let _ = upstream.notification(item).await;
                     None
                 }
                 Kind::Response => None,
-                Kind::Invalid(why) => Some(error_object(&Value::Null, INVALID_REQUEST, why)),
+                Kind::Invalid(why) => Some(error_object(&Value::Null, INVALID_REQUEST, why).to_string()),
             }
         }));
     }
@@ -173,13 +173,13 @@ async fn batch(upstream: Arc<Upstream>, items: Vec<Value>) -> Resp {
         match t.await {
             Ok(Some(a)) => answers.push(a),
             Ok(None) => {}
-            Err(_) => answers.push(error_object(&Value::Null, -32603, "internal error in the bridge")),
+            Err(_) => answers.push(error_object(&Value::Null, -32603, "internal error in the bridge").to_string()),
         }
     }
     if answers.is_empty() {
         empty(StatusCode::ACCEPTED)
     } else {
-        json_response(StatusCode::OK, &Value::Array(answers))
+        bytes_response(StatusCode::OK, format!("[{}]", answers.join(",")).into_bytes())
     }
 }
 
@@ -235,7 +235,10 @@ fn error(status: StatusCode, id: Option<&Value>, code: i64, message: &str) -> Re
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Resp {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    bytes_response(status, serde_json::to_vec(body).unwrap_or_default())
+}
+
+fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -4,7 +4,7 @@
 //! once. The child's answer is matched back by that id and the client's own
 //! id is put back.
 
-use serde_json::Value;
+use super::reply::Reply;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use tokio::sync::{oneshot, Notify};
@@ -12,8 +12,8 @@ use tokio::sync::{oneshot, Notify};
 /// What a waiting request gets.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The child's response message (still carrying the child-side id).
-    Reply(Value),
+    /// The child's answer (the caller puts the client's id on it).
+    Reply(Reply),
     /// The child went away before answering; the reason says how.
     Gone(String),
 }
@@ -56,8 +56,7 @@ impl Pending {
 
     /// Delivers the child's response; false when nobody waits for `id`
     /// (timed out, cancelled, or an id the bridge never sent).
-    pub fn resolve(&self, id: &Value, message: Value) -> bool {
-        let Some(id) = id.as_u64() else { return false };
+    pub fn resolve(&self, id: u64, reply: Reply) -> bool {
         let tx = {
             let mut inner = self.lock();
             let tx = inner.waiting.remove(&id);
@@ -66,7 +65,7 @@ impl Pending {
             }
             tx
         };
-        tx.is_some_and(|tx| tx.send(Outcome::Reply(message)).is_ok())
+        tx.is_some_and(|tx| tx.send(Outcome::Reply(reply)).is_ok())
     }
 
     /// Forgets a request (timeout, or the HTTP client went away).
@@ -120,19 +119,15 @@ impl Drop for Registration<'_> {
     }
 }
 
-/// A response for the client: the child's message with the client's id.
-pub fn restore_id(mut message: Value, client_id: &Value) -> Value {
-    if let Some(obj) = message.as_object_mut() {
-        obj.insert("id".into(), client_id.clone());
-    }
-    message
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::HashSet;
+
+    fn answer(n: u64) -> Reply {
+        Reply::result(&json!(n))
+    }
     use std::sync::Arc;
 
     #[tokio::test]
@@ -154,14 +149,11 @@ mod tests {
         assert_eq!(ids.len(), 200);
         // Answer in reverse order; each waiter gets its own.
         for (client, id, _) in regs.iter().rev() {
-            assert!(p.resolve(&json!(id), json!({"id": id, "result": client})));
+            assert!(p.resolve(*id, answer(*client)));
         }
         for (client, id, rx) in regs {
             match rx.await.unwrap() {
-                Outcome::Reply(m) => {
-                    assert_eq!(m["result"], json!(client));
-                    assert_eq!(restore_id(m, &json!("c-1"))["id"], "c-1");
-                }
+                Outcome::Reply(r) => assert_eq!(r.result_value(), Some(json!(client))),
                 Outcome::Gone(r) => panic!("{id}: {r}"),
             }
         }
@@ -172,9 +164,8 @@ mod tests {
     async fn unknown_or_foreign_ids_are_ignored() {
         let p = Pending::default();
         let (id, _rx) = p.register().unwrap();
-        assert!(!p.resolve(&json!(id + 1), json!({})));
-        assert!(!p.resolve(&json!("1"), json!({})));
-        assert!(!p.resolve(&Value::Null, json!({})));
+        assert!(!p.resolve(id + 1, answer(0)));
+        assert!(!p.resolve(0, answer(0)));
         assert_eq!(p.in_flight(), 1);
     }
 
@@ -197,6 +188,6 @@ mod tests {
         let (id, _rx) = p.register().unwrap();
         drop(Registration { pending: &p, id });
         assert_eq!(p.in_flight(), 0);
-        assert!(!p.resolve(&json!(id), json!({})));
+        assert!(!p.resolve(id, answer(0)));
     }
 }

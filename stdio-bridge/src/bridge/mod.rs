@@ -5,6 +5,7 @@
 //! - `spec`: how to launch a server (command, env without the gateway's secrets).
 //! - `child`: the process, its pipes and its process group.
 //! - `ids`: JSON-RPC id rewriting and the requests in flight.
+//! - `reply`: answers kept verbatim (only the id is swapped back).
 //! - `cache`: the handshake (`initialize` / `server/discover`) cache and replay.
 //! - `upstream`: one server: lazy start, respawn with backoff, sessions.
 //! - `http`: the HTTP surface.
@@ -13,6 +14,7 @@ mod cache;
 mod child;
 mod http;
 mod ids;
+mod reply;
 pub mod spec;
 mod upstream;
 

@@ -4,6 +4,7 @@
 
 use super::cache::{initialized, Cache};
 use super::child::{CallError, Child};
+use super::reply::Reply;
 use super::spec::ServerSpec;
 use serde_json::{json, Value};
 use std::collections::{HashSet, VecDeque};
@@ -155,15 +156,15 @@ impl Upstream {
         // A respawn: bring the new child to the state existing sessions expect.
         let replay = lock(&self.cache).replay_request();
         if let Some(request) = replay {
-            match child.call(request, &json!(0), self.timeout()).await {
-                Ok(reply) if reply.get("result").is_some() => {
+            match child.call(request, self.timeout()).await {
+                Ok(reply) if reply.is_result() => {
                     lock(&self.cache).refresh_initialize(&reply);
                     let _ = child.notify(&initialized()).await;
                     eprintln!("mcpx bridge: server `{}`: handshake replayed to the new child", self.name());
                 }
                 outcome => {
                     let why = match outcome {
-                        Ok(reply) => format!("it answered the replayed initialize with {}", reply["error"]),
+                        Ok(reply) => format!("it answered the replayed initialize with {}", reply.message(&json!(0))),
                         Err(CallError::Gone(r)) => r,
                         Err(CallError::Timeout(t)) => format!("no answer to the replayed initialize within {t:?}"),
                     };
@@ -186,38 +187,39 @@ impl Upstream {
         Failure::Unavailable { message: problem, retry_after: wait }
     }
 
-    /// A JSON-RPC request (it has an id). Returns the answer for the client.
-    pub async fn request(&self, message: Value, client_id: Value) -> Result<Value, Failure> {
+    /// A JSON-RPC request (it has an id). Returns the answer; the caller puts
+    /// the client's id on it.
+    pub async fn request(&self, message: Value) -> Result<Reply, Failure> {
         match message.get("method").and_then(Value::as_str) {
-            Some("initialize") => self.initialize(message, client_id).await,
+            Some("initialize") => self.initialize(message).await,
             Some("server/discover") => {
-                if let Some(r) = lock(&self.cache).discover_reply(&client_id) {
+                if let Some(r) = lock(&self.cache).discover_reply() {
                     return Ok(r);
                 }
-                let reply = self.call(message, &client_id).await?;
+                let reply = self.call(message).await?;
                 lock(&self.cache).store_discover(&reply);
                 Ok(reply)
             }
-            _ => self.call(message, &client_id).await,
+            _ => self.call(message).await,
         }
     }
 
-    async fn call(&self, message: Value, client_id: &Value) -> Result<Value, Failure> {
+    async fn call(&self, message: Value) -> Result<Reply, Failure> {
         let child = self.child().await?;
-        Ok(child.call(message, client_id, self.timeout()).await?)
+        Ok(child.call(message, self.timeout()).await?)
     }
 
-    async fn initialize(&self, message: Value, client_id: Value) -> Result<Value, Failure> {
-        if let Some(r) = lock(&self.cache).initialize_reply(&client_id) {
+    async fn initialize(&self, message: Value) -> Result<Reply, Failure> {
+        if let Some(r) = lock(&self.cache).initialize_reply() {
             return Ok(r);
         }
         let _first = self.init_lock.lock().await;
-        if let Some(r) = lock(&self.cache).initialize_reply(&client_id) {
+        if let Some(r) = lock(&self.cache).initialize_reply() {
             return Ok(r);
         }
         let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
         let child = self.child().await?;
-        let reply = child.call(message, &client_id, self.timeout()).await?;
+        let reply = child.call(message, self.timeout()).await?;
         if lock(&self.cache).store_initialize(params, &reply) {
             // The bridge owns the child's session: it completes the handshake
             // itself; clients' own `initialized` notifications are absorbed.
