@@ -129,7 +129,7 @@ def test_32_concurrent_slow_calls_overlap_and_each_gets_its_own_answer(bridges):
 
     def worker(i: int):
         # Every client uses id 1: the bridge must keep them apart.
-        r = b.call("t", "slow", {"ms": 1500, "tag": f"caller-{i}"}, id=1)
+        r = b.call("t", "slow", {"ms": 3000, "tag": f"caller-{i}"}, id=1)
         results[i] = r
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(32)]
@@ -262,6 +262,16 @@ def test_crash_loop_fails_fast_with_503(bridges):
             break
     else:
         pytest.fail(f"never reported as crash-looping: {statuses}")
+
+
+def test_unset_env_variable_is_a_clear_startup_error(tmp_path):
+    cfg = tmp_path / "mcpx.yaml"
+    cfg.write_text("servers:\n" + stdio_server("t", env={"TOKEN": "${MCPX_TEST_UNSET_VAR}"}))
+    p = Process("bridge-unset", [MCPX_BIN, "bridge", "-c", str(cfg), "--listen", "127.0.0.1:0"])
+    assert p.proc.wait(30) == 1
+    log = p.log()
+    p.stop()
+    assert "servers.t.env.TOKEN" in log and "MCPX_TEST_UNSET_VAR is not set" in log, log
 
 
 def test_missing_command_is_a_clear_503(bridges):
