@@ -116,14 +116,17 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         None if cli.run.config.config.is_some() => run(cli.run),
         None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
-        Some(Command::Check(c)) => load(&c).map(|(path, config)| {
+        Some(Command::Check(c)) => load(&c).and_then(|(path, config)| {
+            // stdio servers: `${VAR}` in env/workdir must resolve here too.
+            bridge::spec::resolve(&config, &bridge::spec::current_environ())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             println!(
                 "{}: valid ({} server{})",
                 path.display(),
                 config.servers.len(),
                 if config.servers.len() == 1 { "" } else { "s" }
             );
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }),
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::Bridge(args)) => bridge_cmd(args),

@@ -427,7 +427,7 @@ mod tests {
 
     #[test]
     fn over_long_line_is_skipped_and_the_next_one_survives() {
-        let long = vec![b'x'; 30];
+        let long = [b'x'; 30];
         let out = feed_all(10, &[&long[..15], &long[15..], b"\nok\n"]);
         assert_eq!(out, vec![Frame::TooLong(30), Frame::Line(b"ok".to_vec())]);
         let out = feed_all(10, &[b"0123456789AB\nok\n"]);
