@@ -515,3 +515,34 @@ def _children(parent: int) -> list[int]:
             except (OSError, IndexError, ValueError):
                 pass
     return kids
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_official_sdk_client_and_server_through_the_gateway(gateway_factory, mode):
+    gw = gateway_factory(GATEWAY_CONFIG.format(servers=stdio_server("t", script=SDK_SERVER)))
+    names, answer = run_sdk_client(f"http://127.0.0.1:{gw.port}/mcp/t", mode)
+    assert names == ["add", "shout"] and answer == "42"
+
+
+def test_gateway_kill_9_mid_request_then_session_continues(gateway_factory):
+    gw = gateway_factory(GATEWAY_CONFIG.format(servers=stdio_server("t")))
+    init = gw.post("t", jsonrpc("initialize", INIT))
+    session = {"Mcp-Session-Id": init.header("mcp-session-id")}
+
+    def stats():
+        r = gw.post("t", jsonrpc("tools/call", {"name": "stats", "arguments": {}}), session)
+        return json.loads(r.json()["result"]["content"][0]["text"])
+
+    old = stats()
+    outcome = []
+    t = threading.Thread(target=lambda: outcome.append(
+        gw.post("t", jsonrpc("tools/call", {"name": "slow", "arguments": {"ms": 20000}}, id="s"), session,
+                timeout=30)))
+    t.start()
+    wait_until(lambda: stats()["in_flight"] >= 2, what="slow call in flight")
+    os.kill(old["pid"], signal.SIGKILL)
+    t.join(30)
+    r = outcome[0]
+    assert r.status == 502 and r.json()["id"] == "s" and "exited" in r.json()["error"]["message"], r.text
+    new = stats()
+    assert new["pid"] != old["pid"] and new["initialize"] == 1
