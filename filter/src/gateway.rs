@@ -8,6 +8,7 @@
 use crate::config::{Config, ConfigError, Mode};
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::jsonrpc::{self, Body};
+use crate::mcpheaders::McpHeaders;
 use crate::policy::{Action, Effective, Policy};
 use crate::toolslist;
 use serde_json::Value;
@@ -90,6 +91,8 @@ pub struct McpRequest {
     pub server: String,
     /// The caller's identity, when auth established one.
     pub identity: Option<String>,
+    /// The 2026-07-28 routing headers, checked against the body.
+    pub mcp_headers: McpHeaders,
 }
 
 /// What to do with a complete request body.
@@ -180,7 +183,8 @@ impl Gateway {
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
         attrs.server = Some(server.to_string());
-        let req = McpRequest { server: server.to_string(), identity: None };
+        let mcp_headers = McpHeaders::capture(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let req = McpRequest { server: server.to_string(), identity: None, mcp_headers };
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
@@ -265,6 +269,12 @@ impl Gateway {
             Body::Single(m) => m.method().unwrap_or("response").to_string(),
             Body::Batch(_) => "batch".to_string(),
         });
+        // Headers that disagree with the body never reach a backend (SPEC §7).
+        if let Err(e) = req.mcp_headers.check(&parsed) {
+            attrs.decision = Some("error");
+            attrs.reason = Some("header_mismatch".into());
+            return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));
+        }
         let mut list_ids = Vec::new();
         for m in messages {
             let Some(method) = m.method() else { continue };
@@ -411,7 +421,11 @@ clients:
     }
 
     fn body(identity: Option<&str>, body: &str) -> (BodyOutcome, Attributes) {
-        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from) };
+        let req = McpRequest {
+            server: "demo".into(),
+            identity: identity.map(String::from),
+            mcp_headers: McpHeaders::default(),
+        };
         let mut a = Attributes::default();
         (gw().on_request_body(&req, body.as_bytes(), &mut a), a)
     }
@@ -452,7 +466,7 @@ clients:
         assert_eq!(f.set_headers, [("accept", "application/json".to_string())]);
         let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
-        let req = McpRequest { server: "demo".into(), identity: None };
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
         let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes()).unwrap().unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);

@@ -7,7 +7,9 @@ pub mod config;
 pub mod envelope;
 pub mod gateway;
 pub mod jsonrpc;
+pub mod mcpheaders;
 pub mod policy;
+pub mod resource_uri;
 pub mod scalar;
 pub mod toolslist;
 

@@ -4,6 +4,7 @@
 mod bridge;
 mod envoy;
 mod render;
+mod snippets;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpx_filter::config::{Config, Mode};
@@ -36,7 +37,7 @@ enum Command {
     /// Validate the config, render the Envoy config and run Envoy (the default).
     Run(RunArgs),
     /// Validate the config and exit: 0 when valid, 1 with the error otherwise.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Print the Envoy configuration `run` would use.
     Render(RenderArgs),
     /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
@@ -58,6 +59,15 @@ struct ConfigArg {
     /// The gateway configuration file.
     #[arg(short, long, env = "MCPX_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Check it as the filter's plugin configuration (Envoy/Istio: servers need no url or command).
+    #[arg(long)]
+    plugin: bool,
 }
 
 #[derive(Args, Clone)]
@@ -102,6 +112,9 @@ struct RenderArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "yaml")]
     format: Format,
+    /// Print only the pieces to add to your own Envoy (filter, routes, clusters, ...), with where each goes.
+    #[arg(long)]
+    snippets: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -116,18 +129,22 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         None if cli.run.config.config.is_some() => run(cli.run),
         None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
-        Some(Command::Check(c)) => load(&c).and_then(|(path, config)| {
-            // stdio servers: `${VAR}` in env/workdir must resolve here too.
-            bridge::spec::resolve(&config, &bridge::spec::current_environ())
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            println!(
-                "{}: valid ({} server{})",
-                path.display(),
-                config.servers.len(),
-                if config.servers.len() == 1 { "" } else { "s" }
-            );
-            Ok(ExitCode::SUCCESS)
-        }),
+        Some(Command::Check(c)) => {
+            load_as(&c.config, if c.plugin { Mode::Plugin } else { Mode::Gateway }).and_then(|(path, config)| {
+                if !c.plugin {
+                    // stdio servers: `${VAR}` in env/workdir must resolve here too.
+                    bridge::spec::resolve(&config, &bridge::spec::current_environ())
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                }
+                println!(
+                    "{}: valid ({} server{})",
+                    path.display(),
+                    config.servers.len(),
+                    if config.servers.len() == 1 { "" } else { "s" }
+                );
+                Ok(ExitCode::SUCCESS)
+            })
+        }
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::Bridge(args)) => bridge_cmd(args),
     };
@@ -138,9 +155,13 @@ fn main() -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> Result<(PathBuf, Config), String> {
+    load_as(arg, Mode::Gateway)
+}
+
+fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
     let path = arg.config.clone().ok_or("no config given: pass -c mcpx.yaml")?;
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config = Config::from_yaml(&text, Mode::Gateway).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = Config::from_yaml(&text, mode).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, config))
 }
 
@@ -175,6 +196,16 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
         .unwrap_or_else(|_| "mcpx_filter.wasm".into());
     let opts = render_options(&config, &args.locations, wasm, Some(SocketAddr::from(([127, 0, 0, 1], 7070))))?;
     let doc = render::bootstrap(&config, &opts)?;
+    if args.snippets {
+        let snippets = snippets::Snippets::from_bootstrap(&doc)?;
+        let name = args.config.config.as_deref().and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy();
+        let text = match args.format {
+            Format::Yaml => snippets.to_yaml(&name)?,
+            Format::Json => serde_json::to_string_pretty(&snippets.to_json()).map_err(|e| e.to_string())? + "\n",
+        };
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let text = match args.format {
         Format::Yaml => serde_yaml::to_string(&doc).map_err(|e| e.to_string())?,
         Format::Json => serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
