@@ -130,19 +130,14 @@ fn main() -> ExitCode {
         None if cli.run.config.config.is_some() => run(cli.run),
         None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
         Some(Command::Check(c)) => {
-            load_as(&c.config, if c.plugin { Mode::Plugin } else { Mode::Gateway }).and_then(|(path, config)| {
-                if !c.plugin {
-                    // stdio servers: `${VAR}` in env/workdir must resolve here too.
-                    bridge::spec::resolve(&config, &bridge::spec::current_environ())
-                        .map_err(|e| format!("{}: {e}", path.display()))?;
-                }
+            load_as(&c.config, if c.plugin { Mode::Plugin } else { Mode::Gateway }).map(|(path, config)| {
                 println!(
                     "{}: valid ({} server{})",
                     path.display(),
                     config.servers.len(),
                     if config.servers.len() == 1 { "" } else { "s" }
                 );
-                Ok(ExitCode::SUCCESS)
+                ExitCode::SUCCESS
             })
         }
         Some(Command::Render(args)) => render_cmd(&args),
