@@ -1,6 +1,7 @@
 //! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
 //! runs Envoy with the mcpx filter in front of your MCP servers.
 
+mod bridge;
 mod dynamic;
 mod envoy;
 mod reload;
@@ -41,6 +42,18 @@ enum Command {
     Check(CheckArgs),
     /// Print the Envoy configuration `run` would use.
     Render(RenderArgs),
+    /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
+    Bridge(BridgeArgs),
+}
+
+#[derive(Args, Clone)]
+struct BridgeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where the bridge listens. It has no auth of its own: keep it private, or set
+    /// MCPX_BRIDGE_TOKEN and have your Envoy send it as x-mcpx-bridge-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
 }
 
 #[derive(Args, Clone)]
@@ -133,6 +146,7 @@ fn main() -> ExitCode {
             })
         }
         Some(Command::Render(args)) => render_cmd(&args),
+        Some(Command::Bridge(args)) => bridge_cmd(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mcpx: {e}");
@@ -205,14 +219,25 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
     let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // The stdio bridge, in-process on a loopback port only this Envoy may use.
+    // Always started (children start lazily), so a reload may add stdio servers.
+    let token = bridge::new_token();
+    let stdio_bridge = std::sync::Arc::new(
+        rt.block_on(bridge::Bridge::start(&config, SocketAddr::from(([127, 0, 0, 1], 0)), Some(token.clone())))
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+    );
+    let bridge_addr = stdio_bridge.local_addr();
     // The same rendering at start and on every reload.
     let locations = args.locations.clone();
     let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value), String> {
-        if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
-            return Err("stdio servers need the stdio bridge, which this build does not include yet".into());
-        }
-        let opts = render_options(config, &locations, wasm.clone(), None)?;
-        let bootstrap = render::bootstrap(config, &opts)?;
+        let opts = render_options(config, &locations, wasm.clone(), Some(bridge_addr))?;
+        let mut bootstrap = render::bootstrap(config, &opts)?;
+        bridge::protect_routes(&mut bootstrap, config, &token);
         Ok((opts, bootstrap))
     };
     let (opts, _) = render_run(&config).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -227,8 +252,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     // Envoy starts from a bootstrap that points at dynamic resource files,
     // so reloads never restart it (see dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };
-    let reloader = reload::Reloader::start(path.clone(), text, config.clone(), render_fn, layout, opts.admin)?;
-    // BRIDGE HOOK (issue 5): reloader.before_apply(Box::new(move |c| bridge.apply(c).map(|_| ())));
+    let mut reloader = reload::Reloader::start(path.clone(), text, config.clone(), render_fn, layout, opts.admin)?;
+    // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
+    let b = stdio_bridge.clone();
+    reloader.before_apply(Box::new(move |c: &Config| b.apply(c).map(|_| ())));
     let config_path = workdir.join("envoy.json");
     write_private(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?)?;
 
@@ -242,12 +269,7 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         servers.join(", ")
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(envoy::run(envoy::Launch {
+    let result = rt.block_on(envoy::run(envoy::Launch {
         envoy: &envoy_bin,
         config_path: &config_path,
         admin: opts.admin,
@@ -256,7 +278,18 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         ready_message,
         reloader: Some(reloader),
         watch: args.watch,
-    }))
+    }));
+    rt.block_on(stdio_bridge.shutdown());
+    result
+}
+
+fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
+    let (path, config) = load(&args.config)?;
+    // One thread: the bridge is I/O-bound, and fewer thread hops cost less CPU per call.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let reload = |p: &Path| load(&ConfigArg { config: Some(p.to_path_buf()) }).map(|(_, c)| c);
+    rt.block_on(bridge::serve(&path, config, args.listen, reload))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A new directory only we can use, for the files Envoy reads (they hold
