@@ -86,6 +86,8 @@ pub enum HeadOutcome {
     ReadBody(McpRequest),
     /// GET (server stream) or DELETE (session end): forward as is.
     Forward(McpRequest),
+    /// `GET /health`: probe every backend, then answer with this much detail.
+    Health(crate::health::Detail),
 }
 
 /// An authenticated request to one MCP server, carried from the headers to
@@ -181,6 +183,9 @@ impl Gateway {
     /// Phase 1: routing, auth and the checks that need no body.
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
+        if let Some(ep) = crate::endpoints::Endpoint::from_path(path) {
+            return self.on_endpoint(ep, head, attrs);
+        }
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;
         };

@@ -5,8 +5,10 @@
 
 pub mod config;
 pub mod control;
+pub mod endpoints;
 pub mod envelope;
 pub mod gateway;
+pub mod health;
 pub mod inspect;
 pub mod integrity;
 pub mod jsonrpc;
@@ -15,6 +17,7 @@ pub mod ops;
 pub mod policy;
 pub mod resource_uri;
 pub mod scalar;
+pub mod servers;
 pub mod sse;
 pub mod toolslist;
 
