@@ -92,6 +92,8 @@ pub enum HeadOutcome {
     /// new `kid`): hold the request and run the headers phase again when
     /// keys change; when waiting is over, send this reply (503 or 401).
     AwaitKeys(Reply),
+    /// `GET /health`: probe every backend, then answer with this much detail.
+    Health(crate::health::Detail),
 }
 
 /// An authenticated request to one MCP server, carried from the headers to
@@ -218,6 +220,9 @@ impl Gateway {
             attrs.decision = Some("allow");
             attrs.reason = Some("oauth_metadata".into());
             return HeadOutcome::Reply(reply);
+        }
+        if let Some(ep) = crate::endpoints::Endpoint::from_path(path) {
+            return self.on_endpoint(ep, head, attrs);
         }
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;

@@ -6,8 +6,10 @@
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod endpoints;
 pub mod envelope;
 pub mod gateway;
+pub mod health;
 pub mod inspect;
 pub mod integrity;
 pub mod jsonrpc;
@@ -16,6 +18,7 @@ pub mod ops;
 pub mod policy;
 pub mod resource_uri;
 pub mod scalar;
+pub mod servers;
 pub mod sse;
 pub mod toolslist;
 

@@ -85,6 +85,7 @@ fn run(gw: &Gateway, v: &Vector) -> Option<(u16, Option<i64>)> {
         HeadOutcome::PassThrough | HeadOutcome::Forward(_) => return None,
         // Waiting for OAuth keys ends, natively, in the reply it carries.
         HeadOutcome::Reply(r) | HeadOutcome::AwaitKeys(r) => r,
+        HeadOutcome::Health(_) => panic!("{}: policy vectors are MCP requests, not /health", v.name),
         HeadOutcome::ReadBody(_) if !gw.body_within_limit(body.len()) => gw.too_large(),
         HeadOutcome::ReadBody(req) => match gw.on_request_body(&req, &body, &mut attrs) {
             BodyOutcome::Forward(_) => return None,

@@ -3,7 +3,10 @@
 
 mod audit;
 mod baseline;
+mod bridge;
+mod dynamic;
 mod envoy;
+mod reload;
 mod render;
 mod snippets;
 
@@ -44,6 +47,18 @@ enum Command {
     /// Show or reset the tool integrity baseline of a running gateway.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
+    Bridge(BridgeArgs),
+}
+
+#[derive(Args, Clone)]
+struct BridgeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where the bridge listens. It has no auth of its own: keep it private, or set
+    /// MCPX_BRIDGE_TOKEN and have your Envoy send it as x-mcpx-bridge-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
 }
 
 #[derive(Subcommand)]
@@ -127,6 +142,9 @@ struct RunArgs {
     /// Where the rendered Envoy files go [default: a fresh temporary directory].
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// Reload when the config file changes (SIGHUP always reloads).
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Args, Clone)]
@@ -168,6 +186,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
+        Some(Command::Bridge(args)) => bridge_cmd(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mcpx: {e}");
@@ -285,23 +304,48 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let (path, config) = load(&args.config)?;
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
-    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?;
-    if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
-        return Err(format!(
-            "{}: stdio servers need the stdio bridge, which this build does not include yet",
-            path.display()
-        ));
-    }
-    let opts = render_options(&config, &args.locations, wasm.display().to_string(), None)?;
-    let bootstrap = render::bootstrap(&config, &opts)?;
-    let workdir = match &args.workdir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("mcpx-{}", std::process::id())),
+    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // The stdio bridge, in-process on a loopback port only this Envoy may use.
+    // Always started (children start lazily), so a reload may add stdio servers.
+    let token = bridge::new_token();
+    let stdio_bridge = std::sync::Arc::new(
+        rt.block_on(bridge::Bridge::start(&config, SocketAddr::from(([127, 0, 0, 1], 0)), Some(token.clone())))
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+    );
+    let bridge_addr = stdio_bridge.local_addr();
+    // The same rendering at start and on every reload.
+    let locations = args.locations.clone();
+    let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value), String> {
+        let opts = render_options(config, &locations, wasm.clone(), Some(bridge_addr))?;
+        let mut bootstrap = render::bootstrap(config, &opts)?;
+        bridge::protect_routes(&mut bootstrap, config, &token);
+        Ok((opts, bootstrap))
     };
-    std::fs::create_dir_all(&workdir).map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+    let (opts, _) = render_run(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let render_fn: reload::Render = Box::new(move |c: &Config| render_run(c).map(|(_, b)| b));
+    let workdir = match &args.workdir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => fresh_private_dir()?,
+    };
+    // Envoy starts from a bootstrap that points at dynamic resource files,
+    // so reloads never restart it (see dynamic.rs).
+    let layout = dynamic::Layout { dir: workdir.join("dynamic") };
+    let mut reloader = reload::Reloader::start(path.clone(), text, config.clone(), render_fn, layout, opts.admin)?;
+    // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
+    let b = stdio_bridge.clone();
+    reloader.before_apply(Box::new(move |c: &Config| b.apply(c).map(|_| ())));
     let config_path = workdir.join("envoy.json");
-    write_private(&config_path, &serde_json::to_vec_pretty(&bootstrap).map_err(|e| e.to_string())?)?;
+    write_private(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?)?;
 
     let (host, port) = &opts.listen;
     let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
@@ -320,19 +364,46 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         serde_json::json!({ "config": path.display().to_string(), "servers": names }),
     )?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(envoy::run(envoy::Launch {
+    let result = rt.block_on(envoy::run(envoy::Launch {
         envoy: &envoy_bin,
         config_path: &config_path,
         admin: opts.admin,
         log_level: &args.log_level,
         concurrency: args.concurrency,
         ready_message,
-    }))
+        reloader: Some(reloader),
+        watch: args.watch,
+    }));
+    rt.block_on(stdio_bridge.shutdown());
+    result
+}
+
+fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
+    let (path, config) = load(&args.config)?;
+    // One thread: the bridge is I/O-bound, and fewer thread hops cost less CPU per call.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let reload = |p: &Path| load(&ConfigArg { config: Some(p.to_path_buf()) }).map(|(_, c)| c);
+    rt.block_on(bridge::serve(&path, config, args.listen, reload))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new directory only we can use, for the files Envoy reads (they hold
+/// secrets): never one that already exists (made by someone else, or left
+/// by an earlier run with the same pid, as in a restarted container).
+fn fresh_private_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    let mut last = String::new();
+    for n in 0..1000 {
+        let d = if n == 0 { base.join(format!("mcpx-{pid}")) } else { base.join(format!("mcpx-{pid}-{n}")) };
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = d.display().to_string(),
+            Err(e) => return Err(format!("cannot create {}: {e}; pass --workdir DIR", d.display())),
+        }
+    }
+    Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
 }
 
 /// Writes a file only the owner can read: rendered configs may hold secrets.

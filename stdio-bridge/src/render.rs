@@ -6,7 +6,7 @@
 //! pieces can also be printed alone for users with their own Envoy.
 
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
-use mcpx_filter::config::{AuthType, BackendUrl, Config, Transport};
+use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, Transport};
 use mcpx_filter::control::CONTROL_ROOT_ID;
 use mcpx_filter::gateway::INTERNAL_HEADERS;
 use mcpx_filter::ops;
@@ -28,9 +28,9 @@ pub struct RenderOptions {
     pub control: Option<SocketAddr>,
 }
 
-/// The Envoy cluster name of a server.
+/// The Envoy cluster name of a server (the filter's `/health` probes use it too).
 pub fn cluster_name(server: &str) -> String {
-    format!("mcpx_server_{server}")
+    mcpx_filter::health::cluster_name(server)
 }
 
 /// Per-connection buffer limit: the body limit plus headroom for large
@@ -61,7 +61,7 @@ fn socket_address(host: &str, port: u16) -> Value {
 fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
     let mut all = vec![listener(config, opts)?];
     if let Some(addr) = opts.control {
-        all.push(control_listener(config, &opts.wasm_path, addr)?);
+        all.push(control_listener(&opts.wasm_path, addr)?);
     }
     Ok(all)
 }
@@ -70,7 +70,11 @@ fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String
 /// sees the same shared-data baseline, but with the control root id, which
 /// serves only `/baseline` (docs/integrity.md). Loopback only; the main
 /// listener never serves these endpoints.
-pub fn control_listener(config: &Config, wasm_path: &str, addr: SocketAddr) -> Result<Value, String> {
+pub fn control_listener(wasm_path: &str, addr: SocketAddr) -> Result<Value, String> {
+    // The control root reads no policy: a fixed configuration keeps this
+    // listener unchanged across reloads, so a policy change stays ECDS-only.
+    let control_config =
+        Config::from_yaml("servers: [{name: mcpx-control}]", Mode::Plugin).map_err(|e| e.to_string())?;
     if !addr.ip().is_loopback() {
         return Err(format!("the control address {addr} is not a loopback address; keep it on 127.0.0.1"));
     }
@@ -92,7 +96,7 @@ pub fn control_listener(config: &Config, wasm_path: &str, addr: SocketAddr) -> R
                         }] }],
                     },
                     "http_filters": [
-                        wasm_filter_for(config, wasm_path, CONTROL_ROOT_ID)?,
+                        wasm_filter_for(&control_config, wasm_path, CONTROL_ROOT_ID)?,
                         { "name": "envoy.filters.http.router",
                           "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
                     ],
@@ -765,6 +769,23 @@ mod tests {
     }
 
     #[test]
+    fn health_probes_use_the_route_rewrites() {
+        let yaml = "servers:\n  - name: a\n    url: http://localhost:3001\n  - name: b\n    url: https://[::1]/v1/mcp\n  - name: c\n    transport: stdio\n    command: npx\n";
+        let config = Config::from_yaml(yaml, Mode::Gateway).unwrap();
+        let b = bootstrap(&config, &opts()).unwrap();
+        let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["virtual_hosts"][0]["routes"];
+        for s in &config.servers {
+            let t = mcpx_filter::health::target(s).unwrap();
+            let path = format!("/mcp/{}", s.name);
+            let route = routes.as_array().unwrap().iter().find(|r| r["match"]["path"] == path.as_str()).unwrap();
+            assert_eq!(route["route"]["cluster"], t.cluster);
+            assert_eq!(route["route"]["prefix_rewrite"], t.path);
+            assert_eq!(route["route"]["host_rewrite_literal"], t.authority);
+        }
+    }
+
+    #[test]
     fn stdio_servers_go_to_the_bridge() {
         let b = render("servers:\n  - name: gh\n    transport: stdio\n    command: npx\n");
         let c = &b["static_resources"]["clusters"][0];
@@ -788,9 +809,7 @@ mod tests {
         assert_eq!(control["root_id"], CONTROL_ROOT_ID);
         assert_eq!(main["vm_config"], control["vm_config"]);
         assert_eq!(listeners[1]["address"]["socket_address"]["address"], "127.0.0.1");
-        let config =
-            Config::from_yaml("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\n", Mode::Gateway).unwrap();
-        assert!(control_listener(&config, "/x.wasm", "0.0.0.0:9902".parse().unwrap()).is_err());
+        assert!(control_listener("/x.wasm", "0.0.0.0:9902".parse().unwrap()).is_err());
     }
 
     fn hcm(b: &Value) -> &Value {

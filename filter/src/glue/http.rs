@@ -1,6 +1,7 @@
 //! The per-request context: fetches headers and bodies, hands them to
 //! [`Gateway`], and carries out its outcome.
 
+use super::health::HealthCheck;
 use super::shared::{self, SharedStore};
 use super::{host, known_tools, metrics};
 use crate::config::IntegrityMode;
@@ -65,6 +66,8 @@ pub struct HttpFilter {
     tool_label: Option<String>,
     /// OAuth: held until the key set is loaded (see `waiting.rs`).
     key_wait: Option<KeyWait>,
+    /// A `/health` request waiting for its probes.
+    health: Option<HealthCheck>,
 }
 
 impl HttpFilter {
@@ -79,6 +82,7 @@ impl HttpFilter {
             reply_to: ReplyTo::Http,
             started_ms: 0,
             tool_label: None,
+            health: None,
             key_wait: None,
         }
     }
@@ -129,6 +133,14 @@ impl HttpFilter {
                 self.publish_attributes();
                 self.forwarded = Some((req, ResponsePlan::PassThrough));
                 Action::Continue
+            }
+            HeadOutcome::Health(detail) => {
+                let check = HealthCheck::start(gateway, detail);
+                if check.done() {
+                    return self.reply(&check.reply());
+                }
+                self.health = Some(check);
+                Action::Pause
             }
             HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(gateway, req, &[]),
             HeadOutcome::ReadBody(req) => match body_done {
@@ -359,7 +371,16 @@ fn replace_whole_body(body_size: usize, new: &[u8], what: &str) {
     }
 }
 
-impl Context for HttpFilter {}
+impl Context for HttpFilter {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(check) = self.health.as_mut() else { return };
+        if check.on_response(token_id, body_size) && check.done() {
+            let reply = check.reply();
+            self.health = None;
+            self.reply(&reply);
+        }
+    }
+}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {

@@ -2,6 +2,7 @@
 //! one thin HTTP context per request. Host calls go through `hostcalls` with
 //! every error handled: a panic here would kill the VM for the worker.
 
+mod health;
 mod host;
 mod http;
 mod jwks;
