@@ -4,13 +4,17 @@
 //! is the thin proxy-wasm layer, compiled only for wasm.
 
 pub mod config;
+pub mod control;
 pub mod envelope;
 pub mod gateway;
+pub mod inspect;
+pub mod integrity;
 pub mod jsonrpc;
 pub mod mcpheaders;
 pub mod policy;
 pub mod resource_uri;
 pub mod scalar;
+pub mod sse;
 pub mod toolslist;
 
 #[cfg(target_arch = "wasm32")]

@@ -1,6 +1,7 @@
 //! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
 //! runs Envoy with the mcpx filter in front of your MCP servers.
 
+mod baseline;
 mod bridge;
 mod envoy;
 mod render;
@@ -40,6 +41,9 @@ enum Command {
     Check(CheckArgs),
     /// Print the Envoy configuration `run` would use.
     Render(RenderArgs),
+    /// Show or reset the tool integrity baseline of a running gateway.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
     /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
     Bridge(BridgeArgs),
 }
@@ -53,6 +57,33 @@ struct BridgeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
     listen: SocketAddr,
 }
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Print every pinned tool hash and recorded violation (JSON).
+    Show(BaselineArgs),
+    /// Forget pins and violations (all, one server's, or one tool's); the next
+    /// tools/list pins afresh. Use it to accept a reviewed tool change.
+    Reset(BaselineArgs),
+}
+
+#[derive(Args, Clone)]
+struct BaselineArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The control address `mcpx run` was started with.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+    control: SocketAddr,
+    /// Only this server.
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// Only this tool (needs --server).
+    #[arg(long, value_name = "NAME", requires = "server")]
+    tool: Option<String>,
+}
+
+/// The operator control listener's default address (loopback only).
+const DEFAULT_CONTROL: &str = "127.0.0.1:9902";
 
 #[derive(Args, Clone)]
 struct ConfigArg {
@@ -81,6 +112,13 @@ struct Locations {
     /// The filter .wasm [default: next to this binary or in its cargo target dir].
     #[arg(long, env = "MCPX_WASM", value_name = "PATH")]
     wasm: Option<PathBuf>,
+    /// Operator control listener for the integrity baseline (`mcpx baseline`);
+    /// loopback only.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+    control: SocketAddr,
+    /// Do not render the control listener (no `mcpx baseline` for this gateway).
+    #[arg(long, conflicts_with = "control")]
+    no_control: bool,
 }
 
 #[derive(Args, Clone)]
@@ -141,6 +179,7 @@ fn main() -> ExitCode {
             })
         }
         Some(Command::Render(args)) => render_cmd(&args),
+        Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
         Some(Command::Bridge(args)) => bridge_cmd(args),
     };
     result.unwrap_or_else(|e| {
@@ -180,7 +219,55 @@ fn render_options(
             loc.admin
         ));
     }
-    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge })
+    if !loc.control.ip().is_loopback() {
+        return Err(format!(
+            "--control {} is not a loopback address; the baseline endpoints can reset integrity pins, so keep them on 127.0.0.1",
+            loc.control
+        ));
+    }
+    let control = (!loc.no_control).then_some(loc.control);
+    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge, control })
+}
+
+fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
+    let (method, args) = match cmd {
+        BaselineCommand::Show(a) => ("GET", a),
+        BaselineCommand::Reset(a) => ("DELETE", a),
+    };
+    if args.config.config.is_some() {
+        // With a config, name the servers it knows so a typo is caught here.
+        let (path, config) = load(&args.config)?;
+        if let Some(s) = args.server.as_deref().filter(|s| config.server(s).is_none()) {
+            let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!("--server {s}: not a server in {} (known: {})", path.display(), known.join(", ")));
+        }
+    }
+    let mut path = "/baseline".to_string();
+    if method == "DELETE" {
+        for part in [&args.server, &args.tool].into_iter().flatten() {
+            path.push('/');
+            path.push_str(&baseline::encode_segment(part));
+        }
+    }
+    let (status, body) = baseline::request(args.control, method, &path)?;
+    let shown = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            let v = match (method, &args.server) {
+                ("GET", Some(s)) => serde_json::json!({
+                    "servers": { s: v["servers"][s] }, "violations": { s: v["violations"][s] },
+                }),
+                _ => v,
+            };
+            serde_json::to_string_pretty(&v).ok()
+        })
+        .unwrap_or(body);
+    if status == 200 {
+        println!("{shown}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("the control listener answered {status}: {shown}"))
+    }
 }
 
 fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {

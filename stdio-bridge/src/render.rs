@@ -6,6 +6,7 @@
 //! pieces can also be printed alone for users with their own Envoy.
 
 use mcpx_filter::config::{BackendUrl, Config, Transport};
+use mcpx_filter::control::CONTROL_ROOT_ID;
 use mcpx_filter::gateway::INTERNAL_HEADERS;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ pub struct RenderOptions {
     pub wasm_path: String,
     /// The stdio bridge, when the config has stdio servers.
     pub bridge: Option<SocketAddr>,
+    /// The operator control listener (integrity baseline); always loopback.
+    pub control: Option<SocketAddr>,
 }
 
 /// The Envoy cluster name of a server.
@@ -42,7 +45,7 @@ pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String>
             "address": socket_address(&opts.admin.ip().to_string(), opts.admin.port()),
         },
         "static_resources": {
-            "listeners": [listener(config, opts)?],
+            "listeners": listeners(config, opts)?,
             "clusters": clusters(config, opts)?,
         },
     }))
@@ -50,6 +53,50 @@ pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String>
 
 fn socket_address(host: &str, port: u16) -> Value {
     json!({ "socket_address": { "address": host, "port_value": port } })
+}
+
+fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+    let mut all = vec![listener(config, opts)?];
+    if let Some(addr) = opts.control {
+        all.push(control_listener(config, &opts.wasm_path, addr)?);
+    }
+    Ok(all)
+}
+
+/// The operator listener: the same filter in the same VM (`vm_id`), so it
+/// sees the same shared-data baseline, but with the control root id, which
+/// serves only `/baseline` (docs/integrity.md). Loopback only; the main
+/// listener never serves these endpoints.
+pub fn control_listener(config: &Config, wasm_path: &str, addr: SocketAddr) -> Result<Value, String> {
+    if !addr.ip().is_loopback() {
+        return Err(format!("the control address {addr} is not a loopback address; keep it on 127.0.0.1"));
+    }
+    Ok(json!({
+        "name": "mcpx_control",
+        "address": socket_address(&addr.ip().to_string(), addr.port()),
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "mcpx_control",
+                    "codec_type": "AUTO",
+                    "route_config": {
+                        "name": "mcpx_control",
+                        "virtual_hosts": [{ "name": "mcpx_control", "domains": ["*"], "routes": [{
+                            "match": { "prefix": "/" },
+                            "direct_response": { "status": 404 },
+                        }] }],
+                    },
+                    "http_filters": [
+                        wasm_filter_for(config, wasm_path, CONTROL_ROOT_ID)?,
+                        { "name": "envoy.filters.http.router",
+                          "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
+                    ],
+                },
+            }],
+        }],
+    }))
 }
 
 pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
@@ -95,13 +142,19 @@ pub fn plugin_configuration(config: &Config) -> Result<String, String> {
 }
 
 pub fn wasm_filter(config: &Config, wasm_path: &str) -> Result<Value, String> {
+    wasm_filter_for(config, wasm_path, "mcpx")
+}
+
+/// The filter with a given root id; everything in `vm_config` is the same
+/// for every root id so they all share one VM and its shared data.
+fn wasm_filter_for(config: &Config, wasm_path: &str, root_id: &str) -> Result<Value, String> {
     Ok(json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "mcpx",
-                "root_id": "mcpx",
+                "name": root_id,
+                "root_id": root_id,
                 // Required to hold the headers while the body is read (ENVOY-FACTS §0.1).
                 "allow_on_headers_stop_iteration": true,
                 // Never FAIL_OPEN: that would skip auth and policy.
@@ -222,6 +275,7 @@ mod tests {
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
+            control: Some("127.0.0.1:9902".parse().unwrap()),
         }
     }
 
@@ -268,5 +322,23 @@ mod tests {
                 ["port_value"],
             7000
         );
+    }
+
+    #[test]
+    fn control_listener_shares_the_vm_and_stays_on_loopback() {
+        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\n");
+        let listeners = b["static_resources"]["listeners"].as_array().unwrap();
+        assert_eq!(listeners.len(), 2);
+        let wasm = |l: &Value| {
+            l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"].clone()
+        };
+        let (main, control) = (wasm(&listeners[0]), wasm(&listeners[1]));
+        assert_eq!(main["root_id"], "mcpx");
+        assert_eq!(control["root_id"], CONTROL_ROOT_ID);
+        assert_eq!(main["vm_config"], control["vm_config"]);
+        assert_eq!(listeners[1]["address"]["socket_address"]["address"], "127.0.0.1");
+        let config =
+            Config::from_yaml("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\n", Mode::Gateway).unwrap();
+        assert!(control_listener(&config, "/x.wasm", "0.0.0.0:9902".parse().unwrap()).is_err());
     }
 }

@@ -71,14 +71,8 @@ async def session(url: str, mode: str) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-def test_sdk_client_through_gateway(mode, sdk_server, gateway_factory, request):
+def test_sdk_client_through_gateway(mode, sdk_server, gateway_factory):
     kind, url = sdk_server
-    if kind == "sse":
-        # The gateway pins `Accept: application/json` on tools/list so it can
-        # inspect the answer; an SSE-mode SDK server refuses that with 406
-        # (Streamable HTTP clients must accept both). Lifting the pin needs
-        # SSE-aware list inspection (issue 4's sse.rs); this then passes.
-        request.applymarker(pytest.mark.xfail(reason="tools/list Accept pin vs SSE-mode server: 406", strict=False))
     gw = gateway_factory(CONFIG.format(url=url))
     got = asyncio.run(asyncio.wait_for(session(f"http://127.0.0.1:{gw.port}/mcp/sdk", mode), 60))
     assert got["version"] == ("2026-07-28" if mode == "auto" else "2025-11-25"), got
@@ -120,8 +114,6 @@ def test_conformance_runner_direct_vs_gateway(sdk_server, gateway_factory):
     """Every conformance scenario that passes against the server addressed
     directly also passes through the gateway."""
     kind, url = sdk_server
-    if kind == "sse":
-        pytest.skip("SSE-mode server: tools/list Accept pin (see test_sdk_client_through_gateway)")
     cmd = conformance_command()
     if cmd is None:
         pytest.skip("the conformance runner could not be installed from npm (scripts/conformance.sh)")

@@ -12,6 +12,10 @@ pub fn request_headers() -> Option<Vec<(String, String)>> {
     hostcalls::get_map(MapType::HttpRequestHeaders).ok()
 }
 
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name).ok().flatten()
+}
+
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_err() {
         log(LogLevel::Warn, &format!("mcpx: could not change request header {name}"));

@@ -5,6 +5,7 @@
 mod host;
 mod http;
 mod root;
+mod shared;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

@@ -1,0 +1,84 @@
+//! The integrity baseline in proxy-wasm shared data: one store per `vm_id`
+//! for every worker thread, kept across config reloads and VM restarts
+//! (ENVOY-FACTS §4), lost when Envoy itself restarts.
+
+use super::host::log;
+use crate::integrity::{BaselineStore, StoreError, Stored, Violation};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType, Status};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+pub struct SharedStore;
+
+impl BaselineStore for SharedStore {
+    fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        match hostcalls::get_shared_data(key) {
+            Ok((None, None)) => Ok(None),
+            Ok((value, cas)) => Ok(Some((value.unwrap_or_default(), cas))),
+            Err(s) => Err(StoreError::Host(format!("{s:?}"))),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
+            Err(s) => Err(StoreError::Host(format!("{s:?}"))),
+        }
+    }
+}
+
+thread_local! {
+    static COUNTERS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+/// Stat names are dot-separated: keep label values to a safe alphabet.
+fn stat_label(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+}
+
+/// `mcpx_integrity_violations_total{server,tool,kind}` (as Envoy stat
+/// `wasmcustom.mcpx_integrity_violations_total.server.S.tool.T.kind.K`).
+fn count(server: &str, v: &Violation) {
+    let name = format!(
+        "mcpx_integrity_violations_total.server.{}.tool.{}.kind.{}",
+        stat_label(server),
+        stat_label(&v.tool),
+        v.kind.as_str()
+    );
+    let id = COUNTERS.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(id) = c.get(&name) {
+            return Some(*id);
+        }
+        let id = hostcalls::define_metric(MetricType::Counter, &name).ok()?;
+        c.insert(name, id);
+        Some(id)
+    });
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+/// Audits violations: a warn log line each and the counter. `action` says
+/// what the gateway did with the tool.
+pub fn report(server: &str, violations: &[Violation], action: &str) {
+    for v in violations {
+        let short = |h: &Option<String>| h.as_deref().map_or("-".to_string(), |h| h.chars().take(16).collect());
+        log(
+            LogLevel::Warn,
+            &format!(
+                "mcpx: integrity violation kind={} server={} tool={:?} pinned={} seen={} other_server={} action={}",
+                v.kind.as_str(),
+                server,
+                v.tool,
+                short(&v.pinned),
+                short(&v.seen),
+                v.other_server.as_deref().unwrap_or("-"),
+                action
+            ),
+        );
+        count(server, v);
+    }
+}
