@@ -123,9 +123,14 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
     let mut wasm = None;
     let mut routes = Vec::new();
     for listener in listeners.as_array_mut().into_iter().flatten() {
-        // Only the main listener's filter goes to ECDS; others (the loopback
-        // control listener) keep theirs inline and share the VM by vm_id.
+        // Only the main listener's routes and filter go to RDS and ECDS (a
+        // filesystem RDS file holds one route config). Others, i.e. the
+        // loopback control listener, keep theirs inline and share the VM by
+        // vm_id; they never change on reload.
         let main = listener.get("name").and_then(Value::as_str) == Some(MAIN_LISTENER);
+        if !main {
+            continue;
+        }
         for hcm in hcms(listener) {
             // The route table moves to RDS, referred to by name.
             if let Some(rc) = hcm.as_object_mut().and_then(|h| h.remove("route_config")) {
@@ -134,7 +139,7 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
                 routes.push(rc);
             }
             for filter in hcm.get_mut("http_filters").and_then(Value::as_array_mut).into_iter().flatten() {
-                if !main || filter.pointer("/typed_config/@type").and_then(Value::as_str) != Some(WASM_TYPE) {
+                if filter.pointer("/typed_config/@type").and_then(Value::as_str) != Some(WASM_TYPE) {
                     continue;
                 }
                 let typed_config = filter.get("typed_config").cloned().unwrap_or(Value::Null);
@@ -263,6 +268,12 @@ mod tests {
         assert_eq!(hcm["rds"]["route_config_name"], "mcpx");
         assert_eq!(hcm["rds"]["config_source"]["path_config_source"]["path"], "/run/mcpx/rds/resources.json");
         assert_eq!(s.routes["resources"][0]["@type"], "type.googleapis.com/envoy.config.route.v3.RouteConfiguration");
+        // Envoy's filesystem RDS takes exactly one route config per file: the
+        // control listener keeps its routes and filter inline.
+        assert_eq!(s.routes["resources"].as_array().unwrap().len(), 1);
+        let control = &s.listeners["resources"][1];
+        assert_eq!(control["name"], "mcpx_control");
+        assert!(control["filter_chains"][0]["filters"][0]["typed_config"].get("route_config").is_some());
         let routes = s.routes["resources"][0]["virtual_hosts"][0]["routes"].as_array().unwrap();
         assert!(routes.iter().any(|r| r["match"]["path"] == "/mcp/demo"));
         let filters = hcm["http_filters"].as_array().unwrap();

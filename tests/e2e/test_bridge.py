@@ -377,6 +377,15 @@ def test_no_orphans_after_shutdown(bridges, flags):
         assert "ignored stdin closing" in b.log()
 
 
+def test_kill_9_of_the_bridge_takes_the_child_with_it(bridges):
+    # Not graceful, so no group teardown: PR_SET_PDEATHSIG makes the kernel kill the child.
+    b = bridges(stdio_server("t"))
+    pid = b.stats("t")["pid"]
+    b.process.proc.kill()
+    b.process.proc.wait(10)
+    wait_until(lambda: not pid_alive(pid), timeout=15, what="child killed with its parent")
+
+
 # --- real-world servers ----------------------------------------------------------------------
 
 
