@@ -8,6 +8,8 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -408,3 +410,22 @@ def test_render_prints_no_secret(tmp_path):
     missing = subprocess.run([MCPX_BIN, "render", "-c", str(cfg)], env={"PATH": "/usr/bin:/bin"},
                              capture_output=True, text=True, timeout=30)
     assert missing.returncode != 0 and "MCPX_TEST_TOKEN" in missing.stderr
+
+
+def test_oauth_keys_survive_a_reload_while_the_jwks_is_down(demo, gateway_factory, jwks_server):
+    jwks = jwks_server()
+    jwks.keys = [KEY_A.jwk()]
+    gw = oauth_gateway(demo, gateway_factory, jwks)
+    token = KEY_A.mint()
+    assert wait_for_keys(gw, token).status == 200
+    jwks.stop()
+    # A policy change: ECDS update, a new filter configuration in every VM.
+    server = f"  - name: demo\n    url: {demo.url}\n"
+    new = gw.config.replace(server, server + "    policy: { deny_tools: [echo] }\n", 1)
+    assert new != gw.config
+    gw.config_path.write_text(new)
+    os.kill(gw.process.proc.pid, signal.SIGHUP)
+    # The new config is live (echo denied) and tokens still verify, from the
+    # key set fetched before the reload, although the JWKS is now down.
+    wait_until(lambda: call(gw, token).status == 403, timeout=20, what="new policy after reload")
+    assert call(gw, token, tool="read_file", args={"path": "/x"}).status == 200

@@ -59,8 +59,9 @@ impl JwksFetcher {
         }
     }
 
-    /// Installs the document another VM published, when it is new to us.
-    fn adopt_shared(&mut self, o: &OAuth) {
+    /// Installs the document another VM published, when it is new to us
+    /// (also right after a reconfigure, so a reload does not wait for keys).
+    pub fn adopt_shared(&mut self, o: &OAuth) {
         let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&data_key(o)) else { return };
         if cas.is_some() && cas == self.seen_cas {
             return;

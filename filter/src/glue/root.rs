@@ -65,6 +65,9 @@ impl RootContext for Root {
                     }
                 }
                 self.jwks = JwksFetcher::default();
+                if let Some(o) = g.auth().oauth() {
+                    self.jwks.adopt_shared(o);
+                }
                 super::metrics::define_static();
                 self.gateway = Some(Rc::new(g));
                 true
