@@ -224,6 +224,11 @@ pub struct OAuthConfig {
     /// metadata URLs; absent: taken from the request's scheme and authority.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// The Envoy cluster the filter fetches `jwks_uri` through; `mcpx`
+    /// renders `mcpx_jwks`. Mesh users name theirs (e.g. Istio's
+    /// `outbound|443||auth.example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_cluster: Option<String>,
 }
 
 fn default_identity_claim() -> String {
@@ -825,6 +830,12 @@ fn validate_auth(a: &AuthConfig, servers: &BTreeSet<&str>) -> Result<(), ConfigE
             }
         }
         BackendUrl::parse(&o.jwks_uri).map_err(|m| ConfigError::new("auth.oauth.jwks_uri", m))?;
+        if o.authorization_servers.is_empty() && o.issuer.is_none() {
+            return Err(ConfigError::new(
+                "auth.oauth.authorization_servers",
+                "list at least one authorization server (or set `issuer:`): clients discover it from the RFC 9728 metadata",
+            ));
+        }
         if o.identity_claim.is_empty() {
             return Err(ConfigError::new("auth.oauth.identity_claim", "must name a claim, e.g. sub"));
         }
@@ -920,6 +931,7 @@ mod tests {
             ("servers:\n  - name: a\n    url: http://h:1\nclients:\n  bot:\n    servers:\n      b: {}\n", "clients.bot.servers.b"),
             ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n", "auth"),
             ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n  type: oauth\n", "auth.oauth"),
+            ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n  type: oauth\n  oauth: { resource: \"https://g/mcp\", jwks_uri: \"https://a/jwks\" }\n", "auth.oauth.authorization_servers"),
             ("listen: \"8080\"\nservers:\n  - name: a\n    url: http://h:1\n", "listen"),
             ("servers:\n  - name: a\n    url: http://h:1\n    policy: {deny_resources: [\"file:///x/../y\"]}\n", "servers.a.policy.deny_resources[0]"),
         ];

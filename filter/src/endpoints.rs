@@ -64,17 +64,11 @@ impl Gateway {
     /// The one place that decides how much a caller of `/health` and
     /// `/servers` may see. Fails closed: with auth on, nobody gets details
     /// until a credential is verified here.
-    fn endpoint_access(&self, _head: &RequestHead<'_>) -> Access {
-        if !self.config().auth.enabled {
-            return Access::Full;
+    fn endpoint_access(&self, head: &RequestHead<'_>) -> Access {
+        match self.authenticate(head) {
+            Ok(_) => Access::Full,
+            Err(reply) => Access::Anonymous(reply),
         }
-        // AUTH HOOK (issue 10): once `Gateway::authenticate` exists, the
-        // whole body of this function becomes
-        //     match self.authenticate(head) { Ok(_) => Access::Full, Err(reply) => Access::Anonymous(reply) }
-        let msg = "this endpoint needs a valid credential";
-        Access::Anonymous(
-            Reply::error(401, code::UNAUTHORIZED, msg, &ReplyTo::Http).with_header("www-authenticate", "Bearer"),
-        )
     }
 }
 

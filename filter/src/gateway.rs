@@ -5,6 +5,7 @@
 //! Order (SPEC §3): CORS (Envoy) → auth → parse → policy → rate limit
 //! (Envoy, from attributes set here) → forward → inspect the response.
 
+use crate::auth::{self, Auth, Check, Grant};
 use crate::config::{Config, ConfigError, IntegrityMode, Mode};
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::inspect::ListInspector;
@@ -34,6 +35,7 @@ pub const MCP_PREFIX: &str = "/mcp/";
 pub struct Gateway {
     config: Config,
     servers: BTreeMap<String, ServerEntry>,
+    auth: Auth,
 }
 
 #[derive(Debug)]
@@ -86,6 +88,10 @@ pub enum HeadOutcome {
     ReadBody(McpRequest),
     /// GET (server stream) or DELETE (session end): forward as is.
     Forward(McpRequest),
+    /// OAuth keys are not loaded yet (or a re-fetch may bring the token's
+    /// new `kid`): hold the request and run the headers phase again when
+    /// keys change; when waiting is over, send this reply (503 or 401).
+    AwaitKeys(Reply),
     /// `GET /health`: probe every backend, then answer with this much detail.
     Health(crate::health::Detail),
 }
@@ -99,6 +105,8 @@ pub struct McpRequest {
     pub identity: Option<String>,
     /// The 2026-07-28 routing headers, checked against the body.
     pub mcp_headers: McpHeaders,
+    /// OAuth: the token's scopes, for per-tool step-up checks.
+    pub grant: Option<Grant>,
 }
 
 /// What to do with a complete request body.
@@ -163,7 +171,32 @@ impl Gateway {
                 entry.clients.insert(client.clone(), policy);
             }
         }
-        Ok(Self { config, servers })
+        let names: Vec<String> = config.servers.iter().map(|s| s.name.clone()).collect();
+        let auth = Auth::new(&config.auth, &names)?;
+        Ok(Self { config, servers, auth })
+    }
+
+    /// Authentication (static credentials or OAuth state); the glue feeds
+    /// the OAuth key set through it.
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    /// The header carrying the gateway's credential; the glue removes it
+    /// before anything is forwarded (no token passthrough).
+    pub fn credential_header(&self) -> Option<&str> {
+        self.auth.credential_header()
+    }
+
+    /// "Any valid credential" for gateway endpoints (/servers, /metrics,
+    /// /health detail): `Ok(None)` when auth is off, `Ok(Some(identity))`
+    /// for a valid credential, else the 401 (or 503) reply to send.
+    pub fn authenticate(&self, head: &RequestHead<'_>) -> Result<Option<String>, Reply> {
+        match self.auth.check(head, None, auth::now_secs()) {
+            Check::Open => Ok(None),
+            Check::Allowed(p) => Ok(Some(p.identity)),
+            Check::Refused(r) | Check::AwaitKeys(r) => Err(r.reply),
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -183,6 +216,11 @@ impl Gateway {
     /// Phase 1: routing, auth and the checks that need no body.
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
+        if let Some(reply) = self.metadata(head) {
+            attrs.decision = Some("allow");
+            attrs.reason = Some("oauth_metadata".into());
+            return HeadOutcome::Reply(reply);
+        }
         if let Some(ep) = crate::endpoints::Endpoint::from_path(path) {
             return self.on_endpoint(ep, head, attrs);
         }
@@ -190,6 +228,11 @@ impl Gateway {
             return HeadOutcome::PassThrough;
         };
         if !self.servers.contains_key(server) {
+            // Only an authenticated caller learns which servers exist.
+            if let Err(reply) = self.authenticate(head) {
+                attrs.decision = Some("auth_failed");
+                return HeadOutcome::Reply(reply);
+            }
             let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
             let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
             attrs.decision = Some("error");
@@ -197,8 +240,25 @@ impl Gateway {
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
         attrs.server = Some(server.to_string());
+        // Auth before anything else, for every method (GET and DELETE too).
+        let principal = match self.auth.check(head, Some(server), auth::now_secs()) {
+            Check::Open => None,
+            Check::Allowed(p) => Some(p),
+            Check::Refused(r) => {
+                attrs.decision = Some("auth_failed");
+                attrs.reason = Some(r.reason.into());
+                return HeadOutcome::Reply(r.reply);
+            }
+            Check::AwaitKeys(r) => {
+                attrs.decision = Some(if r.reply.status == 401 { "auth_failed" } else { "error" });
+                attrs.reason = Some(r.reason.into());
+                return HeadOutcome::AwaitKeys(r.reply);
+            }
+        };
+        attrs.client = principal.as_ref().map(|p| p.identity.clone());
+        let (identity, grant) = principal.map_or((None, None), |p| (Some(p.identity), p.grant));
         let mcp_headers = McpHeaders::capture(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let req = McpRequest { server: server.to_string(), identity: None, mcp_headers };
+        let req = McpRequest { server: server.to_string(), identity, mcp_headers, grant };
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
@@ -226,6 +286,19 @@ impl Gateway {
                     .with_header("allow", "POST, GET, DELETE"),
                 )
             }
+        }
+    }
+
+    /// RFC 9728 metadata (oauth only), served without auth.
+    fn metadata(&self, head: &RequestHead<'_>) -> Option<Reply> {
+        let rest = head.path().strip_prefix(auth::oauth::METADATA_PATH)?;
+        let reply = self.auth.metadata(head)?;
+        match rest.strip_prefix(MCP_PREFIX) {
+            Some(server) if !self.servers.contains_key(server) => {
+                let msg = format!("no protected resource metadata: unknown MCP server {server:?}");
+                Some(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http))
+            }
+            _ => Some(reply),
         }
     }
 
@@ -335,6 +408,15 @@ impl Gateway {
             if let Action::CallTool { name, .. } = action {
                 if let Some(reply) = self.check_call_integrity(&req.server, name, violation, &reply_to, attrs) {
                     return BodyOutcome::Reply(reply);
+                }
+            }
+            // OAuth step-up: a tool may need scopes beyond the server's.
+            if let (Action::CallTool { name, .. }, Some(grant), Some(o)) = (&action, &req.grant, self.auth.oauth()) {
+                if let Some(r) = o.check_tool(&req.server, name, grant, &reply_to) {
+                    attrs.decision = Some("deny");
+                    attrs.reason = Some(r.reason.into());
+                    attrs.tool = Some(name.to_string());
+                    return BodyOutcome::Reply(r.reply);
                 }
             }
             if method == "tools/list" {
@@ -487,6 +569,40 @@ clients:
         assert_eq!(status(&head_outcome("PUT", "/mcp/demo", &[])), 405);
     }
 
+    const AUTH_CONFIG: &str = "servers:\n  - name: demo\nauth:\n  enabled: true\n  clients:\n    - { name: bot, token: bot-token }\nclients:\n  bot:\n    servers:\n      demo: { allow_tools: [echo] }\n";
+
+    #[test]
+    fn auth_comes_first_for_every_method_and_sets_the_identity() {
+        let g = Gateway::from_plugin_config(AUTH_CONFIG).unwrap();
+        let run = |m: &str, p: &str, extra: &[(&str, &str)]| {
+            let h = headers(m, p, extra);
+            let mut a = Attributes::default();
+            let o = g.on_request_headers(&RequestHead { headers: &h }, &mut a);
+            (o, a)
+        };
+        for m in ["POST", "GET", "DELETE", "PUT"] {
+            let (o, a) = run(m, "/mcp/demo", &[JSON]);
+            assert_eq!(status(&o), 401, "{m}");
+            assert_eq!(a.decision, Some("auth_failed"));
+        }
+        let bot = ("authorization", "Bearer bot-token");
+        assert_eq!(status(&run("POST", "/mcp/nope", &[JSON]).0), 401, "unknown servers are not revealed");
+        assert_eq!(status(&run("POST", "/mcp/nope", &[JSON, bot]).0), 404);
+        let (o, a) = run("POST", "/mcp/demo", &[JSON, bot]);
+        let HeadOutcome::ReadBody(req) = o else { panic!("not authenticated") };
+        assert_eq!((req.identity.as_deref(), a.client.as_deref()), (Some("bot"), Some("bot")));
+        // The identity's override applies in the body phase.
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
+        assert!(matches!(g.on_request_body(&req, call, &mut a.clone()), BodyOutcome::Reply(r) if r.status == 403));
+        assert_eq!(g.credential_header(), Some("authorization"));
+        let servers =
+            |extra: &[(&str, &str)]| g.authenticate(&RequestHead { headers: &headers("GET", "/servers", extra) });
+        assert_eq!(servers(&[bot]), Ok(Some("bot".to_string())));
+        assert!(servers(&[("authorization", "Bearer bot-toke")]).is_err());
+        assert!(matches!(run("GET", "/other", &[]).0, HeadOutcome::PassThrough));
+        assert_eq!(gw().authenticate(&RequestHead { headers: &headers("GET", "/servers", &[]) }), Ok(None));
+    }
+
     #[test]
     fn post_header_checks() {
         assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[])), 415);
@@ -509,6 +625,7 @@ clients:
             server: "demo".into(),
             identity: identity.map(String::from),
             mcp_headers: McpHeaders::default(),
+            grant: None,
         };
         let mut a = Attributes::default();
         (gw().on_request_body(&req, body.as_bytes(), &mut a), a)
@@ -558,7 +675,7 @@ clients:
         assert_eq!(f.set_headers[0], ("accept", LIST_ACCEPT.to_string()));
         let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
-        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default(), grant: None };
         let mut store = integrity::MemoryStore::default();
         let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes(), &mut store).unwrap().body.unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
@@ -569,7 +686,7 @@ clients:
     #[test]
     fn enforce_refuses_calls_to_violating_tools_even_in_a_batch() {
         let g = Gateway::from_plugin_config(&format!("{CONFIG}inspection: {{tool_integrity: enforce}}\n")).unwrap();
-        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default(), grant: None };
         let lookup = |s: &str, t: &str| Ok((s == "demo" && t == "echo").then_some(integrity::Kind::RugPull));
         let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#;
         let mut a = Attributes::default();

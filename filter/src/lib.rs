@@ -3,6 +3,7 @@
 //! Everything but `glue` is host-independent and unit-tested natively; `glue`
 //! is the thin proxy-wasm layer, compiled only for wasm.
 
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod endpoints;

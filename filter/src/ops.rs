@@ -81,16 +81,17 @@ pub enum MetricsAccess {
 }
 
 /// The `/metrics` gate. Only GET is served. With auth enabled the caller
-/// must present a valid credential (SPEC §5 Exposure): that check belongs to
-/// the auth module and is one call here once it exists
-/// (`gateway.authenticate(head)` -> `Refuse(401)`).
-pub fn metrics_access(_gateway: &Gateway, head: &RequestHead<'_>) -> MetricsAccess {
+/// must present a valid credential of any client (SPEC §5 Exposure).
+pub fn metrics_access(gateway: &Gateway, head: &RequestHead<'_>) -> MetricsAccess {
     if head.method() != "GET" {
         let r =
             Reply::error(405, code::METHOD_NOT_ALLOWED, "use GET /metrics", &ReplyTo::Http).with_header("allow", "GET");
         return MetricsAccess::Refuse(r);
     }
-    MetricsAccess::Serve
+    match gateway.authenticate(head) {
+        Ok(_) => MetricsAccess::Serve,
+        Err(r) => MetricsAccess::Refuse(r),
+    }
 }
 
 /// Whether the config names `tool` for `server` (allow and deny lists,

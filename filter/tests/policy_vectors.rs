@@ -83,7 +83,8 @@ fn run(gw: &Gateway, v: &Vector) -> Option<(u16, Option<i64>)> {
     let mut attrs = Attributes::default();
     let reply = match gw.on_request_headers(&RequestHead { headers: &headers }, &mut attrs) {
         HeadOutcome::PassThrough | HeadOutcome::Forward(_) => return None,
-        HeadOutcome::Reply(r) => r,
+        // Waiting for OAuth keys ends, natively, in the reply it carries.
+        HeadOutcome::Reply(r) | HeadOutcome::AwaitKeys(r) => r,
         HeadOutcome::Health(_) => panic!("{}: policy vectors are MCP requests, not /health", v.name),
         HeadOutcome::ReadBody(_) if !gw.body_within_limit(body.len()) => gw.too_large(),
         HeadOutcome::ReadBody(req) => match gw.on_request_body(&req, &body, &mut attrs) {

@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(serde_json::from_slice::<serde_json::Value>(data).is_ok(), "strict parser accepted what serde_json refuses");
     }
     for identity in [None, Some("bot".to_string())] {
-        let req = McpRequest { server: "demo".into(), identity, mcp_headers: Default::default() };
+        let req = McpRequest { server: "demo".into(), identity, mcp_headers: Default::default(), grant: None };
         let mut attrs = Attributes::default();
         match gateway().on_request_body(&req, data, &mut attrs) {
             BodyOutcome::Reply(r) => {

@@ -5,7 +5,8 @@
 //! piece (listener, filters, routes, clusters) is its own function so the
 //! pieces can also be printed alone for users with their own Envoy.
 
-use mcpx_filter::config::{BackendUrl, Config, Mode, Transport};
+use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
+use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, Transport};
 use mcpx_filter::control::CONTROL_ROOT_ID;
 use mcpx_filter::gateway::INTERNAL_HEADERS;
 use mcpx_filter::ops;
@@ -157,8 +158,11 @@ pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value, Stri
 }
 
 /// The plugin configuration: the config the filter reads, as JSON text.
+/// Static credentials go in as `sha256:` digests (`${VAR}` expanded first),
+/// so the rendered output never holds a secret (docs/auth.md).
 pub fn plugin_configuration(config: &Config) -> Result<String, String> {
-    serde_json::to_string(config).map_err(|e| format!("cannot serialise the filter configuration: {e}"))
+    let sealed = mcpx_filter::auth::seal_config(config, |k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+    serde_json::to_string(&sealed).map_err(|e| format!("cannot serialise the filter configuration: {e}"))
 }
 
 pub fn wasm_filter(config: &Config, wasm_path: &str) -> Result<Value, String> {
@@ -257,7 +261,62 @@ pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, Str
     if let Some(c) = tracing_cluster(config)? {
         out.push(c);
     }
+    out.extend(jwks_cluster(config)?);
     Ok(out)
+}
+
+/// OAuth: the cluster the filter fetches the JWKS through. Over https the
+/// authorization server's certificate is verified (system CA bundle, or
+/// SSL_CERT_FILE) against its host name: forged keys would forge identities.
+pub fn jwks_cluster(config: &Config) -> Result<Option<Value>, String> {
+    let a = &config.auth;
+    let Some(o) = a.oauth.as_ref().filter(|_| a.enabled && a.kind == AuthType::Oauth) else {
+        return Ok(None);
+    };
+    let cluster = o.jwks_cluster.as_deref().unwrap_or(DEFAULT_JWKS_CLUSTER);
+    let src = JwksSource::parse(&o.jwks_uri, cluster).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
+    let u = BackendUrl::parse(&o.jwks_uri).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
+    let is_ip = u.host.parse::<std::net::IpAddr>().is_ok();
+    let mut cluster = json!({
+        "name": src.cluster,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "dns_lookup_family": "V4_PREFERRED",
+        "connect_timeout": "5s",
+        "load_assignment": {
+            "cluster_name": src.cluster,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(&u.host, u.port) } }] }],
+        },
+    });
+    if u.tls {
+        cluster["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": u.host,
+                "common_tls_context": {
+                    "validation_context": {
+                        "trusted_ca": { "filename": system_ca_bundle() },
+                        "match_typed_subject_alt_names": [{ "san_type": "DNS", "matcher": { "exact": u.host } }],
+                    },
+                },
+            },
+        });
+    }
+    Ok(Some(cluster))
+}
+
+/// The CA bundle Envoy verifies the authorization server with.
+fn system_ca_bundle() -> String {
+    if let Ok(f) = std::env::var("SSL_CERT_FILE") {
+        return f;
+    }
+    const CANDIDATES: [&str; 4] = [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+        "/etc/ssl/ca-bundle.pem",
+    ];
+    CANDIDATES.iter().find(|p| std::path::Path::new(p).exists()).unwrap_or(&CANDIDATES[0]).to_string()
 }
 
 fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<Value, String> {
@@ -690,6 +749,23 @@ mod tests {
         let text = wasm["configuration"]["value"].as_str().unwrap();
         mcpx_filter::gateway::Gateway::from_plugin_config(text).unwrap();
         assert_eq!(b["static_resources"]["clusters"][0]["type"], "STATIC");
+    }
+
+    #[test]
+    fn secrets_are_sealed_and_jwks_gets_a_verified_cluster() {
+        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\nauth:\n  enabled: true\n  token: top-secret-value\n");
+        let text = serde_json::to_string(&b).unwrap();
+        assert!(!text.contains("top-secret-value"));
+        assert!(text.contains("sha256:"));
+        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\nauth:\n  enabled: true\n  type: oauth\n  oauth:\n    resource: https://gw.example.com/mcp\n    jwks_uri: https://auth.example.com/.well-known/jwks.json\n    issuer: https://auth.example.com\n");
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let c = clusters.iter().find(|c| c["name"] == "mcpx_jwks").expect("a mcpx_jwks cluster");
+        let tls = &c["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "auth.example.com");
+        assert_eq!(
+            tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["exact"],
+            "auth.example.com"
+        );
     }
 
     #[test]

@@ -140,7 +140,11 @@ auth:
     r = gw.request("GET", "/servers")
     assert r.status == 401
     assert "s3cret-token" not in r.text
-    assert r.header("www-authenticate") == "Bearer"
+    assert r.header("www-authenticate").startswith("Bearer")
+    # With the credential, the detail is there.
+    r = gw.request("GET", "/servers", headers={"Authorization": "Bearer s3cret-token"})
+    assert r.status == 200, r.text
+    assert gw.request("GET", "/health", headers={"Authorization": "Bearer s3cret-token"}).json()["status"] == "healthy"
 
 
 def test_mcp_traffic_is_unaffected(demo, gateway_factory):

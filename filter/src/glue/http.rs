@@ -18,6 +18,18 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
 use std::rc::Rc;
 
+/// How long a request waits for the first OAuth key set before its 503.
+const KEY_WAIT_SECS: u64 = 5;
+
+/// A request held until the OAuth keys are loaded (see `waiting.rs`).
+struct KeyWait {
+    headers: Vec<(String, String)>,
+    headers_end_stream: bool,
+    /// Set once the whole body has been buffered: its size.
+    body_done: Option<usize>,
+    deadline: u64,
+}
+
 /// How the response body of a request is handled.
 #[derive(Default)]
 enum ResponseBody {
@@ -52,6 +64,8 @@ pub struct HttpFilter {
     started_ms: u64,
     /// The bounded label of the called tool, computed once per request.
     tool_label: Option<String>,
+    /// OAuth: held until the key set is loaded (see `waiting.rs`).
+    key_wait: Option<KeyWait>,
     /// A `/health` request waiting for its probes.
     health: Option<HealthCheck>,
 }
@@ -69,6 +83,76 @@ impl HttpFilter {
             started_ms: 0,
             tool_label: None,
             health: None,
+            key_wait: None,
+        }
+    }
+
+    pub fn waiting_for_keys(&self) -> bool {
+        self.key_wait.is_some()
+    }
+
+    pub fn wait_is_over(&self) -> bool {
+        self.key_wait.as_ref().is_some_and(|w| crate::auth::now_secs() >= w.deadline)
+    }
+
+    /// Called (as this request's context) when keys arrived or the wait is
+    /// over: runs the headers phase again and carries on from where it was.
+    pub fn wake(&mut self) {
+        let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.take()) else { return };
+        let action = self.handle_head(&gateway, w.headers, w.headers_end_stream, w.body_done, Some(w.deadline));
+        if action == Action::Continue && proxy_wasm::hostcalls::resume_http_request().is_err() {
+            host::log(proxy_wasm::types::LogLevel::Error, "mcpx: could not resume a request after the key wait");
+        }
+    }
+
+    /// The headers phase. `body_done`: the body was already buffered while
+    /// waiting for keys; `deadline`: the end of that wait, if waiting.
+    fn handle_head(
+        &mut self,
+        gateway: &Gateway,
+        headers: Vec<(String, String)>,
+        end_of_stream: bool,
+        body_done: Option<usize>,
+        deadline: Option<u64>,
+    ) -> Action {
+        let head = RequestHead { headers: &headers };
+        match gateway.on_request_headers(&head, &mut self.attrs) {
+            HeadOutcome::PassThrough => Action::Continue,
+            HeadOutcome::Reply(r) => self.reply(&r),
+            HeadOutcome::AwaitKeys(reply) => {
+                let now = crate::auth::now_secs();
+                let deadline = deadline.unwrap_or(now + KEY_WAIT_SECS);
+                if now >= deadline {
+                    return self.reply(&reply);
+                }
+                self.attrs = Attributes::default();
+                self.key_wait = Some(KeyWait { headers, headers_end_stream: end_of_stream, body_done, deadline });
+                Action::Pause
+            }
+            HeadOutcome::Forward(req) => {
+                self.publish_attributes();
+                self.forwarded = Some((req, ResponsePlan::PassThrough));
+                Action::Continue
+            }
+            HeadOutcome::Health(detail) => {
+                let check = HealthCheck::start(gateway, detail);
+                if check.done() {
+                    return self.reply(&check.reply());
+                }
+                self.health = Some(check);
+                Action::Pause
+            }
+            HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(gateway, req, &[]),
+            HeadOutcome::ReadBody(req) => match body_done {
+                Some(size) => {
+                    let body = host::body(BufferType::HttpRequestBody, size);
+                    self.decide_body(gateway, req, &body)
+                }
+                None => {
+                    self.awaiting_body = Some(req);
+                    Action::Pause
+                }
+            },
         }
     }
 
@@ -315,6 +399,10 @@ impl HttpContext for HttpFilter {
         for name in head.internal_headers() {
             host::set_request_header(name, None);
         }
+        // No token passthrough: the gateway's credential never reaches a backend.
+        if let Some(name) = gateway.credential_header() {
+            host::set_request_header(name, None);
+        }
         if let Some(reply) = ops::check_origin(gateway.config(), &head) {
             let server = head.path().strip_prefix(MCP_PREFIX).filter(|s| gateway.config().server(s).is_some());
             self.attrs.server = server.map(String::from);
@@ -331,31 +419,21 @@ impl HttpContext for HttpFilter {
                 ops::MetricsAccess::Refuse(r) => self.reply(&r),
             };
         }
-        match gateway.on_request_headers(&head, &mut self.attrs) {
-            HeadOutcome::PassThrough => Action::Continue,
-            HeadOutcome::Reply(r) => self.reply(&r),
-            HeadOutcome::Forward(req) => {
-                self.publish_attributes();
-                self.forwarded = Some((req, ResponsePlan::PassThrough));
-                Action::Continue
-            }
-            HeadOutcome::Health(detail) => {
-                let check = HealthCheck::start(&gateway, detail);
-                if check.done() {
-                    return self.reply(&check.reply());
-                }
-                self.health = Some(check);
-                Action::Pause
-            }
-            HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(&gateway, req, &[]),
-            HeadOutcome::ReadBody(req) => {
-                self.awaiting_body = Some(req);
-                Action::Pause
-            }
-        }
+        self.handle_head(&gateway, headers, end_of_stream, None, None)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        // Waiting for keys: keep buffering; never let the body run ahead.
+        if let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.as_mut()) {
+            if !gateway.body_within_limit(body_size) {
+                self.key_wait = None;
+                return self.reply(&gateway.too_large());
+            }
+            if end_of_stream {
+                w.body_done = Some(body_size);
+            }
+            return Action::Pause;
+        }
         let (Some(gateway), Some(_)) = (self.gateway.clone(), self.awaiting_body.as_ref()) else {
             return Action::Continue;
         };
@@ -368,6 +446,25 @@ impl HttpContext for HttpFilter {
         }
         let Some(req) = self.awaiting_body.take() else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, body_size);
+        self.decide_body(&gateway, req, &body)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the request. A body still held (for keys or for the
+        // decision) must not be released by a Continue here: that would
+        // forward it unchecked.
+        const ALL: usize = u32::MAX as usize;
+        if let Some(w) = self.key_wait.as_mut() {
+            w.body_done = Some(ALL);
+            return Action::Pause;
+        }
+        let (Some(gateway), Some(req)) = (self.gateway.clone(), self.awaiting_body.take()) else {
+            return Action::Continue;
+        };
+        let body = host::body(BufferType::HttpRequestBody, ALL);
+        if !gateway.body_within_limit(body.len()) {
+            return self.reply(&gateway.too_large());
+        }
         self.decide_body(&gateway, req, &body)
     }
 

@@ -5,10 +5,12 @@
 mod health;
 mod host;
 mod http;
+mod jwks;
 mod known_tools;
 mod metrics;
 mod root;
 mod shared;
+mod waiting;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

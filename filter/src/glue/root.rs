@@ -3,7 +3,9 @@
 
 use super::host::log;
 use super::http::HttpFilter;
+use super::jwks::{self, JwksFetcher};
 use super::shared::SharedStore;
+use super::waiting::{self, Waitable};
 use crate::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
 use crate::integrity;
@@ -15,11 +17,21 @@ use std::rc::Rc;
 #[derive(Default)]
 pub struct Root {
     gateway: Option<Rc<Gateway>>,
+    /// OAuth: fetches the key set (driven by on_tick).
+    jwks: JwksFetcher,
     /// This instance serves the operator endpoints (control listener) only.
     control: bool,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
+        if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
+            if self.jwks.on_response(o, token, body_size) {
+                waiting::wake(o.has_keys());
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -46,6 +58,16 @@ impl RootContext for Root {
         }
         match Gateway::from_plugin_config(text) {
             Ok(g) => {
+                if g.auth().oauth().is_some() && !self.control {
+                    // Keys are fetched and shared from the tick, in every VM.
+                    if proxy_wasm::hostcalls::set_tick_period(jwks::TICK).is_err() {
+                        log(LogLevel::Error, "mcpx: cannot set a tick period; OAuth keys will not load");
+                    }
+                }
+                self.jwks = JwksFetcher::default();
+                if let Some(o) = g.auth().oauth() {
+                    self.jwks.adopt_shared(o);
+                }
                 super::metrics::define_static();
                 self.gateway = Some(Rc::new(g));
                 true
@@ -59,8 +81,15 @@ impl RootContext for Root {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HttpFilter::new(self.gateway.clone(), self.control)))
+    fn on_tick(&mut self) {
+        if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
+            self.jwks.on_tick(o);
+            waiting::wake(o.has_keys());
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Waitable::new(context_id, HttpFilter::new(self.gateway.clone(), self.control))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,134 @@
+//! Fetching the OAuth key set (JWKS) through Envoy, once for all VMs.
+//!
+//! `on_tick` runs in every VM (main thread and each worker; ENVOY-FACTS §7),
+//! so the VMs coordinate through shared data: a lease (the time of the last
+//! fetch start, taken with compare-and-swap) lets one VM fetch per floor
+//! interval, and the fetched document is published for the others, which
+//! adopt it on their next tick. Fetches happen when a VM has no keys, when a
+//! token named an unknown `kid`, and every `REFRESH_SECS`.
+
+use super::host::log;
+use crate::auth::now_secs;
+use crate::auth::oauth::{OAuth, REFETCH_FLOOR_SECS};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::time::Duration;
+
+/// How often each VM looks at shared data and decides whether to fetch.
+pub const TICK: Duration = Duration::from_millis(250);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub struct JwksFetcher {
+    /// The token of our fetch in flight.
+    in_flight: Option<u32>,
+    /// The shared-data version of the document this VM has installed.
+    seen_cas: Option<u32>,
+}
+
+/// Shared-data keys, per JWKS URI (a reload may point elsewhere).
+fn data_key(o: &OAuth) -> String {
+    format!("mcpx.jwks.doc:{}", o.jwks.uri)
+}
+fn lease_key(o: &OAuth) -> String {
+    format!("mcpx.jwks.lease:{}", o.jwks.uri)
+}
+
+impl JwksFetcher {
+    pub fn on_tick(&mut self, o: &OAuth) {
+        self.adopt_shared(o);
+        let now = now_secs();
+        if self.in_flight.is_some() || !o.fetch_wanted(now) || !take_lease(o, now) {
+            return;
+        }
+        let headers = vec![
+            (":method", "GET"),
+            (":path", o.jwks.path.as_str()),
+            (":authority", o.jwks.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        match hostcalls::dispatch_http_call(&o.jwks.cluster, headers, None, vec![], FETCH_TIMEOUT) {
+            Ok(token) => self.in_flight = Some(token),
+            Err(e) => log(
+                LogLevel::Error,
+                &format!(
+                    "mcpx: cannot fetch the JWKS through Envoy cluster {:?} ({e:?}); is the cluster defined?",
+                    o.jwks.cluster
+                ),
+            ),
+        }
+    }
+
+    /// Installs the document another VM published, when it is new to us
+    /// (also right after a reconfigure, so a reload does not wait for keys).
+    pub fn adopt_shared(&mut self, o: &OAuth) {
+        let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&data_key(o)) else { return };
+        if cas.is_some() && cas == self.seen_cas {
+            return;
+        }
+        self.seen_cas = cas;
+        let Some((at, body)) = split_record(&bytes) else { return };
+        if let Err(e) = o.install_jwks(body, at) {
+            log(LogLevel::Warn, &format!("mcpx: the shared JWKS could not be used: {e}"));
+        }
+    }
+
+    /// Returns true when `token` was our fetch (handled here).
+    pub fn on_response(&mut self, o: &OAuth, token: u32, body_size: usize) -> bool {
+        if self.in_flight != Some(token) {
+            return false;
+        }
+        self.in_flight = None;
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
+        let body = match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
+            Ok(Some(b)) => b,
+            _ => Vec::new(),
+        };
+        if status.as_deref() != Some("200") {
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "mcpx: JWKS fetch from {} failed with HTTP {}; keeping the previous keys and retrying",
+                    o.jwks.uri,
+                    status.as_deref().unwrap_or("?")
+                ),
+            );
+            return true;
+        }
+        let now = now_secs();
+        match o.install_jwks(&body, now) {
+            Ok(n) => {
+                log(LogLevel::Info, &format!("mcpx: loaded {n} signing key(s) from {}", o.jwks.uri));
+                let mut record = format!("{now}\n").into_bytes();
+                record.extend_from_slice(&body);
+                if hostcalls::set_shared_data(&data_key(o), Some(&record), None).is_ok() {
+                    // Remember our own version so we do not re-install it.
+                    self.seen_cas = hostcalls::get_shared_data(&data_key(o)).ok().and_then(|(_, c)| c);
+                }
+            }
+            Err(e) => log(LogLevel::Warn, &format!("mcpx: JWKS from {} rejected: {e}", o.jwks.uri)),
+        }
+        true
+    }
+}
+
+/// One fetch per floor interval for the whole Envoy: compare-and-swap the
+/// time of the last fetch start.
+fn take_lease(o: &OAuth, now: u64) -> bool {
+    let key = lease_key(o);
+    let (last, cas) = match hostcalls::get_shared_data(&key) {
+        Ok((v, cas)) => (v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()), cas),
+        Err(_) => return false,
+    };
+    if last.is_some_and(|l| now < l.saturating_add(REFETCH_FLOOR_SECS)) {
+        return false;
+    }
+    hostcalls::set_shared_data(&key, Some(now.to_string().as_bytes()), cas).is_ok()
+}
+
+/// A published record: `<fetched_at secs>\n<JWKS body>`.
+fn split_record(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let nl = bytes.iter().position(|b| *b == b'\n')?;
+    let at = std::str::from_utf8(bytes.get(..nl)?).ok()?.parse().ok()?;
+    Some((at, bytes.get(nl + 1..)?))
+}
