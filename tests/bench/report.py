@@ -199,6 +199,15 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
       f"merging.")
     w("")
 
+    # The 1-minute load average at the start still includes the micro-benchmarks
+    # (one CPU), so only a load above the CPU count says someone else was busy.
+    load = float(results["loadavg_start"].split()[0])
+    cpus = m.get("nproc") or 1
+    if load > cpus:
+        w(f"> **The machine was busy during this run** (load average {load:.1f} on {cpus} CPUs when it "
+          f"started): latencies and throughput below are mostly other processes' noise. Compare CPU "
+          f"µs/request only, and re-run `make bench` on an idle machine for numbers to quote.")
+        w("")
     c16 = ov.get(16)
     w("## Summary")
     w("")
@@ -214,8 +223,9 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
           f"(target ≤ {TARGET_P99_ADDED_MS:g} ms: {'met' if ok else 'NOT met'}); at 1 connection: "
           f"{fmt_us(ov[1]['p99_added']) if 1 in ov else '–'}.")
         w(f"- Envoy CPU per proxied tools/call: {fmt_num(c16['b']['cpu_envoy'])} µs without wasm, "
-          f"{fmt_num(c16['c']['cpu_envoy'])} µs with the full gateway: the filter and the gateway's other Envoy "
-          f"filters cost **{fmt_num(c16['cpu_added'])} µs of CPU per request** (the most noise-robust figure).")
+          f"{fmt_num(c16['c']['cpu_envoy'])} µs with the full gateway (medians): the filter and the gateway's other "
+          f"Envoy filters cost **{fmt_num(c16['cpu_added'])} µs of CPU per request** (median of the per-round "
+          f"differences; the most noise-robust figure).")
     w(f"- tools/list inspection: about {fit[1]:.2f} µs of CPU per tool plus {fit[0]:.0f} µs per response "
       f"(fit over {', '.join(str(r['tools']) for r in lists)} tools; largest deviation {fit[2]:.0%}).")
     mem = results["memory_loaded"]
