@@ -10,11 +10,12 @@
 //!
 //! To add a case, push one more `Case` in `cases()`. The cases for modules
 //! that other work adds (integrity pinning, JWT auth) live in `pending` at the
-//! bottom: until those modules exist they either measure a stand-in (and say
-//! so in `note`) or report themselves as skipped, so this file always builds
-//! against the current tree.
+//! bottom, behind the cargo features `bench-integrity` / `bench-auth`, which
+//! tests/bench/run.sh enables when the module exists; without them a case
+//! measures a stand-in (and says so in its note) or reports itself skipped, so
+//! this file builds against any tree.
 
-use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan};
+use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead};
 use mcpx_filter::jsonrpc;
 use serde_json::{json, Value};
 use std::hint::black_box;
@@ -88,6 +89,19 @@ fn request_headers() -> Vec<(String, String)> {
     .collect()
 }
 
+/// The request as the headers phase hands it to the body phase (built by the
+/// gateway itself, so new fields never break this file).
+fn mcp_request(gw: &Gateway, identity: Option<&str>) -> McpRequest {
+    let headers = request_headers();
+    match gw.on_request_headers(&RequestHead { headers: &headers }, &mut Attributes::default()) {
+        HeadOutcome::ReadBody(mut req) => {
+            req.identity = identity.map(String::from);
+            req
+        }
+        other => panic!("the benchmark request was not accepted for its body: {other:?}"),
+    }
+}
+
 /// A `tools/list` response shaped like the demo server's `--tools N` tools.
 pub fn tools_list_response(n: usize) -> Vec<u8> {
     let mut tools = vec![json!({"name": "dangerous_delete", "description": "Deletes a path.",
@@ -129,7 +143,7 @@ fn cases() -> Vec<Case> {
         ("parse + decide: tools/call denied by arg rule", None, TOOLS_CALL_DENIED, false),
     ] {
         let gw = gateway();
-        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from) };
+        let req = mcp_request(&gw, identity);
         out.push(case(name, "Gateway::on_request_body: parse, policy + regex argument rule, outcome", move || {
             let mut a = Attributes::default();
             let o = gw.on_request_body(&req, black_box(body.as_bytes()), &mut a);
@@ -140,28 +154,24 @@ fn cases() -> Vec<Case> {
 
     for n in [10, 100, 1000, 5000] {
         let gw = gateway();
-        let req = McpRequest { server: "demo".into(), identity: None };
+        let req = mcp_request(&gw, None);
         let body = tools_list_response(n);
-        let note = format!("Gateway::rewrite_tools_list: parse, filter, re-serialise ({} KiB)", body.len() / 1024);
-        out.push(case(format!("tools/list rewrite: {n} tools"), note, move || {
-            let ids = [json!(1)];
-            let r = gw.rewrite_tools_list(&req, &ids, black_box(&body));
-            assert!(matches!(r, Ok(Some(_))));
-            black_box(r.ok());
-        }));
+        let (what, run) = pending::list_inspection(gw, req, body.clone());
+        let note = format!("Gateway::rewrite_tools_list: {what} ({} KiB)", body.len() / 1024);
+        out.push(Case { name: format!("tools/list inspection: {n} tools"), note, run: Some(run) });
     }
-    // Keep the plan type in use so a change to it shows up here first.
-    let _ = ResponsePlan::PassThrough;
 
     out.extend(pending::cases());
     out
 }
 
-/// Cases for modules other branches add. When a module lands, replace the
-/// stand-in with a call into it (and drop "stand-in" from the note).
+/// Cases for modules that land on other branches. Each is behind a cargo
+/// feature of this crate that tests/bench/run.sh turns on when
+/// filter/src/lib.rs declares the module, so this file builds against any
+/// tree; without the module a case measures a stand-in or reports itself as
+/// skipped, and its note says so.
 mod pending {
     use super::*;
-    use sha2::{Digest, Sha256};
 
     /// A large tool: long description, 60 properties, nested schema.
     pub fn large_tool() -> Value {
@@ -182,26 +192,149 @@ mod pending {
         })
     }
 
+    /// One tools/list response through the gateway's response phase (the
+    /// list is rewritten: the policy removes `dangerous_delete`).
+    #[cfg(not(feature = "bench-integrity"))]
+    pub fn list_inspection(gw: Gateway, req: McpRequest, body: Vec<u8>) -> (&'static str, Box<dyn FnMut()>) {
+        let run = move || {
+            let r = gw.rewrite_tools_list(&req, &[json!(1)], black_box(&body));
+            assert!(matches!(r, Ok(Some(_))));
+            black_box(r.ok());
+        };
+        ("parse, policy filter, re-serialise", Box::new(run))
+    }
+
+    /// With integrity pinning: every tool is also hashed and checked against
+    /// the baseline (pinned by the first call, verified by the later ones).
+    #[cfg(feature = "bench-integrity")]
+    pub fn list_inspection(gw: Gateway, req: McpRequest, body: Vec<u8>) -> (&'static str, Box<dyn FnMut()>) {
+        let mut store = mcpx_filter::integrity::MemoryStore::default();
+        let run = move || {
+            let r = gw.rewrite_tools_list(&req, &[json!(1)], black_box(&body), &mut store);
+            assert!(r.as_ref().is_ok_and(|i| i.body.is_some() && i.violations.is_empty()));
+            black_box(r.ok());
+        };
+        ("parse, policy filter, integrity hash + baseline check, re-serialise", Box::new(run))
+    }
+
     pub fn cases() -> Vec<Case> {
+        let mut out = integrity_cases();
+        out.extend(jwt_cases());
+        out
+    }
+
+    #[cfg(feature = "bench-integrity")]
+    fn integrity_cases() -> Vec<Case> {
         let tool = large_tool();
         let size = serde_json::to_vec(&tool).map(|v| v.len()).unwrap_or(0);
-        vec![
-            // Stand-in until the integrity module lands: canonical JSON
-            // (serde_json without preserve_order sorts keys, no whitespace)
-            // then SHA-256, which is what SPEC §4 asks for.
-            case(
-                "canonical hash: large tool",
-                format!(
-                    "stand-in (sorted-key serde_json + sha2) until the integrity module lands; {} KiB tool",
-                    size / 1024
-                ),
-                move || {
-                    let bytes = serde_json::to_vec(black_box(&tool)).unwrap_or_default();
-                    black_box(Sha256::digest(&bytes));
-                },
+        vec![case(
+            "canonical hash: large tool",
+            format!("integrity::tool_hash (canonical JSON + SHA-256), {} KiB tool", size / 1024),
+            move || {
+                black_box(mcpx_filter::integrity::tool_hash(black_box(&tool)));
+            },
+        )]
+    }
+
+    /// Stand-in until the integrity module lands: canonical JSON (serde_json
+    /// without preserve_order sorts keys, no whitespace), then SHA-256.
+    #[cfg(not(feature = "bench-integrity"))]
+    fn integrity_cases() -> Vec<Case> {
+        use sha2::{Digest, Sha256};
+        let tool = large_tool();
+        let size = serde_json::to_vec(&tool).map(|v| v.len()).unwrap_or(0);
+        vec![case(
+            "canonical hash: large tool",
+            format!(
+                "stand-in (sorted-key serde_json + sha2): no integrity module in this build; {} KiB tool",
+                size / 1024
             ),
-            skipped("JWT verify: cold (RS256)", "skipped: no JWT auth module in this build yet"),
-            skipped("JWT verify: cached", "skipped: no JWT auth module in this build yet"),
+            move || {
+                let bytes = serde_json::to_vec(black_box(&tool)).unwrap_or_default();
+                black_box(Sha256::digest(&bytes));
+            },
+        )]
+    }
+
+    #[cfg(feature = "bench-auth")]
+    fn jwt_cases() -> Vec<Case> {
+        use jwt_simple::prelude::*;
+        use mcpx_filter::auth::{jwks, jwt, now_secs, Auth, Check};
+        use mcpx_filter::config::{Config, Mode};
+        use serde_json::Map;
+
+        const RESOURCE: &str = "https://gw.example.com/mcp";
+        const ISSUER: &str = "https://auth.example.com";
+        let kp = RS256KeyPair::generate(2048).expect("RSA key generation").with_key_id("bench");
+        let c = kp.public_key().to_components();
+        let jwks_doc =
+            serde_json::to_vec(&json!({"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "bench",
+            "n": base64url(&c.n), "e": base64url(&c.e)}]}))
+            .unwrap_or_default();
+        let now = now_secs();
+        let claims: JWTClaims<Map<String, Value>> = serde_json::from_value(json!({
+            "iss": ISSUER, "sub": "alice", "aud": format!("{RESOURCE}/demo"), "iat": now - 10, "exp": now + 3600,
+            "scope": "mcp:read"}))
+        .expect("claims");
+        let token = kp.sign(claims).expect("signing");
+
+        let keys = jwks::KeySet::parse(&jwks_doc).expect("JWKS");
+        let rules = jwt::Rules { issuer: Some(ISSUER.into()), identity_claim: "sub".into() };
+        let cold_token = token.clone();
+        let cold = case(
+            "JWT verify: cold (RS256)",
+            "auth::jwt::verify: header, key lookup, RS256 signature, claims",
+            move || {
+                assert!(jwt::verify(black_box(&cold_token), Some(&keys), &rules, now).is_ok());
+            },
+        );
+
+        let yaml = format!(
+            "servers:\n  - name: demo\nauth:\n  enabled: true\n  type: oauth\n  oauth:\n    resource: {RESOURCE}\n    jwks_uri: {ISSUER}/jwks.json\n    issuer: {ISSUER}\n"
+        );
+        let config = Config::from_yaml(&yaml, Mode::Plugin).expect("oauth config");
+        let auth = Auth::new(&config.auth, &["demo".to_string()]).expect("auth");
+        auth.oauth().expect("oauth").install_jwks(&jwks_doc, now).expect("install JWKS");
+        let headers: Vec<(String, String)> = [
+            (":method", "POST"),
+            (":path", "/mcp/demo"),
+            (":scheme", "http"),
+            (":authority", "gw.example.com"),
+            ("authorization", &format!("Bearer {token}")),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cached = case(
+            "JWT verify: cached",
+            "Auth::check with the verified-token cache warm (digest lookup, time and audience checks)",
+            move || {
+                let c = auth.check(&RequestHead { headers: black_box(&headers) }, Some("demo"), now);
+                assert!(matches!(c, Check::Allowed(_)));
+            },
+        );
+        vec![cold, cached]
+    }
+
+    /// Unpadded base64url, for the JWK's modulus and exponent.
+    #[cfg(feature = "bench-auth")]
+    fn base64url(data: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+        for chunk in data.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    #[cfg(not(feature = "bench-auth"))]
+    fn jwt_cases() -> Vec<Case> {
+        vec![
+            skipped("JWT verify: cold (RS256)", "skipped: no auth module in this build"),
+            skipped("JWT verify: cached", "skipped: no auth module in this build"),
         ]
     }
 }

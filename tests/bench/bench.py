@@ -375,6 +375,7 @@ def main() -> int:
     ap.add_argument("--micro-json", type=Path, help="results of the native micro-benchmarks (cargo bench)")
     ap.add_argument("--bridge-md", type=Path, help="markdown printed by tests/bench/bridge_bench.py")
     ap.add_argument("--bridge-status", default="absent", help="absent | ok | failed (exit code)")
+    ap.add_argument("--micro-problem", default="", help="why some micro-benchmark cases did not run")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
     ap.add_argument("--only-doc", type=Path, help="re-render the doc from a saved results JSON; no runs")
     args = ap.parse_args()
@@ -396,7 +397,7 @@ def main() -> int:
     bridge = args.bridge_md.read_text() if args.bridge_md and args.bridge_md.exists() else None
 
     from report import write_report  # matplotlib is imported only here
-    problems = write_report(results, micro, bridge, args.bridge_status, args.doc)
+    problems = write_report(results, micro, bridge, args.bridge_status, args.doc, args.micro_problem)
     for p in problems:
         say(f"problem: {p}")
     return 1 if problems else 0

@@ -170,8 +170,9 @@ def plot_lists(rows: list[dict], fit, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, micro: list | None, bridge: str | None, bridge_status: str, doc: Path) -> list[str]:
-    problems: list[str] = []
+def write_report(results: dict, micro: list | None, bridge: str | None, bridge_status: str, doc: Path,
+                 micro_problem: str = "") -> list[str]:
+    problems: list[str] = [micro_problem] if micro_problem else []
     doc.parent.mkdir(parents=True, exist_ok=True)
     m = results["machine"]
     ov = summarise_overhead(results["overhead_runs"])
@@ -333,6 +334,9 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
           "median of batches. In Envoy the same code runs as wasm in V8, typically 1.5–3× slower, plus the "
           "host-call crossings measured above.")
         w("")
+        if micro_problem:
+            w(f"**Problem:** {micro_problem}.")
+            w("")
         w("| case | median | min | what |")
         w("|---|---:|---:|---|")
         for c in micro:
