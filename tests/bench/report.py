@@ -355,7 +355,16 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
         w("Not measured in this tree: `tests/bench/bridge_bench.py` does not exist yet (the stdio bridge is "
           "being built on another branch). `make bench` runs it when it exists and includes what it prints here.")
     elif bridge_status == "ok" and bridge:
-        w(bridge.strip())
+        text = bridge.strip()
+        first = text.lstrip().splitlines()[0] if text else ""
+        if first.startswith(("|", "#")):
+            w(text)  # already markdown
+        else:
+            w("Output of `tests/bench/bridge_bench.py` (run by `make bench`):")
+            w("")
+            w("```text")
+            w(text)
+            w("```")
     else:
         w(f"`tests/bench/bridge_bench.py` failed ({bridge_status}); its output:")
         w("")
