@@ -230,7 +230,7 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w(f"- tools/list inspection: about {fit[1]:.2f} µs of CPU per tool plus {fit[0]:.0f} µs per response "
       f"(fit over {', '.join(str(r['tools']) for r in lists)} tools; largest deviation {fit[2]:.0%}).")
     mem = results["memory_loaded"]
-    w(f"- Envoy RSS after the runs: {mem['b']['VmRSS'] / 1024:.1f} MiB without the filter, "
+    w(f"- Envoy RSS after the tools/call runs: {mem['b']['VmRSS'] / 1024:.1f} MiB without the filter, "
       f"{mem['c']['VmRSS'] / 1024:.1f} MiB with it (+{(mem['c']['VmRSS'] - mem['b']['VmRSS']) / 1024:.1f} MiB); "
       f"`mcpx_filter.wasm` is {m['wasm_bytes'] / 1024:.0f} KiB.")
     w("")
@@ -303,8 +303,9 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w("")
     w(f"![tools/list inspection cost]({png_lists.name})")
     w("")
-    w("Demo servers with `--tools N` behind (b) and (c); the gateway's policy denies `dangerous_delete`, so "
-      "(c) parses, filters and re-serialises every response (and checks tool integrity once that lands). "
+    w("For each N, a demo server with `--tools N` behind its own (b) and (c) Envoys (the same gateway config with "
+      "one server, so no tool name is advertised twice); the policy denies `dangerous_delete`, so (c) parses, "
+      "filters and re-serialises every response (and hashes and checks every tool once integrity pinning lands). "
       f"2 connections, {results['list_seconds']} s per point. Inspection cost = Envoy CPU per response in (c) − (b).")
     w("")
     w("| tools | response (b) | response (c) | Envoy µs/resp (b) | Envoy µs/resp (c) | inspection µs/resp | "
@@ -378,7 +379,7 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w("")
     w("| | Envoy (b), no filter | Envoy (c), full gateway | difference |")
     w("|---|---:|---:|---:|")
-    for label, key in (("RSS after start (idle)", "memory_idle"), ("RSS after the runs", "memory_loaded")):
+    for label, key in (("RSS after start (idle)", "memory_idle"), ("RSS after the tools/call runs", "memory_loaded")):
         b, c = results[key]["b"]["VmRSS"], results[key]["c"]["VmRSS"]
         w(f"| {label} | {b / 1024:.1f} MiB | {c / 1024:.1f} MiB | +{(c - b) / 1024:.1f} MiB |")
     b, c = results["memory_loaded"]["b"]["VmHWM"], results["memory_loaded"]["c"]["VmHWM"]
