@@ -17,7 +17,7 @@ DEMO_CONFIG ?= examples/demo.yaml
 DEMO_LISTEN ?= 127.0.0.1:3001
 PYTEST_ARGS ?=
 
-.PHONY: help build native wasm envoy pyenv run test unit e2e bench dist fmt lint clean distclean toolchain-check
+.PHONY: help build native wasm envoy pyenv run test unit e2e fuzz fuzz-smoke bench dist fmt lint clean distclean toolchain-check
 
 help: ## List the targets
 	@echo "mcpx make targets:"
@@ -57,9 +57,10 @@ run: build ## Run the demo: mcpx-demo on 127.0.0.1:3001 behind `mcpx run -c exam
 	echo "----------------------------------------------------------------------"; \
 	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" "$(MCPX_BIN)" run -c $(DEMO_CONFIG)
 
-test: ## unit, then e2e
+test: ## unit, then e2e, then a short fuzz smoke run
 	@$(MAKE) unit
 	@$(MAKE) e2e
+	@$(MAKE) fuzz-smoke
 
 unit: ## Native unit tests: cargo test --workspace
 	$(CARGO) test --workspace
@@ -69,6 +70,13 @@ e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYT
 	set -x; \
 	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
 	  "$$py" -m pytest -q tests/e2e $(PYTEST_ARGS)
+
+FUZZ_SECONDS ?= 60
+fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs cargo-fuzz if missing)
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-smoke: ## A short fuzz run of every target (part of make test)
+	@scripts/fuzz.sh 10
 
 bench: ## Benchmarks: build, then tests/bench/run.sh (with ENVOY_BIN, MCPX_WASM, MCPX_BIN, MCPX_DEMO_BIN set)
 	@[[ -f tests/bench/run.sh ]] || { echo "bench: tests/bench/run.sh does not exist" >&2; exit 1; }

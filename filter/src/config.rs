@@ -746,6 +746,16 @@ fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), Config
 }
 
 fn validate_policy(p: &PolicyConfig, key: &str) -> Result<(), ConfigError> {
+    for (list, name) in [(&p.allow_resources, "allow_resources"), (&p.deny_resources, "deny_resources")] {
+        for (i, prefix) in list.iter().enumerate() {
+            crate::resource_uri::normalise(prefix).map_err(|why| {
+                ConfigError::new(
+                    format!("{key}.{name}[{i}]"),
+                    format!("{prefix:?} cannot be a resource prefix because {why}; write it without dot segments or encoded separators"),
+                )
+            })?;
+        }
+    }
     for (tool, rule) in &p.tool_rules {
         for (arg, r) in &rule.args {
             let k = format!("{key}.tool_rules.{tool}.args.{arg}");
@@ -911,6 +921,7 @@ mod tests {
             ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n", "auth"),
             ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n  type: oauth\n", "auth.oauth"),
             ("listen: \"8080\"\nservers:\n  - name: a\n    url: http://h:1\n", "listen"),
+            ("servers:\n  - name: a\n    url: http://h:1\n    policy: {deny_resources: [\"file:///x/../y\"]}\n", "servers.a.policy.deny_resources[0]"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err();

@@ -23,9 +23,10 @@ pub mod code {
 }
 
 /// Whether the request held a JSON-RPC message whose id the error must echo.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub enum ReplyTo {
     /// No parseable JSON-RPC message: plain `{"error":…}`.
+    #[default]
     Http,
     /// A JSON-RPC message: `{"jsonrpc":"2.0","id":…,"error":…}` (id null for
     /// notifications and batches).

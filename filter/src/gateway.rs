@@ -5,11 +5,13 @@
 //! Order (SPEC §3): CORS (Envoy) → auth → parse → policy → rate limit
 //! (Envoy, from attributes set here) → forward → inspect the response.
 
-use crate::config::{Config, ConfigError, Mode};
+use crate::config::{Config, ConfigError, IntegrityMode, Mode};
 use crate::envelope::{code, Reply, ReplyTo};
+use crate::inspect::ListInspector;
+use crate::integrity::{self, BaselineStore, StoreError};
 use crate::jsonrpc::{self, Body};
+use crate::mcpheaders::McpHeaders;
 use crate::policy::{Action, Effective, Policy};
-use crate::toolslist;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -20,6 +22,9 @@ pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
 /// The internal headers the filter sets for Envoy (rate-limit descriptors,
 /// routing). Rendered routes remove them before forwarding.
 pub const INTERNAL_HEADERS: &[&str] = &["x-mcpx-server", "x-mcpx-method", "x-mcpx-tool", "x-mcpx-client"];
+
+/// The `Accept` a `tools/list` is forwarded with when it will be inspected.
+pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
 
 /// The MCP endpoints live under this prefix: `/mcp/{server}`.
 pub const MCP_PREFIX: &str = "/mcp/";
@@ -81,6 +86,8 @@ pub enum HeadOutcome {
     ReadBody(McpRequest),
     /// GET (server stream) or DELETE (session end): forward as is.
     Forward(McpRequest),
+    /// `GET /health`: probe every backend, then answer with this much detail.
+    Health(crate::health::Detail),
 }
 
 /// An authenticated request to one MCP server, carried from the headers to
@@ -90,6 +97,8 @@ pub struct McpRequest {
     pub server: String,
     /// The caller's identity, when auth established one.
     pub identity: Option<String>,
+    /// The 2026-07-28 routing headers, checked against the body.
+    pub mcp_headers: McpHeaders,
 }
 
 /// What to do with a complete request body.
@@ -106,6 +115,8 @@ pub struct Forward {
     pub set_headers: Vec<(&'static str, String)>,
     /// What to do with the response.
     pub response: ResponsePlan,
+    /// Whom an error made later (by Envoy: 429, 503) must answer.
+    pub reply_to: ReplyTo,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -125,6 +136,9 @@ pub struct Attributes {
     pub client: Option<String>,
     pub decision: Option<&'static str>,
     pub reason: Option<String>,
+    /// Integrity violations seen on this request, `kind:tool` comma-separated
+    /// (audit field `integrity`; see `ops::add_integrity`).
+    pub integrity: Option<String>,
 }
 
 impl Gateway {
@@ -169,6 +183,9 @@ impl Gateway {
     /// Phase 1: routing, auth and the checks that need no body.
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
+        if let Some(ep) = crate::endpoints::Endpoint::from_path(path) {
+            return self.on_endpoint(ep, head, attrs);
+        }
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;
         };
@@ -180,7 +197,8 @@ impl Gateway {
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
         attrs.server = Some(server.to_string());
-        let req = McpRequest { server: server.to_string(), identity: None };
+        let mcp_headers = McpHeaders::capture(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let req = McpRequest { server: server.to_string(), identity: None, mcp_headers };
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
@@ -241,8 +259,21 @@ impl Gateway {
         len as u64 <= self.max_body()
     }
 
-    /// Phase 2: parse the whole body and decide.
+    /// Phase 2: parse the whole body and decide (no integrity baseline: for
+    /// callers without one, e.g. tests).
     pub fn on_request_body(&self, req: &McpRequest, body: &[u8], attrs: &mut Attributes) -> BodyOutcome {
+        self.on_request_body_with(req, body, attrs, &|_, _| Ok(None))
+    }
+
+    /// Phase 2 with `violation(server, tool)`, which tells whether integrity
+    /// pinning recorded a violation for a tool (read only in `enforce` mode).
+    pub fn on_request_body_with(
+        &self,
+        req: &McpRequest,
+        body: &[u8],
+        attrs: &mut Attributes,
+        violation: &ViolationLookup<'_>,
+    ) -> BodyOutcome {
         let parsed = match jsonrpc::parse_body(body) {
             Ok(b) => b,
             Err(e) => {
@@ -265,6 +296,12 @@ impl Gateway {
             Body::Single(m) => m.method().unwrap_or("response").to_string(),
             Body::Batch(_) => "batch".to_string(),
         });
+        // Headers that disagree with the body never reach a backend (SPEC §7).
+        if let Err(e) = req.mcp_headers.check(&parsed) {
+            attrs.decision = Some("error");
+            attrs.reason = Some("header_mismatch".into());
+            return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));
+        }
         let mut list_ids = Vec::new();
         for m in messages {
             let Some(method) = m.method() else { continue };
@@ -295,6 +332,11 @@ impl Gateway {
                     &reply_to,
                 ));
             }
+            if let Action::CallTool { name, .. } = action {
+                if let Some(reply) = self.check_call_integrity(&req.server, name, violation, &reply_to, attrs) {
+                    return BodyOutcome::Reply(reply);
+                }
+            }
             if method == "tools/list" {
                 if let Some(id) = m.id() {
                     list_ids.push(id.clone());
@@ -302,46 +344,98 @@ impl Gateway {
             }
         }
         attrs.decision = Some("allow");
-        let mut forward = Forward::default();
+        let mut forward = Forward { reply_to, ..Forward::default() };
         if !list_ids.is_empty() && self.inspects_lists() {
-            // Pin JSON so the list can be inspected: no streaming bypass.
-            forward.set_headers.push(("accept", "application/json".to_string()));
+            // Pin uncompressed JSON so the list can be inspected: no streaming
+            // or encoding bypass. SSE stays acceptable (at low preference) only
+            // because Streamable HTTP servers may refuse a client that does
+            // not accept both (406); an SSE answer is inspected event by event.
+            forward.set_headers.push(("accept", LIST_ACCEPT.to_string()));
+            forward.set_headers.push(("accept-encoding", "identity".to_string()));
             forward.response = ResponsePlan::FilterToolsList { list_ids };
         }
         BodyOutcome::Forward(forward)
     }
 
     fn inspects_lists(&self) -> bool {
-        self.config.inspection.filter_tools_list
+        self.config.inspection.filter_tools_list || self.config.inspection.tool_integrity != IntegrityMode::Off
     }
 
-    /// Response phase for [`ResponsePlan::FilterToolsList`]: the new body, if
-    /// it changed. An unreadable list is replaced by an error, never passed.
+    /// Refuses a call to a tool that integrity pinning recorded as violating
+    /// (`enforce` only; fails closed when the record cannot be read).
+    fn check_call_integrity(
+        &self,
+        server: &str,
+        tool: &str,
+        violation: &ViolationLookup<'_>,
+        reply_to: &ReplyTo,
+        attrs: &mut Attributes,
+    ) -> Option<Reply> {
+        if self.config.inspection.tool_integrity != IntegrityMode::Enforce {
+            return None;
+        }
+        let kind = match violation(server, tool) {
+            Ok(None) => return None,
+            Ok(Some(kind)) => kind,
+            Err(e) => {
+                attrs.decision = Some("error");
+                attrs.reason = Some("integrity_unavailable".into());
+                let msg = format!("tool integrity could not be checked, so the call is refused: {e}");
+                return Some(Reply::error(503, code::UNAVAILABLE, &msg, reply_to));
+            }
+        };
+        attrs.decision = Some("deny");
+        attrs.reason = Some(format!("integrity_{}", kind.as_str()));
+        attrs.tool = Some(tool.to_string());
+        let msg = format!(
+            "tool {tool:?} on server {server:?} is blocked by tool_integrity: enforce: {}. An operator can review it \
+             with `mcpx baseline show` and accept it with `mcpx baseline reset --server {server} --tool {tool}`",
+            kind.explain()
+        );
+        let data = serde_json::json!({ "reason": attrs.reason, "integrity": kind.as_str() });
+        Some(Reply::error_with_data(403, code::FORBIDDEN, &msg, Some(data), reply_to))
+    }
+
+    /// The response-phase inspector of `tools/list` for this request.
+    pub fn list_inspector<'a>(&'a self, req: &'a McpRequest) -> Option<ListInspector<'a>> {
+        Some(ListInspector {
+            server: &req.server,
+            policy: self.effective(req)?,
+            filter: self.config.inspection.filter_tools_list,
+            integrity: self.config.inspection.tool_integrity,
+        })
+    }
+
+    /// Response phase for [`ResponsePlan::FilterToolsList`] with a JSON body:
+    /// the new body, if it changed, and the integrity violations found. An
+    /// unreadable list is replaced by an error, never passed.
     pub fn rewrite_tools_list(
         &self,
         req: &McpRequest,
         list_ids: &[Value],
         body: &[u8],
-    ) -> Result<Option<Vec<u8>>, Reply> {
-        let Some(policy) = self.effective(req) else {
-            return Ok(None);
+        store: &mut dyn BaselineStore,
+    ) -> Result<crate::inspect::Inspection, Reply> {
+        let Some(inspector) = self.list_inspector(req) else {
+            return Ok(Default::default());
         };
-        let private = policy.client.is_some();
-        let visible = |t: &Value| t.get("name").and_then(Value::as_str).is_some_and(|n| policy.tool_visible(n));
-        match toolslist::rewrite(body, list_ids, private, visible) {
-            Ok(r) => Ok(r.body),
-            Err(e) => {
-                let to = ReplyTo::message(list_ids.first());
-                Err(Reply::error(
-                    502,
-                    code::UNAVAILABLE,
-                    &format!("the backend's tools/list answer could not be inspected: {e}"),
-                    &to,
-                ))
-            }
-        }
+        inspector.inspect_json(body, list_ids, store).map_err(|e| Self::uninspectable(list_ids, &e.0))
+    }
+
+    /// The error that replaces a list that could not be inspected.
+    pub fn uninspectable(list_ids: &[Value], why: &str) -> Reply {
+        let to = ReplyTo::message(list_ids.first());
+        Reply::error(
+            502,
+            code::UNAVAILABLE,
+            &format!("the backend's tools/list answer could not be inspected: {why}"),
+            &to,
+        )
     }
 }
+
+/// `(server, tool)` → the integrity violation recorded for it, if any.
+pub type ViolationLookup<'a> = dyn Fn(&str, &str) -> Result<Option<integrity::Kind>, StoreError> + 'a;
 
 #[cfg(test)]
 mod tests {
@@ -411,7 +505,11 @@ clients:
     }
 
     fn body(identity: Option<&str>, body: &str) -> (BodyOutcome, Attributes) {
-        let req = McpRequest { server: "demo".into(), identity: identity.map(String::from) };
+        let req = McpRequest {
+            server: "demo".into(),
+            identity: identity.map(String::from),
+            mcp_headers: McpHeaders::default(),
+        };
         let mut a = Attributes::default();
         (gw().on_request_body(&req, body.as_bytes(), &mut a), a)
     }
@@ -438,6 +536,14 @@ clients:
     }
 
     #[test]
+    fn forward_remembers_whom_a_later_error_answers() {
+        let (o, a) = body(None, r#"{"jsonrpc":"2.0","id":"k-1","method":"tools/call","params":{"name":"echo"}}"#);
+        let BodyOutcome::Forward(f) = o else { panic!("not forwarded") };
+        assert_eq!(f.reply_to, ReplyTo::JsonRpc(Value::String("k-1".into())));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some("allow"), Some("echo")));
+    }
+
+    #[test]
     fn client_override_applies_with_identity() {
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
         assert!(matches!(body(None, call).0, BodyOutcome::Forward(_)));
@@ -449,14 +555,43 @@ clients:
     fn tools_list_is_pinned_and_filtered() {
         let (o, _) = body(None, r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#);
         let BodyOutcome::Forward(f) = o else { panic!() };
-        assert_eq!(f.set_headers, [("accept", "application/json".to_string())]);
+        assert_eq!(f.set_headers[0], ("accept", LIST_ACCEPT.to_string()));
         let ResponsePlan::FilterToolsList { list_ids } = f.response else { panic!() };
         let resp = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"},{"name":"dangerous_delete"}]}}"#;
-        let req = McpRequest { server: "demo".into(), identity: None };
-        let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes()).unwrap().unwrap();
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
+        let mut store = integrity::MemoryStore::default();
+        let out = gw().rewrite_tools_list(&req, &list_ids, resp.as_bytes(), &mut store).unwrap().body.unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
-        assert!(gw().rewrite_tools_list(&req, &list_ids, b"garbage").is_err());
+        assert!(gw().rewrite_tools_list(&req, &list_ids, b"garbage", &mut store).is_err());
+    }
+
+    #[test]
+    fn enforce_refuses_calls_to_violating_tools_even_in_a_batch() {
+        let g = Gateway::from_plugin_config(&format!("{CONFIG}inspection: {{tool_integrity: enforce}}\n")).unwrap();
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default() };
+        let lookup = |s: &str, t: &str| Ok((s == "demo" && t == "echo").then_some(integrity::Kind::RugPull));
+        let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#;
+        let mut a = Attributes::default();
+        let BodyOutcome::Reply(r) = g.on_request_body_with(&req, call.as_bytes(), &mut a, &lookup) else { panic!() };
+        assert_eq!(r.status, 403);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["id"], 3);
+        assert!(v["error"]["message"].as_str().unwrap().contains("rug pull"), "{v}");
+        assert_eq!(a.reason.as_deref(), Some("integrity_rug_pull"));
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo"}}]"#;
+        let o = g.on_request_body_with(&req, batch.as_bytes(), &mut Attributes::default(), &lookup);
+        assert!(matches!(o, BodyOutcome::Reply(r) if r.status == 403));
+        let other = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"read_file"}}"#;
+        let o = g.on_request_body_with(&req, other.as_bytes(), &mut Attributes::default(), &lookup);
+        assert!(matches!(o, BodyOutcome::Forward(_)));
+        // Fail closed when the record cannot be read.
+        let broken = |_: &str, _: &str| Err(StoreError::Host("down".into()));
+        let o = g.on_request_body_with(&req, other.as_bytes(), &mut Attributes::default(), &broken);
+        assert!(matches!(o, BodyOutcome::Reply(r) if r.status == 503));
+        // warn mode never refuses.
+        let o = gw().on_request_body_with(&req, call.as_bytes(), &mut Attributes::default(), &lookup);
+        assert!(matches!(o, BodyOutcome::Forward(_)));
     }
 
     #[test]

@@ -4,11 +4,21 @@
 //! is the thin proxy-wasm layer, compiled only for wasm.
 
 pub mod config;
+pub mod control;
+pub mod endpoints;
 pub mod envelope;
 pub mod gateway;
+pub mod health;
+pub mod inspect;
+pub mod integrity;
 pub mod jsonrpc;
+pub mod mcpheaders;
+pub mod ops;
 pub mod policy;
+pub mod resource_uri;
 pub mod scalar;
+pub mod servers;
+pub mod sse;
 pub mod toolslist;
 
 #[cfg(target_arch = "wasm32")]

@@ -5,6 +5,7 @@
 //! override, each checked in turn, so an override can only narrow.
 
 use crate::config::{ArgRule, PolicyConfig};
+use crate::resource_uri;
 use crate::scalar;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,7 +30,7 @@ pub enum Action<'a> {
 
 /// The methods policy looks into; a case variant of one is refused, since a
 /// lenient backend might treat `Tools/Call` as `tools/call`.
-const POLICED_METHODS: [&str; 3] = ["tools/call", "resources/read", "prompts/get"];
+const POLICED_METHODS: [&str; 4] = ["tools/call", "resources/read", "resources/subscribe", "prompts/get"];
 
 /// A message whose shape is wrong for its method (HTTP 400, -32602).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +60,9 @@ impl<'a> Action<'a> {
                 };
                 Ok(Action::CallTool { name: string(o, "name")?, args })
             }
-            "resources/read" => Ok(Action::ReadResource { uri: string(obj()?, "uri")? }),
+            // Subscribing to a resource one may not read would still leak its
+            // update notifications, so it is held to the same URI rules.
+            "resources/read" | "resources/subscribe" => Ok(Action::ReadResource { uri: string(obj()?, "uri")? }),
             "prompts/get" => Ok(Action::GetPrompt { name: string(obj()?, "name")? }),
             m if POLICED_METHODS.iter().any(|p| p.eq_ignore_ascii_case(m)) => {
                 Err(InvalidParams(format!("method {m:?} is not a valid MCP method; method names are case-sensitive")))
@@ -85,6 +88,8 @@ pub enum DenyReason {
     ReadOnly,
     ArgumentRule,
     Integrity,
+    /// A resource URI with dot segments or encoded separators (fail closed).
+    ResourceUri,
 }
 
 impl DenyReason {
@@ -95,6 +100,7 @@ impl DenyReason {
             DenyReason::ReadOnly => "read_only",
             DenyReason::ArgumentRule => "argument_rule",
             DenyReason::Integrity => "integrity",
+            DenyReason::ResourceUri => "resource_uri",
         }
     }
 }
@@ -191,6 +197,16 @@ pub struct Policy {
     deny_prompts: BTreeSet<String>,
 }
 
+/// Resource prefixes in the normal form URIs are compared in.
+fn resource_prefixes(v: &[String], key: &str) -> Result<Vec<String>, String> {
+    v.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            resource_uri::normalise(p).map_err(|why| format!("{key}[{i}]: {p:?} is not usable because {why}"))
+        })
+        .collect()
+}
+
 fn set_or_all(v: &[String]) -> Option<BTreeSet<String>> {
     (!v.is_empty()).then(|| v.iter().cloned().collect())
 }
@@ -213,8 +229,8 @@ impl Policy {
             deny_tools: p.deny_tools.iter().cloned().collect(),
             read_only: p.read_only,
             rules,
-            allow_resources: p.allow_resources.clone(),
-            deny_resources: p.deny_resources.clone(),
+            allow_resources: resource_prefixes(&p.allow_resources, "allow_resources")?,
+            deny_resources: resource_prefixes(&p.deny_resources, "deny_resources")?,
             allow_prompts: set_or_all(&p.allow_prompts),
             deny_prompts: p.deny_prompts.iter().cloned().collect(),
         })
@@ -254,13 +270,28 @@ impl Policy {
                 Ok(())
             }
             Action::ReadResource { uri } => {
-                if let Some(p) = self.deny_resources.iter().find(|p| uri.starts_with(p.as_str())) {
+                if self.allow_resources.is_empty() && self.deny_resources.is_empty() {
+                    return Ok(());
+                }
+                // Compare normal forms; refuse what a backend might resolve
+                // differently from the text (crate::resource_uri).
+                let norm = match resource_uri::normalise(uri) {
+                    Ok(n) => n,
+                    Err(why) => {
+                        return deny(
+                            DenyReason::ResourceUri,
+                            format!("resource {uri:?} is refused because {why} (resource rules apply to this server)"),
+                        )
+                    }
+                };
+                if let Some(p) = self.deny_resources.iter().find(|p| norm.starts_with(p.as_str())) {
                     return deny(
                         DenyReason::DenyList,
                         format!("resource {uri:?} is denied by policy (deny_resources {p:?})"),
                     );
                 }
-                if !self.allow_resources.is_empty() && !self.allow_resources.iter().any(|p| uri.starts_with(p.as_str()))
+                if !self.allow_resources.is_empty()
+                    && !self.allow_resources.iter().any(|p| norm.starts_with(p.as_str()))
                 {
                     return deny(
                         DenyReason::NotAllowed,
@@ -383,6 +414,24 @@ mod tests {
         assert!(Action::classify("tools/call", Some(&json!({"name": "x", "arguments": [1]}))).is_err());
         assert!(Action::classify("Tools/Call", Some(&json!({"name": "x"}))).is_err());
         assert_eq!(Action::classify("tools/list", None).unwrap(), Action::Other);
+    }
+
+    #[test]
+    fn overrides_narrow_resources_and_prompts() {
+        let server = policy("{allow_resources: [\"file:///data/\"], allow_prompts: [a, b]}");
+        let client = policy("{allow_resources: [\"file:///data/public/\", \"file:///etc/\"], deny_prompts: [b]}");
+        let eff = Effective { server: &server, client: Some(&client) };
+        assert!(eff.check(&Action::ReadResource { uri: "file:///data/public/x" }).is_ok());
+        assert!(eff.check(&Action::ReadResource { uri: "file:///data/private" }).is_err());
+        assert!(eff.check(&Action::ReadResource { uri: "file:///etc/passwd" }).is_err(), "cannot widen");
+        assert!(eff.check(&Action::GetPrompt { name: "a" }).is_ok());
+        assert!(eff.check(&Action::GetPrompt { name: "b" }).is_err());
+        // A client-only resource rule still refuses dot segments.
+        let open = Policy::default();
+        let eff = Effective { server: &open, client: Some(&client) };
+        let e = eff.check(&Action::ReadResource { uri: "file:///data/public/../../etc/x" }).unwrap_err();
+        assert_eq!(e.reason, DenyReason::ResourceUri);
+        assert!(Policy::compile(&serde_yaml::from_str("{deny_resources: [\"file:///a/../b\"]}").unwrap()).is_err());
     }
 
     #[test]

@@ -27,36 +27,63 @@ pub fn rewrite(
 ) -> Result<ListRewrite, String> {
     let mut doc: Value = serde_json::from_slice(body).map_err(|e| format!("tools/list response is not JSON: {e}"))?;
     let mut out = ListRewrite::default();
-    let mut changed = false;
-    let mut visit = |msg: &mut Value| {
+    let changed =
+        rewrite_value(&mut doc, list_ids, private, |tools| Ok::<_, String>(tools.iter().map(&mut keep).collect()))?;
+    out.removed = changed.removed;
+    if changed.changed {
+        out.body = Some(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}
+
+/// What [`rewrite_value`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ValueRewrite {
+    pub changed: bool,
+    pub removed: Vec<String>,
+}
+
+/// The in-place core of [`rewrite`]: `mask` sees the whole `tools` array of
+/// each list result and says which to keep (one bool per tool; missing
+/// entries mean drop). Errors from `mask`, and a body that is not a JSON-RPC
+/// object or batch, are returned.
+pub fn rewrite_value<E: From<String>>(
+    doc: &mut Value,
+    list_ids: &[Value],
+    private: bool,
+    mut mask: impl FnMut(&[Value]) -> Result<Vec<bool>, E>,
+) -> Result<ValueRewrite, E> {
+    let mut out = ValueRewrite::default();
+    let mut visit = |msg: &mut Value| -> Result<(), E> {
         let is_list = msg.get("id").is_some_and(|id| list_ids.contains(id));
         let Some(result) = msg.get_mut("result").filter(|_| is_list).and_then(Value::as_object_mut) else {
-            return;
+            return Ok(());
         };
         if let Some(Value::Array(tools)) = result.get_mut("tools") {
+            let keep = mask(tools)?;
             let before = tools.len();
+            let mut i = 0;
             tools.retain(|t| {
-                let k = keep(t);
+                let k = keep.get(i).copied().unwrap_or(false);
+                i += 1;
                 if !k {
                     let name = t.get("name").and_then(Value::as_str).unwrap_or("<unnamed>");
                     out.removed.push(name.to_string());
                 }
                 k
             });
-            changed |= tools.len() != before;
+            out.changed |= tools.len() != before;
         }
         if private {
             result.insert("cacheScope".into(), Value::String("private".into()));
-            changed = true;
+            out.changed = true;
         }
+        Ok(())
     };
-    match &mut doc {
-        Value::Array(items) => items.iter_mut().for_each(&mut visit),
-        Value::Object(_) => visit(&mut doc),
-        _ => return Err("tools/list response is not a JSON-RPC object".into()),
-    }
-    if changed {
-        out.body = Some(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
+    match doc {
+        Value::Array(items) => items.iter_mut().try_for_each(&mut visit)?,
+        Value::Object(_) => visit(doc)?,
+        _ => return Err(E::from("tools/list response is not a JSON-RPC object".to_string())),
     }
     Ok(out)
 }

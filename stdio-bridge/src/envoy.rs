@@ -60,12 +60,25 @@ pub struct Launch<'a> {
     pub concurrency: Option<u32>,
     /// Printed once Envoy reports ready.
     pub ready_message: String,
+    /// Hot reload: SIGHUP always, file polling with `--watch`.
+    pub reloader: Option<crate::reload::Reloader>,
+    pub watch: bool,
 }
 
-/// Runs Envoy until it exits, forwarding SIGINT/SIGTERM to it.
-pub async fn run(l: Launch<'_>) -> Result<ExitCode, String> {
+/// How often `--watch` looks at the config file.
+const WATCH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Runs Envoy until it exits, forwarding SIGINT/SIGTERM to it; SIGHUP
+/// (and `--watch`) reload the config without restarting Envoy.
+pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
+    // Before Envoy starts: SIGHUP's default action would end mcpx.
+    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut watch = tokio::time::interval(WATCH_INTERVAL);
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut cmd = Command::new(l.envoy);
     cmd.arg("-c").arg(l.config_path).args(["--log-level", l.log_level, "--disable-hot-restart"]);
+    // Audit lines written to a file reach it within a second (default 10 s).
+    cmd.args(["--file-flush-interval-msec", "1000"]);
     if let Some(n) = l.concurrency {
         cmd.args(["--concurrency", &n.to_string()]);
     }
@@ -87,10 +100,22 @@ pub async fn run(l: Launch<'_>) -> Result<ExitCode, String> {
             }
             _ = sigint.recv() => return stop(&mut child).await,
             _ = sigterm.recv() => return stop(&mut child).await,
+            _ = sighup.recv() => match l.reloader.as_mut() {
+                Some(r) => r.reload(crate::reload::Trigger::Signal).await,
+                None => eprintln!("mcpx: SIGHUP ignored: nothing to reload"),
+            },
+            _ = watch.tick(), if l.watch => {
+                if let Some(r) = l.reloader.as_mut() {
+                    if r.file_changed() {
+                        r.reload(crate::reload::Trigger::Watch).await;
+                    }
+                }
+            }
             _ = poll.tick(), if !ready => {
                 if matches!(http_get(l.admin, "/ready").await, Some((200, _))) {
                     ready = true;
-                    println!("{}", l.ready_message);
+                    // stderr: stdout may carry the audit log's JSON lines.
+                    eprintln!("{}", l.ready_message);
                 }
             }
         }

@@ -1,8 +1,14 @@
 //! `mcpx`: validates `mcpx.yaml`, renders the Envoy configuration for it, and
 //! runs Envoy with the mcpx filter in front of your MCP servers.
 
+mod audit;
+mod baseline;
+mod bridge;
+mod dynamic;
 mod envoy;
+mod reload;
 mod render;
+mod snippets;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpx_filter::config::{Config, Mode};
@@ -35,16 +41,67 @@ enum Command {
     /// Validate the config, render the Envoy config and run Envoy (the default).
     Run(RunArgs),
     /// Validate the config and exit: 0 when valid, 1 with the error otherwise.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Print the Envoy configuration `run` would use.
     Render(RenderArgs),
+    /// Show or reset the tool integrity baseline of a running gateway.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
+    /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
+    Bridge(BridgeArgs),
 }
+
+#[derive(Args, Clone)]
+struct BridgeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where the bridge listens. It has no auth of its own: keep it private, or set
+    /// MCPX_BRIDGE_TOKEN and have your Envoy send it as x-mcpx-bridge-token.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    listen: SocketAddr,
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Print every pinned tool hash and recorded violation (JSON).
+    Show(BaselineArgs),
+    /// Forget pins and violations (all, one server's, or one tool's); the next
+    /// tools/list pins afresh. Use it to accept a reviewed tool change.
+    Reset(BaselineArgs),
+}
+
+#[derive(Args, Clone)]
+struct BaselineArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// The control address `mcpx run` was started with.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+    control: SocketAddr,
+    /// Only this server.
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// Only this tool (needs --server).
+    #[arg(long, value_name = "NAME", requires = "server")]
+    tool: Option<String>,
+}
+
+/// The operator control listener's default address (loopback only).
+const DEFAULT_CONTROL: &str = "127.0.0.1:9902";
 
 #[derive(Args, Clone)]
 struct ConfigArg {
     /// The gateway configuration file.
     #[arg(short, long, env = "MCPX_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct CheckArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Check it as the filter's plugin configuration (Envoy/Istio: servers need no url or command).
+    #[arg(long)]
+    plugin: bool,
 }
 
 #[derive(Args, Clone)]
@@ -58,6 +115,13 @@ struct Locations {
     /// The filter .wasm [default: next to this binary or in its cargo target dir].
     #[arg(long, env = "MCPX_WASM", value_name = "PATH")]
     wasm: Option<PathBuf>,
+    /// Operator control listener for the integrity baseline (`mcpx baseline`);
+    /// loopback only.
+    #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
+    control: SocketAddr,
+    /// Do not render the control listener (no `mcpx baseline` for this gateway).
+    #[arg(long, conflicts_with = "control")]
+    no_control: bool,
 }
 
 #[derive(Args, Clone)]
@@ -78,6 +142,9 @@ struct RunArgs {
     /// Where the rendered Envoy files go [default: a fresh temporary directory].
     #[arg(long, value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// Reload when the config file changes (SIGHUP always reloads).
+    #[arg(long)]
+    watch: bool,
 }
 
 #[derive(Args, Clone)]
@@ -89,6 +156,9 @@ struct RenderArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "yaml")]
     format: Format,
+    /// Print only the pieces to add to your own Envoy (filter, routes, clusters, ...), with where each goes.
+    #[arg(long)]
+    snippets: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,16 +173,20 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         None if cli.run.config.config.is_some() => run(cli.run),
         None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
-        Some(Command::Check(c)) => load(&c).map(|(path, config)| {
-            println!(
-                "{}: valid ({} server{})",
-                path.display(),
-                config.servers.len(),
-                if config.servers.len() == 1 { "" } else { "s" }
-            );
-            ExitCode::SUCCESS
-        }),
+        Some(Command::Check(c)) => {
+            load_as(&c.config, if c.plugin { Mode::Plugin } else { Mode::Gateway }).map(|(path, config)| {
+                println!(
+                    "{}: valid ({} server{})",
+                    path.display(),
+                    config.servers.len(),
+                    if config.servers.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::SUCCESS
+            })
+        }
         Some(Command::Render(args)) => render_cmd(&args),
+        Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
+        Some(Command::Bridge(args)) => bridge_cmd(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mcpx: {e}");
@@ -121,9 +195,13 @@ fn main() -> ExitCode {
 }
 
 fn load(arg: &ConfigArg) -> Result<(PathBuf, Config), String> {
+    load_as(arg, Mode::Gateway)
+}
+
+fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
     let path = arg.config.clone().ok_or("no config given: pass -c mcpx.yaml")?;
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config = Config::from_yaml(&text, Mode::Gateway).map_err(|e| format!("{}: {e}", path.display()))?;
+    let config = Config::from_yaml(&text, mode).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, config))
 }
 
@@ -147,7 +225,55 @@ fn render_options(
             loc.admin
         ));
     }
-    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge })
+    if !loc.control.ip().is_loopback() {
+        return Err(format!(
+            "--control {} is not a loopback address; the baseline endpoints can reset integrity pins, so keep them on 127.0.0.1",
+            loc.control
+        ));
+    }
+    let control = (!loc.no_control).then_some(loc.control);
+    Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge, control })
+}
+
+fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
+    let (method, args) = match cmd {
+        BaselineCommand::Show(a) => ("GET", a),
+        BaselineCommand::Reset(a) => ("DELETE", a),
+    };
+    if args.config.config.is_some() {
+        // With a config, name the servers it knows so a typo is caught here.
+        let (path, config) = load(&args.config)?;
+        if let Some(s) = args.server.as_deref().filter(|s| config.server(s).is_none()) {
+            let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!("--server {s}: not a server in {} (known: {})", path.display(), known.join(", ")));
+        }
+    }
+    let mut path = "/baseline".to_string();
+    if method == "DELETE" {
+        for part in [&args.server, &args.tool].into_iter().flatten() {
+            path.push('/');
+            path.push_str(&baseline::encode_segment(part));
+        }
+    }
+    let (status, body) = baseline::request(args.control, method, &path)?;
+    let shown = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            let v = match (method, &args.server) {
+                ("GET", Some(s)) => serde_json::json!({
+                    "servers": { s: v["servers"][s] }, "violations": { s: v["violations"][s] },
+                }),
+                _ => v,
+            };
+            serde_json::to_string_pretty(&v).ok()
+        })
+        .unwrap_or(body);
+    if status == 200 {
+        println!("{shown}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err(format!("the control listener answered {status}: {shown}"))
+    }
 }
 
 fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
@@ -158,6 +284,16 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
         .unwrap_or_else(|_| "mcpx_filter.wasm".into());
     let opts = render_options(&config, &args.locations, wasm, Some(SocketAddr::from(([127, 0, 0, 1], 7070))))?;
     let doc = render::bootstrap(&config, &opts)?;
+    if args.snippets {
+        let snippets = snippets::Snippets::from_bootstrap(&doc)?;
+        let name = args.config.config.as_deref().and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy();
+        let text = match args.format {
+            Format::Yaml => snippets.to_yaml(&name)?,
+            Format::Json => serde_json::to_string_pretty(&snippets.to_json()).map_err(|e| e.to_string())? + "\n",
+        };
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let text = match args.format {
         Format::Yaml => serde_yaml::to_string(&doc).map_err(|e| e.to_string())?,
         Format::Json => serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
@@ -168,23 +304,48 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let (path, config) = load(&args.config)?;
+    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
-    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?;
-    if config.servers.iter().any(|s| s.transport == mcpx_filter::config::Transport::Stdio) {
-        return Err(format!(
-            "{}: stdio servers need the stdio bridge, which this build does not include yet",
-            path.display()
-        ));
-    }
-    let opts = render_options(&config, &args.locations, wasm.display().to_string(), None)?;
-    let bootstrap = render::bootstrap(&config, &opts)?;
-    let workdir = match &args.workdir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("mcpx-{}", std::process::id())),
+    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    // The stdio bridge, in-process on a loopback port only this Envoy may use.
+    // Always started (children start lazily), so a reload may add stdio servers.
+    let token = bridge::new_token();
+    let stdio_bridge = std::sync::Arc::new(
+        rt.block_on(bridge::Bridge::start(&config, SocketAddr::from(([127, 0, 0, 1], 0)), Some(token.clone())))
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+    );
+    let bridge_addr = stdio_bridge.local_addr();
+    // The same rendering at start and on every reload.
+    let locations = args.locations.clone();
+    let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value), String> {
+        let opts = render_options(config, &locations, wasm.clone(), Some(bridge_addr))?;
+        let mut bootstrap = render::bootstrap(config, &opts)?;
+        bridge::protect_routes(&mut bootstrap, config, &token);
+        Ok((opts, bootstrap))
     };
-    std::fs::create_dir_all(&workdir).map_err(|e| format!("cannot create {}: {e}", workdir.display()))?;
+    let (opts, _) = render_run(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let render_fn: reload::Render = Box::new(move |c: &Config| render_run(c).map(|(_, b)| b));
+    let workdir = match &args.workdir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            d.clone()
+        }
+        None => fresh_private_dir()?,
+    };
+    // Envoy starts from a bootstrap that points at dynamic resource files,
+    // so reloads never restart it (see dynamic.rs).
+    let layout = dynamic::Layout { dir: workdir.join("dynamic") };
+    let mut reloader = reload::Reloader::start(path.clone(), text, config.clone(), render_fn, layout, opts.admin)?;
+    // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
+    let b = stdio_bridge.clone();
+    reloader.before_apply(Box::new(move |c: &Config| b.apply(c).map(|_| ())));
     let config_path = workdir.join("envoy.json");
-    write_private(&config_path, &serde_json::to_vec_pretty(&bootstrap).map_err(|e| e.to_string())?)?;
+    write_private(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?)?;
 
     let (host, port) = &opts.listen;
     let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
@@ -196,19 +357,53 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         servers.join(", ")
     );
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    rt.block_on(envoy::run(envoy::Launch {
+    let names: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
+    audit::event(
+        &config.audit,
+        "start",
+        serde_json::json!({ "config": path.display().to_string(), "servers": names }),
+    )?;
+
+    let result = rt.block_on(envoy::run(envoy::Launch {
         envoy: &envoy_bin,
         config_path: &config_path,
         admin: opts.admin,
         log_level: &args.log_level,
         concurrency: args.concurrency,
         ready_message,
-    }))
+        reloader: Some(reloader),
+        watch: args.watch,
+    }));
+    rt.block_on(stdio_bridge.shutdown());
+    result
+}
+
+fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
+    let (path, config) = load(&args.config)?;
+    // One thread: the bridge is I/O-bound, and fewer thread hops cost less CPU per call.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let reload = |p: &Path| load(&ConfigArg { config: Some(p.to_path_buf()) }).map(|(_, c)| c);
+    rt.block_on(bridge::serve(&path, config, args.listen, reload))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A new directory only we can use, for the files Envoy reads (they hold
+/// secrets): never one that already exists (made by someone else, or left
+/// by an earlier run with the same pid, as in a restarted container).
+fn fresh_private_dir() -> Result<PathBuf, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let pid = std::process::id();
+    let mut last = String::new();
+    for n in 0..1000 {
+        let d = if n == 0 { base.join(format!("mcpx-{pid}")) } else { base.join(format!("mcpx-{pid}-{n}")) };
+        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
+            Ok(()) => return Ok(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = d.display().to_string(),
+            Err(e) => return Err(format!("cannot create {}: {e}; pass --workdir DIR", d.display())),
+        }
+    }
+    Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
 }
 
 /// Writes a file only the owner can read: rendered configs may hold secrets.

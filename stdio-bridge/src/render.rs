@@ -5,8 +5,10 @@
 //! piece (listener, filters, routes, clusters) is its own function so the
 //! pieces can also be printed alone for users with their own Envoy.
 
-use mcpx_filter::config::{BackendUrl, Config, Transport};
+use mcpx_filter::config::{BackendUrl, Config, Mode, Transport};
+use mcpx_filter::control::CONTROL_ROOT_ID;
 use mcpx_filter::gateway::INTERNAL_HEADERS;
+use mcpx_filter::ops;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 
@@ -21,11 +23,13 @@ pub struct RenderOptions {
     pub wasm_path: String,
     /// The stdio bridge, when the config has stdio servers.
     pub bridge: Option<SocketAddr>,
+    /// The operator control listener (integrity baseline); always loopback.
+    pub control: Option<SocketAddr>,
 }
 
-/// The Envoy cluster name of a server.
+/// The Envoy cluster name of a server (the filter's `/health` probes use it too).
 pub fn cluster_name(server: &str) -> String {
-    format!("mcpx_server_{server}")
+    mcpx_filter::health::cluster_name(server)
 }
 
 /// Per-connection buffer limit: the body limit plus headroom for large
@@ -41,8 +45,9 @@ pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String>
         "admin": {
             "address": socket_address(&opts.admin.ip().to_string(), opts.admin.port()),
         },
+        "stats_config": stats_config(),
         "static_resources": {
-            "listeners": [listener(config, opts)?],
+            "listeners": listeners(config, opts)?,
             "clusters": clusters(config, opts)?,
         },
     }))
@@ -50,6 +55,54 @@ pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String>
 
 fn socket_address(host: &str, port: u16) -> Value {
     json!({ "socket_address": { "address": host, "port_value": port } })
+}
+
+fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+    let mut all = vec![listener(config, opts)?];
+    if let Some(addr) = opts.control {
+        all.push(control_listener(&opts.wasm_path, addr)?);
+    }
+    Ok(all)
+}
+
+/// The operator listener: the same filter in the same VM (`vm_id`), so it
+/// sees the same shared-data baseline, but with the control root id, which
+/// serves only `/baseline` (docs/integrity.md). Loopback only; the main
+/// listener never serves these endpoints.
+pub fn control_listener(wasm_path: &str, addr: SocketAddr) -> Result<Value, String> {
+    // The control root reads no policy: a fixed configuration keeps this
+    // listener unchanged across reloads, so a policy change stays ECDS-only.
+    let control_config =
+        Config::from_yaml("servers: [{name: mcpx-control}]", Mode::Plugin).map_err(|e| e.to_string())?;
+    if !addr.ip().is_loopback() {
+        return Err(format!("the control address {addr} is not a loopback address; keep it on 127.0.0.1"));
+    }
+    Ok(json!({
+        "name": "mcpx_control",
+        "address": socket_address(&addr.ip().to_string(), addr.port()),
+        "filter_chains": [{
+            "filters": [{
+                "name": "envoy.filters.network.http_connection_manager",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                    "stat_prefix": "mcpx_control",
+                    "codec_type": "AUTO",
+                    "route_config": {
+                        "name": "mcpx_control",
+                        "virtual_hosts": [{ "name": "mcpx_control", "domains": ["*"], "routes": [{
+                            "match": { "prefix": "/" },
+                            "direct_response": { "status": 404 },
+                        }] }],
+                    },
+                    "http_filters": [
+                        wasm_filter_for(&control_config, wasm_path, CONTROL_ROOT_ID)?,
+                        { "name": "envoy.filters.http.router",
+                          "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
+                    ],
+                },
+            }],
+        }],
+    }))
 }
 
 pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
@@ -68,7 +121,7 @@ pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> 
 }
 
 fn http_connection_manager(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
-    Ok(json!({
+    let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "mcpx",
         "codec_type": "AUTO",
@@ -78,15 +131,29 @@ fn http_connection_manager(config: &Config, opts: &RenderOptions) -> Result<Valu
         "always_set_request_id_in_response": true,
         "route_config": route_config(config)?,
         "http_filters": http_filters(config, opts)?,
-    }))
+        "access_log": access_log(config),
+    });
+    let tracing = tracing(config);
+    if !tracing.is_null() {
+        hcm["tracing"] = tracing;
+    }
+    Ok(hcm)
 }
 
+/// Order: CORS (answers allowed preflights) -> mcpx (auth, parse, policy,
+/// Origin check, rate-limit key) -> local rate limit (reads the key) -> router.
 pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
-    Ok(json!([
-        wasm_filter(config, &opts.wasm_path)?,
-        { "name": "envoy.filters.http.router",
-          "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } },
-    ]))
+    let mut filters = Vec::new();
+    if config.cors.is_some() {
+        filters.push(cors_filter());
+    }
+    filters.push(wasm_filter(config, &opts.wasm_path)?);
+    if config.rate_limit.enabled {
+        filters.push(local_rate_limit_filter());
+    }
+    filters.push(json!({ "name": "envoy.filters.http.router",
+          "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router" } }));
+    Ok(Value::Array(filters))
 }
 
 /// The plugin configuration: the config the filter reads, as JSON text.
@@ -95,13 +162,19 @@ pub fn plugin_configuration(config: &Config) -> Result<String, String> {
 }
 
 pub fn wasm_filter(config: &Config, wasm_path: &str) -> Result<Value, String> {
+    wasm_filter_for(config, wasm_path, "mcpx")
+}
+
+/// The filter with a given root id; everything in `vm_config` is the same
+/// for every root id so they all share one VM and its shared data.
+fn wasm_filter_for(config: &Config, wasm_path: &str, root_id: &str) -> Result<Value, String> {
     Ok(json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
             "config": {
-                "name": "mcpx",
-                "root_id": "mcpx",
+                "name": root_id,
+                "root_id": root_id,
                 // Required to hold the headers while the body is read (ENVOY-FACTS §0.1).
                 "allow_on_headers_stop_iteration": true,
                 // Never FAIL_OPEN: that would skip auth and policy.
@@ -121,7 +194,7 @@ pub fn wasm_filter(config: &Config, wasm_path: &str) -> Result<Value, String> {
 }
 
 pub fn route_config(config: &Config) -> Result<Value, String> {
-    let mut routes = Vec::new();
+    let mut routes = vec![metrics_route(config)];
     for s in &config.servers {
         routes.push(server_route(config, &s.name)?);
     }
@@ -134,10 +207,18 @@ pub fn route_config(config: &Config) -> Result<Value, String> {
         },
         "response_headers_to_add": [{ "header": { "key": "content-type", "value": "application/json" }, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD" }],
     }));
-    Ok(json!({
-        "name": "mcpx",
-        "virtual_hosts": [{ "name": "mcpx", "domains": ["*"], "routes": routes }],
-    }))
+    let mut vhost = json!({ "name": "mcpx", "domains": ["*"], "routes": routes });
+    let mut per_filter = serde_json::Map::new();
+    if let Some(cors) = cors_policy(config) {
+        per_filter.insert("envoy.filters.http.cors".into(), cors);
+    }
+    if let Some(rl) = rate_limit_policy(config) {
+        per_filter.insert("envoy.filters.http.local_ratelimit".into(), rl);
+    }
+    if !per_filter.is_empty() {
+        vhost["typed_per_filter_config"] = Value::Object(per_filter);
+    }
+    Ok(json!({ "name": "mcpx", "virtual_hosts": [vhost] }))
 }
 
 fn server_route(config: &Config, name: &str) -> Result<Value, String> {
@@ -170,7 +251,13 @@ fn server_route(config: &Config, name: &str) -> Result<Value, String> {
 }
 
 pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
-    config.servers.iter().map(|s| server_cluster(config, &s.name, opts)).collect()
+    let mut out: Vec<Value> =
+        config.servers.iter().map(|s| server_cluster(config, &s.name, opts)).collect::<Result<_, _>>()?;
+    out.push(admin_cluster(opts));
+    if let Some(c) = tracing_cluster(config)? {
+        out.push(c);
+    }
+    Ok(out)
 }
 
 fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<Value, String> {
@@ -199,6 +286,7 @@ fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<V
             "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(&host, port) } }] }],
         },
     });
+    circuit_breaker(config, &mut cluster);
     if tls {
         cluster["transport_socket"] = json!({
             "name": "envoy.transport_sockets.tls",
@@ -209,6 +297,349 @@ fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<V
         });
     }
     Ok(cluster)
+}
+
+// ---------------------------------------------------------------------------
+// Operations (SPEC §5): rate limits, circuit breaker, audit, metrics, CORS,
+// tracing. Envoy does each job; the filter supplies the MCP attributes.
+// ---------------------------------------------------------------------------
+
+/// The Envoy cluster for the admin interface: only `GET /metrics` is routed
+/// to it (rewritten to `/stats/prometheus`), never other admin paths.
+pub const ADMIN_CLUSTER: &str = "mcpx_admin";
+/// The OTLP/HTTP collector cluster.
+pub const OTEL_CLUSTER: &str = "mcpx_otel";
+const RATE_LIMIT_STATS: &str = "mcpx_rate_limit";
+
+/// A protobuf JSON duration (`1.250s`).
+fn proto_duration(ms: u64) -> String {
+    format!("{}.{:03}s", ms / 1000, ms % 1000)
+}
+
+fn percent(p: f64) -> Value {
+    json!({ "numerator": p.round() as u64, "denominator": "HUNDRED" })
+}
+
+/// A token bucket of `burst` tokens refilled at `rps` per second.
+fn token_bucket(rps: u32, burst: u32) -> Value {
+    json!({ "max_tokens": burst, "tokens_per_fill": rps, "fill_interval": "1s" })
+}
+
+/// The HCM local rate limit filter: without a bucket of its own it passes
+/// everything; the virtual host's policy ([`rate_limit_policy`]) limits.
+pub fn local_rate_limit_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.local_ratelimit",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": RATE_LIMIT_STATS,
+        },
+    })
+}
+
+/// The rate limit policy of the virtual host (one bucket set shared by all
+/// routes and all worker threads): the global bucket (`rps`, `burst`) for
+/// every request and, with `per_tool`, one bucket per (server, tool) keyed on
+/// the `x-mcpx-tool: server/tool` header the filter sets from the parsed
+/// body (wildcard descriptor: one dynamic bucket per distinct value).
+pub fn rate_limit_policy(config: &Config) -> Option<Value> {
+    let rl = &config.rate_limit;
+    if !rl.enabled {
+        return None;
+    }
+    let mut policy = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": RATE_LIMIT_STATS,
+        "token_bucket": token_bucket(rl.rps, rl.burst),
+        "filter_enabled": { "default_value": percent(100.0) },
+        "filter_enforced": { "default_value": percent(100.0) },
+        // The global bucket applies even when a per-tool bucket matched.
+        "always_consume_default_token_bucket": true,
+    });
+    if rl.per_tool {
+        policy["rate_limits"] = json!([{ "actions": [{ "request_headers": {
+            "header_name": ops::RATE_LIMIT_HEADER, "descriptor_key": "mcpx_tool" } }] }]);
+        policy["descriptors"] = json!([{
+            "entries": [{ "key": "mcpx_tool", "value": "" }],
+            "token_bucket": token_bucket(rl.tool_rps, rl.tool_burst),
+        }]);
+        policy["max_dynamic_descriptors"] = json!(max_tool_buckets(config));
+    }
+    Some(policy)
+}
+
+/// Enough dynamic buckets that the LRU never evicts: the filter only emits
+/// keys for configured or advertised tools (at most `MAX_LEARNED_TOOLS` per
+/// server) plus one `server/_other` key per server.
+fn max_tool_buckets(config: &Config) -> usize {
+    let configured: usize = config
+        .servers
+        .iter()
+        .map(|s| s.policy.allow_tools.len() + s.policy.deny_tools.len() + s.policy.tool_rules.len())
+        .sum();
+    config.servers.len() * (ops::MAX_LEARNED_TOOLS + 1) + configured
+}
+
+/// `/metrics` on the main listener: exactly this path, to admin's
+/// `/stats/prometheus`. Scrapes do not spend the MCP budget: the route has
+/// its own bucket (Envoy requires one on a per-route policy).
+fn metrics_route(config: &Config) -> Value {
+    let mut route = json!({
+        "match": { "path": ops::METRICS_PATH },
+        "route": { "cluster": ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus", "timeout": "10s" },
+    });
+    if config.rate_limit.enabled {
+        route["typed_per_filter_config"] = json!({ "envoy.filters.http.local_ratelimit": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            "stat_prefix": "mcpx_metrics",
+            "token_bucket": token_bucket(50, 50),
+            "filter_enabled": { "default_value": percent(100.0) },
+            "filter_enforced": { "default_value": percent(100.0) },
+        } });
+    }
+    route
+}
+
+fn admin_cluster(opts: &RenderOptions) -> Value {
+    json!({
+        "name": ADMIN_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": ADMIN_CLUSTER,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address":
+                socket_address(&opts.admin.ip().to_string(), opts.admin.port()) } }] }],
+        },
+    })
+}
+
+/// Label names for the filter's `mcpx_*` series: each `.key.value` pair of
+/// the stat name becomes `key="value"` (group 1 is cut out of the name,
+/// group 2 is the value; pairs are skipped lazily so a value can never be
+/// mistaken for a key).
+pub const METRIC_LABELS: &[&str] = &["server", "method", "status_code", "tool", "decision", "client", "kind"];
+
+pub fn stats_config() -> Value {
+    let tags: Vec<Value> = METRIC_LABELS
+        .iter()
+        .map(|k| {
+            json!({
+                "tag_name": k,
+                "regex": format!(r"^wasmcustom\.mcpx_[a-z_]+(?:\.[a-z_]+\.[^.]+)*?(\.{k}\.([^.]+))"),
+            })
+        })
+        .collect();
+    json!({ "stats_tags": tags })
+}
+
+/// Outlier detection as the circuit breaker (SPEC §5): `failure_threshold`
+/// consecutive 5xx or transport errors eject the (single) host for
+/// `cooldown`; with panic threshold 0 an ejected host gets no traffic, so
+/// Envoy answers 503 at once. After `cooldown` the host is un-ejected and
+/// traffic flows again (Envoy has no half-open request cap: see
+/// docs/operations.md for how `half_open_max` maps).
+fn circuit_breaker(config: &Config, cluster: &mut Value) {
+    let cb = &config.circuit_breaker;
+    // Envoy defaults, made explicit; `track_remaining` exposes headroom gauges.
+    cluster["circuit_breakers"] = json!({ "thresholds": [{
+        "priority": "DEFAULT", "max_connections": 1024, "max_pending_requests": 1024,
+        "max_requests": 1024, "max_retries": 3, "track_remaining": true }] });
+    if !cb.enabled {
+        return;
+    }
+    let cooldown_ms = cb.cooldown.as_millis();
+    // Un-ejection happens on the interval tick: keep it well below the cooldown.
+    let interval_ms = (cooldown_ms / 4).clamp(100, 10_000);
+    cluster["outlier_detection"] = json!({
+        "consecutive_5xx": cb.failure_threshold,
+        "enforcing_consecutive_5xx": 100,
+        "consecutive_gateway_failure": cb.failure_threshold,
+        "enforcing_consecutive_gateway_failure": 100,
+        // Connect failures and resets count as 5xx (transport errors).
+        "split_external_local_origin_errors": false,
+        "interval": proto_duration(interval_ms),
+        "base_ejection_time": proto_duration(cooldown_ms),
+        // Envoy multiplies the ejection time by the number of ejections;
+        // capping it keeps every open period at `cooldown`.
+        "max_ejection_time": proto_duration(cooldown_ms),
+        "max_ejection_percent": 100,
+        "enforcing_success_rate": 0,
+        "enforcing_failure_percentage": 0,
+    });
+    // Without this a single ejected host puts the LB in panic mode and it
+    // keeps getting traffic (ENVOY-FACTS §5).
+    cluster["common_lb_config"] = json!({ "healthy_panic_threshold": { "value": 0.0 } });
+}
+
+/// The audit log (SPEC §5): one JSON line per MCP request, written by Envoy
+/// from the attributes the filter sets as filter state.
+pub fn audit_format() -> Value {
+    let fs = |k: &str| format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%");
+    json!({
+        "time": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
+        "event": "request",
+        "request_id": "%REQ(X-REQUEST-ID)%",
+        "server": fs("server"),
+        "method": fs("method"),
+        "tool": fs("tool"),
+        "client": fs("client"),
+        "client_ip": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        "decision": fs("decision"),
+        "reason": fs("reason"),
+        "integrity": fs("integrity"),
+        "http_method": "%REQ(:METHOD)%",
+        "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+        "status": "%RESPONSE_CODE%",
+        "latency_ms": "%DURATION%",
+        "details": "%RESPONSE_CODE_DETAILS%",
+        "flags": "%RESPONSE_FLAGS%",
+    })
+}
+
+pub fn access_log(config: &Config) -> Value {
+    if !config.audit.enabled {
+        return json!([]);
+    }
+    let format = json!({ "json_format": audit_format() });
+    let (name, typed) = match config.audit.output.as_str() {
+        "stdout" => (
+            "envoy.access_loggers.stdout",
+            json!({ "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                    "log_format": format }),
+        ),
+        "stderr" => (
+            "envoy.access_loggers.stderr",
+            json!({ "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+                    "log_format": format }),
+        ),
+        path => (
+            "envoy.access_loggers.file",
+            json!({ "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                    "path": path, "log_format": format }),
+        ),
+    };
+    json!([{
+        "name": name,
+        // Only MCP requests: the filter sets a decision for each of them.
+        "filter": { "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": "'wasm.mcp_decision' in filter_state",
+            },
+        } },
+        "typed_config": typed,
+    }])
+}
+
+/// CORS runs first so an allowed preflight is answered by Envoy; the filter
+/// refuses every other `Origin` with 403 (so a disallowed preflight never
+/// reaches a backend).
+pub fn cors_filter() -> Value {
+    json!({
+        "name": "envoy.filters.http.cors",
+        "typed_config": { "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors" },
+    })
+}
+
+pub fn cors_policy(config: &Config) -> Option<Value> {
+    let cors = config.cors.as_ref()?;
+    let origins: Vec<Value> = cors
+        .allowed_origins
+        .iter()
+        .map(|o| {
+            if o == "*" {
+                json!({ "safe_regex": { "regex": ".*" } })
+            } else {
+                json!({ "exact": o, "ignore_case": true })
+            }
+        })
+        .collect();
+    let mut allow_headers = vec![
+        "authorization",
+        "content-type",
+        "accept",
+        "mcp-session-id",
+        "mcp-protocol-version",
+        "mcp-method",
+        "mcp-name",
+        "last-event-id",
+        "x-request-id",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect::<Vec<_>>();
+    if let Some(h) = &config.auth.header {
+        allow_headers.push(h.to_ascii_lowercase());
+    } else {
+        allow_headers.push("x-api-key".into());
+    }
+    Some(json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": origins,
+        "allow_methods": "GET, POST, DELETE, OPTIONS",
+        "allow_headers": allow_headers.join(", "),
+        "expose_headers": "mcp-session-id, mcp-protocol-version, x-request-id, www-authenticate, retry-after",
+        "max_age": "600",
+    }))
+}
+
+/// The OTLP/HTTP endpoint split into (host, port, tls, path); the path
+/// defaults to the OTLP traces path.
+fn otlp_endpoint(endpoint: &str) -> Result<(String, u16, bool, String), String> {
+    let tls = endpoint.starts_with("https://");
+    let rest = endpoint.trim_start_matches("https://").trim_start_matches("http://");
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let u = BackendUrl::parse(&format!("{}://{authority}", if tls { "https" } else { "http" }))
+        .map_err(|e| format!("tracing.endpoint: {e}"))?;
+    let path = if path.is_empty() || path == "/" { "/v1/traces".to_string() } else { path.to_string() };
+    Ok((u.host, u.port, tls, path))
+}
+
+/// Envoy's OpenTelemetry tracer, with the MCP attributes on every span.
+pub fn tracing(config: &Config) -> Value {
+    let t = &config.tracing;
+    let Some(endpoint) = t.endpoint.as_deref().filter(|_| t.enabled) else { return Value::Null };
+    let Ok((host, port, tls, path)) = otlp_endpoint(endpoint) else { return Value::Null };
+    let scheme = if tls { "https" } else { "http" };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let tags: Vec<Value> = ["server", "method", "tool", "client", "decision"]
+        .iter()
+        .map(|k| json!({ "tag": format!("mcp.{k}"), "value": format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%") }))
+        .collect();
+    json!({
+        "random_sampling": { "value": t.sample_ratio * 100.0 },
+        "custom_tags": tags,
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "service_name": t.service_name,
+                "http_service": {
+                    "http_uri": { "uri": format!("{scheme}://{host}:{port}{path}"), "cluster": OTEL_CLUSTER, "timeout": "2s" },
+                },
+            },
+        },
+    })
+}
+
+fn tracing_cluster(config: &Config) -> Result<Option<Value>, String> {
+    let t = &config.tracing;
+    let Some(endpoint) = t.endpoint.as_deref().filter(|_| t.enabled) else { return Ok(None) };
+    let (host, port, tls, _) = otlp_endpoint(endpoint)?;
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let mut c = json!({
+        "name": OTEL_CLUSTER,
+        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        "connect_timeout": "2s",
+        "load_assignment": { "cluster_name": OTEL_CLUSTER,
+            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(&host, port) } }] }] },
+    });
+    if tls {
+        c["transport_socket"] = json!({ "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext", "sni": host } });
+    }
+    Ok(Some(c))
 }
 
 #[cfg(test)]
@@ -222,6 +653,7 @@ mod tests {
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
+            control: Some("127.0.0.1:9902".parse().unwrap()),
         }
     }
 
@@ -234,12 +666,13 @@ mod tests {
         let b = render("servers:\n  - name: demo\n    url: http://localhost:3001\n  - name: api\n    url: https://api.example.com/v1/mcp\n");
         let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
             ["route_config"]["virtual_hosts"][0]["routes"];
-        assert_eq!(routes[0]["match"]["path"], "/mcp/demo");
-        assert_eq!(routes[0]["route"]["prefix_rewrite"], "/mcp");
-        assert_eq!(routes[0]["route"]["host_rewrite_literal"], "localhost:3001");
-        assert_eq!(routes[1]["route"]["prefix_rewrite"], "/v1/mcp");
-        assert_eq!(routes[1]["route"]["host_rewrite_literal"], "api.example.com");
-        assert_eq!(routes[2]["direct_response"]["status"], 404);
+        assert_eq!(routes[0]["match"]["path"], "/metrics");
+        assert_eq!(routes[1]["match"]["path"], "/mcp/demo");
+        assert_eq!(routes[1]["route"]["prefix_rewrite"], "/mcp");
+        assert_eq!(routes[1]["route"]["host_rewrite_literal"], "localhost:3001");
+        assert_eq!(routes[2]["route"]["prefix_rewrite"], "/v1/mcp");
+        assert_eq!(routes[2]["route"]["host_rewrite_literal"], "api.example.com");
+        assert_eq!(routes[3]["direct_response"]["status"], 404);
         let clusters = &b["static_resources"]["clusters"];
         assert_eq!(clusters[0]["type"], "STRICT_DNS");
         assert_eq!(clusters[1]["transport_socket"]["typed_config"]["sni"], "api.example.com");
@@ -260,6 +693,23 @@ mod tests {
     }
 
     #[test]
+    fn health_probes_use_the_route_rewrites() {
+        let yaml = "servers:\n  - name: a\n    url: http://localhost:3001\n  - name: b\n    url: https://[::1]/v1/mcp\n  - name: c\n    transport: stdio\n    command: npx\n";
+        let config = Config::from_yaml(yaml, Mode::Gateway).unwrap();
+        let b = bootstrap(&config, &opts()).unwrap();
+        let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["virtual_hosts"][0]["routes"];
+        for s in &config.servers {
+            let t = mcpx_filter::health::target(s).unwrap();
+            let path = format!("/mcp/{}", s.name);
+            let route = routes.as_array().unwrap().iter().find(|r| r["match"]["path"] == path.as_str()).unwrap();
+            assert_eq!(route["route"]["cluster"], t.cluster);
+            assert_eq!(route["route"]["prefix_rewrite"], t.path);
+            assert_eq!(route["route"]["host_rewrite_literal"], t.authority);
+        }
+    }
+
+    #[test]
     fn stdio_servers_go_to_the_bridge() {
         let b = render("servers:\n  - name: gh\n    transport: stdio\n    command: npx\n");
         let c = &b["static_resources"]["clusters"][0];
@@ -267,6 +717,126 @@ mod tests {
             c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
                 ["port_value"],
             7000
+        );
+    }
+
+    #[test]
+    fn control_listener_shares_the_vm_and_stays_on_loopback() {
+        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\n");
+        let listeners = b["static_resources"]["listeners"].as_array().unwrap();
+        assert_eq!(listeners.len(), 2);
+        let wasm = |l: &Value| {
+            l["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]["typed_config"]["config"].clone()
+        };
+        let (main, control) = (wasm(&listeners[0]), wasm(&listeners[1]));
+        assert_eq!(main["root_id"], "mcpx");
+        assert_eq!(control["root_id"], CONTROL_ROOT_ID);
+        assert_eq!(main["vm_config"], control["vm_config"]);
+        assert_eq!(listeners[1]["address"]["socket_address"]["address"], "127.0.0.1");
+        assert!(control_listener("/x.wasm", "0.0.0.0:9902".parse().unwrap()).is_err());
+    }
+
+    fn hcm(b: &Value) -> &Value {
+        &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    }
+
+    const OPS: &str = "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n    policy: { allow_tools: [echo] }\n\
+        rate_limit: { enabled: true, rps: 7, burst: 9, per_tool: true, tool_rps: 2, tool_burst: 3 }\n\
+        circuit_breaker: { enabled: true, failure_threshold: 4, cooldown: 1500ms }\n\
+        cors: { allowed_origins: [\"https://app.example.com\"] }\n\
+        tracing: { enabled: true, endpoint: \"http://otel:4318\", sample_ratio: 0.25 }\n\
+        audit: { output: /var/log/mcpx-audit.log }\n";
+
+    #[test]
+    fn filter_order_is_cors_wasm_ratelimit_router() {
+        let b = render(OPS);
+        let names: Vec<&str> =
+            hcm(&b)["http_filters"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "envoy.filters.http.cors",
+                "envoy.filters.http.wasm",
+                "envoy.filters.http.local_ratelimit",
+                "envoy.filters.http.router"
+            ]
+        );
+        // Without the blocks, neither CORS nor rate limiting is rendered.
+        let plain = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n");
+        assert_eq!(hcm(&plain)["http_filters"].as_array().unwrap().len(), 2);
+        assert!(hcm(&plain).get("tracing").is_none());
+    }
+
+    #[test]
+    fn rate_limits_are_global_plus_per_tool_wildcard() {
+        let b = render(OPS);
+        let rl = &hcm(&b)["route_config"]["virtual_hosts"][0]["typed_per_filter_config"]
+            ["envoy.filters.http.local_ratelimit"];
+        assert_eq!(rl["token_bucket"], json!({"max_tokens": 9, "tokens_per_fill": 7, "fill_interval": "1s"}));
+        assert_eq!(rl["always_consume_default_token_bucket"], true);
+        assert_eq!(rl["rate_limits"][0]["actions"][0]["request_headers"]["header_name"], "x-mcpx-tool");
+        assert_eq!(rl["descriptors"][0]["entries"][0]["value"], "");
+        assert_eq!(rl["descriptors"][0]["token_bucket"]["max_tokens"], 3);
+        assert!(rl["max_dynamic_descriptors"].as_u64().unwrap() > ops::MAX_LEARNED_TOOLS as u64);
+    }
+
+    #[test]
+    fn breaker_is_outlier_detection_with_panic_threshold_zero() {
+        let b = render(OPS);
+        let c = &b["static_resources"]["clusters"][0];
+        let od = &c["outlier_detection"];
+        assert_eq!(od["consecutive_5xx"], 4);
+        assert_eq!(od["base_ejection_time"], "1.500s");
+        assert_eq!(od["max_ejection_time"], "1.500s");
+        assert_eq!(od["max_ejection_percent"], 100);
+        assert_eq!(c["common_lb_config"]["healthy_panic_threshold"]["value"], 0.0);
+    }
+
+    #[test]
+    fn audit_metrics_cors_and_tracing() {
+        let b = render(OPS);
+        let log = &hcm(&b)["access_log"][0];
+        assert_eq!(log["typed_config"]["path"], "/var/log/mcpx-audit.log");
+        let fields = &log["typed_config"]["log_format"]["json_format"];
+        for k in ["time", "request_id", "server", "method", "tool", "client", "client_ip", "decision", "reason"] {
+            assert!(fields.get(k).is_some(), "{k}");
+        }
+        let clusters = b["static_resources"]["clusters"].as_array().unwrap();
+        let admin = clusters.iter().find(|c| c["name"] == ADMIN_CLUSTER).unwrap();
+        assert_eq!(
+            admin["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+                ["port_value"],
+            9901
+        );
+        let metrics = &hcm(&b)["route_config"]["virtual_hosts"][0]["routes"][0];
+        assert_eq!(metrics["match"], json!({"path": "/metrics"}));
+        assert_eq!(metrics["route"]["prefix_rewrite"], "/stats/prometheus");
+        let cors = &hcm(&b)["route_config"]["virtual_hosts"][0]["typed_per_filter_config"]["envoy.filters.http.cors"];
+        assert_eq!(cors["allow_origin_string_match"][0]["exact"], "https://app.example.com");
+        assert!(cors["expose_headers"].as_str().unwrap().contains("mcp-session-id"));
+        let t = &hcm(&b)["tracing"];
+        assert_eq!(t["random_sampling"]["value"], 25.0);
+        assert_eq!(t["provider"]["typed_config"]["http_service"]["http_uri"]["uri"], "http://otel:4318/v1/traces");
+        assert!(clusters.iter().any(|c| c["name"] == OTEL_CLUSTER && c["type"] == "STRICT_DNS"));
+        let tags = b["stats_config"]["stats_tags"].as_array().unwrap();
+        assert!(tags.iter().any(|t| t["tag_name"] == "tool"));
+    }
+
+    #[test]
+    fn otlp_endpoints_keep_a_given_path() {
+        assert_eq!(otlp_endpoint("http://otel:4318").unwrap(), ("otel".into(), 4318, false, "/v1/traces".into()));
+        assert_eq!(
+            otlp_endpoint("https://collector.example.com/custom/traces").unwrap(),
+            ("collector.example.com".into(), 443, true, "/custom/traces".into())
+        );
+        let c = Config::from_yaml(
+            "servers:\n  - name: a\n    url: http://h:1\ntracing: { enabled: true, endpoint: \"http://[::1]:4318\" }\n",
+            Mode::Gateway,
+        )
+        .unwrap();
+        assert_eq!(
+            tracing(&c)["provider"]["typed_config"]["http_service"]["http_uri"]["uri"],
+            "http://[::1]:4318/v1/traces"
         );
     }
 }

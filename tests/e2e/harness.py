@@ -176,6 +176,7 @@ class Gateway:
     config: str
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    concurrency: int = 2
 
     def __post_init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="mcpx-gw-"))
@@ -183,9 +184,11 @@ class Gateway:
         self.config_path.write_text(self.config)
         self.port = free_port()
         self.admin_port = free_port()
+        self.control_port = free_port()
         argv = [MCPX_BIN, "run", "-c", str(self.config_path), "--listen", f"127.0.0.1:{self.port}",
                 "--admin", f"127.0.0.1:{self.admin_port}", "--wasm", WASM, "--envoy", ENVOY_BIN,
-                "--workdir", str(self.dir / "run"), "--concurrency", "2", *self.extra_args]
+                "--control", f"127.0.0.1:{self.control_port}",
+                "--workdir", str(self.dir / "run"), "--concurrency", str(self.concurrency), *self.extra_args]
         self.process = Process("gateway", argv, self.env)
         try:
             wait_until(lambda: "gateway ready" in self.process.log(), timeout=60, what="gateway ready",
@@ -204,6 +207,10 @@ class Gateway:
 
     def admin(self, path: str) -> Response:
         return request(self.admin_port, "GET", path)
+
+    def control(self, method: str, path: str, headers: dict[str, str] | None = None) -> Response:
+        """The operator control listener (integrity baseline)."""
+        return request(self.control_port, method, path, headers=headers)
 
     def stop(self) -> int:
         return self.process.stop()

@@ -1,12 +1,41 @@
 //! The per-request context: fetches headers and bodies, hands them to
 //! [`Gateway`], and carries out its outcome.
 
-use super::host;
+use super::health::HealthCheck;
+use super::shared::{self, SharedStore};
+use super::{host, known_tools, metrics};
+use crate::config::IntegrityMode;
+use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan};
+use crate::gateway::{
+    Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan, MCP_PREFIX,
+};
+use crate::inspect::Inspection;
+use crate::integrity;
+use crate::ops;
+use crate::sse::SseRewriter;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, BufferType};
+use proxy_wasm::types::{Action, BufferType, LogLevel};
 use std::rc::Rc;
+
+/// How the response body of a request is handled.
+#[derive(Default)]
+enum ResponseBody {
+    /// Streamed through untouched (everything but the cases below).
+    #[default]
+    PassThrough,
+    /// A JSON tools/list: buffered whole, headers held for Content-Length.
+    BufferJson,
+    /// A tools/list answered as `text/event-stream`: inspected event by event.
+    Sse(SseRewriter),
+    /// The SSE list could not be inspected; an error event was sent and the
+    /// rest of the stream is dropped.
+    Dropped,
+    /// A reply Envoy made (429, 503, …): its body becomes this envelope.
+    EnvoyReply(String),
+    /// `/metrics`: the breaker series derived from Envoy stats are appended.
+    Metrics,
+}
 
 pub struct HttpFilter {
     gateway: Option<Rc<Gateway>>,
@@ -14,14 +43,33 @@ pub struct HttpFilter {
     awaiting_body: Option<McpRequest>,
     /// The request, once forwarded, and what to do with its response.
     forwarded: Option<(McpRequest, ResponsePlan)>,
-    /// The response body is being buffered for rewriting.
-    buffering_response: bool,
+    response: ResponseBody,
+    /// Serves the operator endpoints instead of MCP (control listener).
+    control: bool,
     attrs: Attributes,
+    /// Whom an error Envoy makes later (429, 503) must answer.
+    reply_to: ReplyTo,
+    started_ms: u64,
+    /// The bounded label of the called tool, computed once per request.
+    tool_label: Option<String>,
+    /// A `/health` request waiting for its probes.
+    health: Option<HealthCheck>,
 }
 
 impl HttpFilter {
-    pub fn new(gateway: Option<Rc<Gateway>>) -> Self {
-        Self { gateway, awaiting_body: None, forwarded: None, buffering_response: false, attrs: Attributes::default() }
+    pub fn new(gateway: Option<Rc<Gateway>>, control: bool) -> Self {
+        Self {
+            gateway,
+            awaiting_body: None,
+            forwarded: None,
+            response: ResponseBody::PassThrough,
+            control,
+            attrs: Attributes::default(),
+            reply_to: ReplyTo::Http,
+            started_ms: 0,
+            tool_label: None,
+            health: None,
+        }
     }
 
     fn reply(&mut self, reply: &Reply) -> Action {
@@ -30,9 +78,10 @@ impl HttpFilter {
         Action::Pause
     }
 
-    /// Hands the request's MCP facts to Envoy (access logs, stats).
+    /// Hands the request's MCP facts to Envoy (access logs, tracing); they
+    /// stay in `attrs` for the metrics counted in `on_log`.
     fn publish_attributes(&mut self) {
-        let a = std::mem::take(&mut self.attrs);
+        let a = &self.attrs;
         let fields = [
             ("mcp_server", a.server.as_deref()),
             ("mcp_method", a.method.as_deref()),
@@ -40,6 +89,7 @@ impl HttpFilter {
             ("mcp_client", a.client.as_deref()),
             ("mcp_decision", a.decision),
             ("mcp_reason", a.reason.as_deref()),
+            ("mcp_integrity", a.integrity.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(v) = value {
@@ -49,21 +99,204 @@ impl HttpFilter {
     }
 
     fn decide_body(&mut self, gateway: &Gateway, req: McpRequest, body: &[u8]) -> Action {
-        match gateway.on_request_body(&req, body, &mut self.attrs) {
+        // Read only in enforce mode, only for tools/call: one small shared-data read.
+        let lookup = |server: &str, tool: &str| integrity::recorded_violation(&SharedStore, server, tool);
+        match gateway.on_request_body_with(&req, body, &mut self.attrs, &lookup) {
             BodyOutcome::Reply(r) => self.reply(&r),
             BodyOutcome::Forward(f) => {
                 for (name, value) in &f.set_headers {
                     host::set_request_header(name, Some(value));
                 }
+                let rl = &gateway.config().rate_limit;
+                if let (true, true, Some(tool)) = (rl.enabled, rl.per_tool, self.attrs.tool.as_deref()) {
+                    // The per-tool bucket key: one header, so one route re-match.
+                    let label = tool_label(gateway, &req.server, tool);
+                    host::set_request_header(ops::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
+                    self.tool_label = Some(label);
+                }
+                self.reply_to = f.reply_to;
                 self.publish_attributes();
                 self.forwarded = Some((req, f.response));
                 Action::Continue
             }
         }
     }
+
+    /// Audits what inspecting a list found: log lines, counters, attribute.
+    fn report(&mut self, gateway: &Gateway, server: &str, found: &Inspection) {
+        if let Some(e) = &found.store_error {
+            host::log(LogLevel::Warn, &format!("mcpx: integrity baseline unavailable, list passed unchecked: {e}"));
+        }
+        if found.violations.is_empty() {
+            return;
+        }
+        let mode = gateway.config().inspection.tool_integrity;
+        let action = if mode == IntegrityMode::Enforce { "removed_from_list" } else { "passed_warn" };
+        shared::report(server, &found.violations, action);
+        let mut note = self.attrs.integrity.take();
+        for v in &found.violations {
+            note = Some(ops::add_integrity(note.as_deref(), v.kind.as_str(), &v.tool));
+        }
+        if let Some(n) = &note {
+            host::set_attribute("mcp_integrity", n);
+        }
+        self.attrs.integrity = note;
+    }
+
+    /// The buffered JSON tools/list, whole.
+    fn finish_json_list(&mut self, gateway: &Gateway, body_size: usize) -> Action {
+        let Some((req, ResponsePlan::FilterToolsList { list_ids })) = self.forwarded.clone() else {
+            return Action::Continue;
+        };
+        let body = host::body(BufferType::HttpResponseBody, body_size);
+        known_tools::learn(&req.server, &ops::listed_tool_names(&body));
+        let new = match gateway.rewrite_tools_list(&req, &list_ids, &body, &mut SharedStore) {
+            Ok(found) => {
+                self.report(gateway, &req.server, &found);
+                match found.body {
+                    None => return Action::Continue,
+                    Some(new) => new,
+                }
+            }
+            Err(reply) => {
+                host::set_response_header(":status", Some(&reply.status.to_string()));
+                host::set_response_header("content-type", Some("application/json"));
+                reply.body.into_bytes()
+            }
+        };
+        if host::replace_body(BufferType::HttpResponseBody, body_size, &new) {
+            host::set_response_header("content-length", Some(&new.len().to_string()));
+        } else {
+            host::log(LogLevel::Error, "mcpx: could not rewrite a tools/list response");
+        }
+        Action::Continue
+    }
+
+    /// One chunk of a tools/list answered as an event stream: complete events
+    /// go on at once (inspected), an unfinished one waits for the next chunk.
+    fn sse_chunk(&mut self, gateway: &Gateway, mut rewriter: SseRewriter, body_size: usize, eos: bool) -> Action {
+        let Some((req, ResponsePlan::FilterToolsList { list_ids })) = self.forwarded.clone() else {
+            return Action::Continue;
+        };
+        let Some(inspector) = gateway.list_inspector(&req) else {
+            return Action::Continue;
+        };
+        let chunk = host::body(BufferType::HttpResponseBody, body_size);
+        let mut found = Vec::new();
+        let out = rewriter.feed(&chunk, eos, |data| {
+            if data.iter().all(u8::is_ascii_whitespace) {
+                // e.g. the empty priming event of a resumable stream.
+                return Ok(None);
+            }
+            known_tools::learn(&req.server, &ops::listed_tool_names(data));
+            let f = inspector.inspect_json(data, &list_ids, &mut SharedStore)?;
+            let body = f.body.clone();
+            found.push(f);
+            Ok::<_, crate::inspect::InspectError>(body)
+        });
+        for f in &found {
+            self.report(gateway, &req.server, f);
+        }
+        let out = match out {
+            Ok(out) => {
+                self.response = ResponseBody::Sse(rewriter);
+                out
+            }
+            Err(e) => {
+                self.response = ResponseBody::Dropped;
+                let reply = Gateway::uninspectable(&list_ids, &e.0);
+                format!("event: message\ndata: {}\n\n", reply.body).into_bytes()
+            }
+        };
+        if out != chunk && !host::replace_body(BufferType::HttpResponseBody, body_size, &out) {
+            host::log(LogLevel::Error, "mcpx: could not rewrite a tools/list event stream");
+        }
+        Action::Continue
+    }
+
+    /// Turns a reply Envoy made after the filter let the request through
+    /// (local rate limit 429, open circuit 503, overflow, connect failure)
+    /// into the JSON envelope with the request's id, and records the
+    /// decision (`rate_limited` is not `allow`).
+    fn envelope_envoy_reply(&mut self, gateway: &Gateway, details: &str, end_of_stream: bool) {
+        let status = host::property_u64(&["response", "code"]).and_then(|c| u16::try_from(c).ok()).unwrap_or(503);
+        let cooldown = gateway.config().circuit_breaker.cooldown.as_millis().div_ceil(1000);
+        let er = ops::envoy_reply(status, details, &self.reply_to, cooldown);
+        self.attrs.decision = Some(er.decision);
+        self.attrs.reason = Some(er.reason.clone());
+        host::set_attribute("mcp_decision", er.decision);
+        host::set_attribute("mcp_reason", &er.reason);
+        for (k, v) in &er.reply.headers {
+            host::set_response_header(k, Some(v));
+        }
+        if end_of_stream {
+            return;
+        }
+        host::set_response_header("content-type", Some("application/json"));
+        host::set_response_header("content-length", None);
+        self.response = ResponseBody::EnvoyReply(er.reply.body);
+    }
+
+    fn append_breaker_series(&mut self, gateway: &Gateway, body_size: usize) {
+        let body = host::body(BufferType::HttpResponseBody, body_size);
+        let servers: Vec<&str> = gateway.config().servers.iter().map(|s| s.name.as_str()).collect();
+        let extra = ops::breaker_series(&String::from_utf8_lossy(&body), &servers);
+        let mut new = body;
+        if !new.is_empty() && !new.ends_with(b"\n") {
+            new.push(b'\n');
+        }
+        new.extend_from_slice(extra.as_bytes());
+        if !host::replace_body(BufferType::HttpResponseBody, body_size, &new) {
+            host::log(LogLevel::Error, "mcpx: could not append the breaker series to /metrics");
+        }
+    }
+
+    /// Counts the finished MCP request with bounded labels.
+    fn count(&self, gateway: &Gateway) {
+        if self.attrs.decision.is_none() {
+            return; // not an MCP request
+        }
+        let config = gateway.config();
+        let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), ops::sanitize);
+        let method = ops::method_label(self.attrs.method.as_deref());
+        let tool = match (self.attrs.method.as_deref(), self.attrs.tool.as_deref(), self.attrs.server.as_deref()) {
+            (Some("tools/call" | "batch"), Some(t), Some(s)) => {
+                Some(self.tool_label.clone().unwrap_or_else(|| tool_label(gateway, s, t)))
+            }
+            _ => None,
+        };
+        let client = ops::client_label(config, self.attrs.client.as_deref());
+        let status = host::property_u64(&["response", "code"]).unwrap_or(0);
+        let duration = host::now_ms().saturating_sub(self.started_ms);
+        let labels =
+            metrics::RequestLabels { server: &server, method: &method, tool: tool.as_deref(), client: &client };
+        metrics::request(&labels, &self.attrs, status, duration);
+    }
 }
 
-impl Context for HttpFilter {}
+/// The bounded label of a tool: configured or advertised by the backend.
+fn tool_label(gateway: &Gateway, server: &str, tool: &str) -> String {
+    let known = ops::is_configured_tool(gateway.config(), server, tool) || known_tools::is_known(server, tool);
+    ops::tool_label(tool, known)
+}
+
+/// Replaces a buffered body, logging (never panicking) when Envoy refuses.
+fn replace_whole_body(body_size: usize, new: &[u8], what: &str) {
+    if !host::replace_body(BufferType::HttpResponseBody, body_size, new) {
+        host::log(LogLevel::Error, &format!("mcpx: could not rewrite {what}"));
+    }
+}
+
+impl Context for HttpFilter {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        let Some(check) = self.health.as_mut() else { return };
+        if check.on_response(token_id, body_size) && check.done() {
+            let reply = check.reply();
+            self.health = None;
+            self.reply(&reply);
+        }
+    }
+}
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -75,8 +308,28 @@ impl HttpContext for HttpFilter {
             return self.reply(&Reply::error(500, code::UNAVAILABLE, "could not read request headers", &ReplyTo::Http));
         };
         let head = RequestHead { headers: &headers };
+        if self.control {
+            return self.reply(&control::handle(&head, &mut SharedStore));
+        }
+        self.started_ms = host::now_ms();
         for name in head.internal_headers() {
             host::set_request_header(name, None);
+        }
+        if let Some(reply) = ops::check_origin(gateway.config(), &head) {
+            let server = head.path().strip_prefix(MCP_PREFIX).filter(|s| gateway.config().server(s).is_some());
+            self.attrs.server = server.map(String::from);
+            self.attrs.decision = Some("deny");
+            self.attrs.reason = Some("origin".into());
+            return self.reply(&reply);
+        }
+        if head.path() == ops::METRICS_PATH {
+            return match ops::metrics_access(&gateway, &head) {
+                ops::MetricsAccess::Serve => {
+                    self.response = ResponseBody::Metrics;
+                    Action::Continue
+                }
+                ops::MetricsAccess::Refuse(r) => self.reply(&r),
+            };
         }
         match gateway.on_request_headers(&head, &mut self.attrs) {
             HeadOutcome::PassThrough => Action::Continue,
@@ -85,6 +338,14 @@ impl HttpContext for HttpFilter {
                 self.publish_attributes();
                 self.forwarded = Some((req, ResponsePlan::PassThrough));
                 Action::Continue
+            }
+            HeadOutcome::Health(detail) => {
+                let check = HealthCheck::start(&gateway, detail);
+                if check.done() {
+                    return self.reply(&check.reply());
+                }
+                self.health = Some(check);
+                Action::Pause
             }
             HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(&gateway, req, &[]),
             HeadOutcome::ReadBody(req) => {
@@ -111,43 +372,78 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(gateway) = self.gateway.clone() else { return Action::Continue };
+        if matches!(self.response, ResponseBody::Metrics) {
+            if end_of_stream {
+                self.response = ResponseBody::PassThrough;
+            } else {
+                // The body grows by the derived series.
+                host::set_response_header("content-length", None);
+            }
+            return Action::Continue;
+        }
+        if self.forwarded.is_some() {
+            let details = host::property_string(&["response", "code_details"]);
+            if ops::is_envoy_reply(&details) {
+                self.envelope_envoy_reply(&gateway, &details, end_of_stream);
+                return Action::Continue;
+            }
+        }
         if end_of_stream || !matches!(&self.forwarded, Some((_, ResponsePlan::FilterToolsList { .. }))) {
+            return Action::Continue;
+        }
+        // Clients act only on a 2xx answer's result; anything else passes.
+        if !host::response_header(":status").is_some_and(|s| s.starts_with('2')) {
+            return Action::Continue;
+        }
+        let content_type = host::response_header("content-type").unwrap_or_default();
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("text/event-stream") {
+            // Inspect the events as they pass; their length changes, so drop
+            // Content-Length. Event ids go too: resuming with Last-Event-ID
+            // would replay the list on a GET stream, which is not inspected.
+            host::set_response_header("content-length", None);
+            self.response = ResponseBody::Sse(SseRewriter::dropping_ids());
             return Action::Continue;
         }
         // Hold the headers until the body is rewritten, so Content-Length
         // can be corrected.
-        self.buffering_response = true;
+        self.response = ResponseBody::BufferJson;
         Action::Pause
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.buffering_response {
-            return Action::Continue;
-        }
-        if !end_of_stream {
-            return Action::Pause;
-        }
-        self.buffering_response = false;
-        let (Some(gateway), Some((req, ResponsePlan::FilterToolsList { list_ids }))) =
-            (self.gateway.clone(), self.forwarded.as_ref())
-        else {
-            return Action::Continue;
-        };
-        let body = host::body(BufferType::HttpResponseBody, body_size);
-        let new = match gateway.rewrite_tools_list(req, list_ids, &body) {
-            Ok(None) => return Action::Continue,
-            Ok(Some(new)) => new,
-            Err(reply) => {
-                host::set_response_header(":status", Some(&reply.status.to_string()));
-                host::set_response_header("content-type", Some("application/json"));
-                reply.body.into_bytes()
+        let Some(gateway) = self.gateway.clone() else { return Action::Continue };
+        match std::mem::take(&mut self.response) {
+            ResponseBody::PassThrough => Action::Continue,
+            // Whole-body rewrites wait for the end of the stream.
+            r @ (ResponseBody::BufferJson | ResponseBody::EnvoyReply(_) | ResponseBody::Metrics) if !end_of_stream => {
+                self.response = r;
+                Action::Pause
             }
-        };
-        if host::replace_body(BufferType::HttpResponseBody, body_size, &new) {
-            host::set_response_header("content-length", Some(&new.len().to_string()));
-        } else {
-            host::log(proxy_wasm::types::LogLevel::Error, "mcpx: could not rewrite a tools/list response");
+            ResponseBody::BufferJson => self.finish_json_list(&gateway, body_size),
+            ResponseBody::EnvoyReply(body) => {
+                replace_whole_body(body_size, body.as_bytes(), "an Envoy reply");
+                Action::Continue
+            }
+            ResponseBody::Metrics => {
+                self.append_breaker_series(&gateway, body_size);
+                Action::Continue
+            }
+            ResponseBody::Sse(rewriter) => self.sse_chunk(&gateway, rewriter, body_size, end_of_stream),
+            ResponseBody::Dropped => {
+                self.response = ResponseBody::Dropped;
+                if body_size > 0 {
+                    replace_whole_body(body_size, &[], "the rest of an uninspectable stream");
+                }
+                Action::Continue
+            }
         }
-        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(gateway) = self.gateway.clone() {
+            self.count(&gateway);
+        }
     }
 }

@@ -2,9 +2,13 @@
 //! one thin HTTP context per request. Host calls go through `hostcalls` with
 //! every error handled: a panic here would kill the VM for the worker.
 
+mod health;
 mod host;
 mod http;
+mod known_tools;
+mod metrics;
 mod root;
+mod shared;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

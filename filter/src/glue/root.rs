@@ -3,7 +3,11 @@
 
 use super::host::log;
 use super::http::HttpFilter;
+use super::shared::SharedStore;
+use crate::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
+use crate::integrity;
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -11,6 +15,8 @@ use std::rc::Rc;
 #[derive(Default)]
 pub struct Root {
     gateway: Option<Rc<Gateway>>,
+    /// This instance serves the operator endpoints (control listener) only.
+    control: bool,
 }
 
 impl Context for Root {}
@@ -31,8 +37,16 @@ impl RootContext for Root {
                 return false;
             }
         };
+        self.control =
+            matches!(hostcalls::get_property(vec!["plugin_root_id"]), Ok(Some(id)) if id == CONTROL_ROOT_ID.as_bytes());
+        // Create the baseline keys now (Envoy's main thread configures first),
+        // so every later update is a guarded compare-and-swap.
+        if let Err(e) = integrity::ensure_initialized(&mut SharedStore) {
+            log(LogLevel::Error, &format!("mcpx: cannot initialise the integrity baseline: {e}"));
+        }
         match Gateway::from_plugin_config(text) {
             Ok(g) => {
+                super::metrics::define_static();
                 self.gateway = Some(Rc::new(g));
                 true
             }
@@ -46,7 +60,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HttpFilter::new(self.gateway.clone())))
+        Some(Box::new(HttpFilter::new(self.gateway.clone(), self.control)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

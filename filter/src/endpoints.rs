@@ -1,0 +1,110 @@
+//! The gateway's own endpoints on the main listener: `/health` and
+//! `/servers` (SPEC §5). The filter answers them before any route applies.
+
+use crate::envelope::{code, Reply, ReplyTo};
+use crate::gateway::{Attributes, Gateway, HeadOutcome, RequestHead};
+use crate::health::Detail;
+use crate::servers;
+
+/// A path the gateway answers itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Health,
+    Servers,
+}
+
+impl Endpoint {
+    pub fn from_path(path: &str) -> Option<Self> {
+        match path {
+            "/health" => Some(Endpoint::Health),
+            "/servers" => Some(Endpoint::Servers),
+            _ => None,
+        }
+    }
+}
+
+/// What the caller of an endpoint may see.
+#[derive(Debug, Clone, PartialEq)]
+enum Access {
+    /// Everything: auth is off, or the caller has a valid credential.
+    Full,
+    /// Auth is on and the caller has no valid credential: only the
+    /// load-balancer view of `/health`; this 401 for everything else.
+    Anonymous(Reply),
+}
+
+impl Gateway {
+    /// Answers `/health` (by asking the glue to probe) and `/servers`.
+    pub(crate) fn on_endpoint(&self, ep: Endpoint, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
+        attrs.method = Some(head.method().to_string());
+        if !matches!(head.method(), "GET" | "HEAD") {
+            attrs.decision = Some("error");
+            attrs.reason = Some("method_not_allowed".into());
+            let msg = format!("{} answers GET only", head.path());
+            return HeadOutcome::Reply(
+                Reply::error(405, code::METHOD_NOT_ALLOWED, &msg, &ReplyTo::Http).with_header("allow", "GET"),
+            );
+        }
+        let access = self.endpoint_access(head);
+        attrs.decision = Some("allow");
+        match (ep, access) {
+            (Endpoint::Health, Access::Full) => HeadOutcome::Health(Detail::Full),
+            (Endpoint::Health, Access::Anonymous(_)) => HeadOutcome::Health(Detail::Summary),
+            (Endpoint::Servers, Access::Full) => HeadOutcome::Reply(
+                Reply::json(200, &servers::summary(self.config())).with_header("cache-control", "no-store"),
+            ),
+            (Endpoint::Servers, Access::Anonymous(reply)) => {
+                attrs.decision = Some("auth_failed");
+                attrs.reason = Some("credential_required".into());
+                HeadOutcome::Reply(reply)
+            }
+        }
+    }
+
+    /// The one place that decides how much a caller of `/health` and
+    /// `/servers` may see. Fails closed: with auth on, nobody gets details
+    /// until a credential is verified here.
+    fn endpoint_access(&self, _head: &RequestHead<'_>) -> Access {
+        if !self.config().auth.enabled {
+            return Access::Full;
+        }
+        // AUTH HOOK (issue 10): once `Gateway::authenticate` exists, the
+        // whole body of this function becomes
+        //     match self.authenticate(head) { Ok(_) => Access::Full, Err(reply) => Access::Anonymous(reply) }
+        let msg = "this endpoint needs a valid credential";
+        Access::Anonymous(
+            Reply::error(401, code::UNAUTHORIZED, msg, &ReplyTo::Http).with_header("www-authenticate", "Bearer"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(config: &str, method: &str, path: &str) -> HeadOutcome {
+        let gw = Gateway::from_plugin_config(config).unwrap();
+        let h = vec![(":method".to_string(), method.to_string()), (":path".to_string(), path.to_string())];
+        gw.on_request_headers(&RequestHead { headers: &h }, &mut Attributes::default())
+    }
+
+    const OPEN: &str = "servers:\n  - name: demo\n";
+    const AUTH: &str = "servers:\n  - name: demo\nauth:\n  enabled: true\n  token: s3cret\n";
+
+    #[test]
+    fn routes_and_methods() {
+        assert!(matches!(outcome(OPEN, "GET", "/health"), HeadOutcome::Health(Detail::Full)));
+        assert!(matches!(outcome(OPEN, "GET", "/health?x=1"), HeadOutcome::Health(Detail::Full)));
+        assert!(matches!(outcome(OPEN, "POST", "/health"), HeadOutcome::Reply(r) if r.status == 405));
+        assert!(matches!(outcome(OPEN, "GET", "/servers"), HeadOutcome::Reply(r) if r.status == 200));
+        assert!(matches!(outcome(OPEN, "GET", "/healthz"), HeadOutcome::PassThrough));
+    }
+
+    #[test]
+    fn auth_hides_details() {
+        assert!(matches!(outcome(AUTH, "GET", "/health"), HeadOutcome::Health(Detail::Summary)));
+        let HeadOutcome::Reply(r) = outcome(AUTH, "GET", "/servers") else { panic!("not a reply") };
+        assert_eq!(r.status, 401);
+        assert!(!r.body.contains("s3cret"));
+    }
+}

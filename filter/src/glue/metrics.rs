@@ -1,0 +1,89 @@
+//! Filter-defined Prometheus series (SPEC §5 Metrics), through the proxy-wasm
+//! metric host calls. Envoy files them as `wasmcustom.<name>`; the rendered
+//! `stats_tags` turn the `.key.value` pairs into labels, so
+//! `mcpx_tool_calls_total.server.demo.tool.echo.decision.allow.client.anonymous`
+//! is served as `mcpx_tool_calls_total{server="demo",tool="echo",...}`.
+//!
+//! Every label value is bounded (configured servers, known tools, fixed
+//! method/decision words, configured clients) and sanitised: each distinct
+//! name is a permanent Envoy stat. Metric ids are cached per VM.
+
+use super::host::log;
+use crate::gateway::Attributes;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{LogLevel, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+thread_local! {
+    static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+}
+
+fn id(kind: MetricType, name: &str) -> Option<u32> {
+    if let Some(id) = IDS.with(|m| m.borrow().get(name).copied()) {
+        return Some(id);
+    }
+    match hostcalls::define_metric(kind, name) {
+        Ok(id) => {
+            IDS.with(|m| m.borrow_mut().insert(name.to_string(), id));
+            Some(id)
+        }
+        Err(_) => {
+            log(LogLevel::Warn, &format!("mcpx: could not define metric {name}"));
+            None
+        }
+    }
+}
+
+fn inc(name: &str) {
+    if let Some(id) = id(MetricType::Counter, name) {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+fn record(name: &str, value: u64) {
+    if let Some(id) = id(MetricType::Histogram, name) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+}
+
+pub const AUTH_FAILURES: &str = "mcpx_auth_failures_total";
+pub const RATE_LIMIT_HITS: &str = "mcpx_rate_limit_hits_total";
+
+/// Defines the label-less counters so they are served (as 0) before any hit.
+pub fn define_static() {
+    for name in [AUTH_FAILURES, RATE_LIMIT_HITS] {
+        let _ = id(MetricType::Counter, name);
+    }
+}
+
+/// The already-bounded labels of one finished MCP request.
+pub struct RequestLabels<'a> {
+    pub server: &'a str,
+    pub method: &'a str,
+    pub tool: Option<&'a str>,
+    pub client: &'a str,
+}
+
+/// Counts one finished MCP request (called from `on_log`).
+pub fn request(labels: &RequestLabels<'_>, attrs: &Attributes, status: u64, duration_ms: u64) {
+    let RequestLabels { server, method, tool, client } = labels;
+    inc(&format!("mcpx_requests_total.server.{server}.method.{method}.status_code.{status}"));
+    record(&format!("mcpx_request_duration_ms.server.{server}"), duration_ms);
+    let decision = attrs.decision.unwrap_or("none");
+    if let Some(tool) = tool {
+        inc(&format!("mcpx_tool_calls_total.server.{server}.tool.{tool}.decision.{decision}.client.{client}"));
+    }
+    match decision {
+        "auth_failed" => inc(AUTH_FAILURES),
+        "rate_limited" => inc(RATE_LIMIT_HITS),
+        _ => {}
+    }
+}
+
+/// Counts an integrity violation; `kind` is a fixed word (`rug_pull`,
+/// `shadowing`), `tool` an already-bounded label. For the integrity module.
+#[allow(dead_code)]
+pub fn integrity_violation(server: &str, tool: &str, kind: &str) {
+    inc(&format!("mcpx_integrity_violations_total.server.{server}.tool.{tool}.kind.{kind}"));
+}

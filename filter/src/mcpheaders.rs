@@ -1,0 +1,354 @@
+//! The 2026-07-28 routing headers must agree with the body (SPEC §7).
+//!
+//! Modern MCP clients mirror parts of the JSON-RPC body into HTTP headers so
+//! intermediaries can route without parsing: `Mcp-Method` (= `method`),
+//! `Mcp-Name` (= the tool/prompt name or resource URI), `Mcp-Param-<token>`
+//! (= a tool argument whose schema carries `x-mcp-header: <token>`) and
+//! `MCP-Protocol-Version`. The gateway decides on the body; anything that
+//! trusts a header that says `echo` while the body calls `dangerous_delete`
+//! would be fooled, so every such header that is present must agree with the
+//! body, else HTTP 400 / JSON-RPC -32020 before any backend sees it.
+//!
+//! Decisions a reader should know (docs/policy.md "Header rules"):
+//! - Absent headers are not required: handshake-era clients send none, and a
+//!   modern backend enforces presence itself. Present means checked.
+//! - A repeated `Mcp-*` / `MCP-Protocol-Version` header is refused: first-copy
+//!   and last-copy readers would disagree.
+//! - `Mcp-Param-<token>`: the gateway does not see the tool's input schema at
+//!   request time, so it matches the token to the top-level argument with the
+//!   same name, ignoring ASCII case. A header with no such argument (or with a
+//!   non-scalar one) is refused: fail closed. Values may use the
+//!   `=?base64?…?=` sentinel, decoded strictly.
+//! - Batches: these headers describe one message, so `Mcp-Method`, `Mcp-Name`
+//!   or `Mcp-Param-*` on a batch is refused. `MCP-Protocol-Version` must still
+//!   be supported and agree with every element's `_meta` version.
+
+use crate::envelope::code;
+use crate::jsonrpc::{Body, Message};
+use crate::scalar;
+use serde_json::{Map, Value};
+
+/// Protocol revisions the gateway knows; any other `MCP-Protocol-Version` is
+/// refused with -32022.
+pub const SUPPORTED_VERSIONS: [&str; 5] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
+/// The `params._meta` key carrying a modern request's protocol version.
+pub const META_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+const METHOD: &str = "mcp-method";
+const NAME: &str = "mcp-name";
+const VERSION: &str = "mcp-protocol-version";
+const PARAM_PREFIX: &str = "mcp-param-";
+
+/// The routing headers of one request, captured in the head phase so the
+/// body phase needs no host call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct McpHeaders {
+    method: Option<String>,
+    name: Option<String>,
+    version: Option<String>,
+    /// `(token, raw value)` per `Mcp-Param-<token>` header, token as sent.
+    params: Vec<(String, String)>,
+    /// The first routing header that appeared more than once.
+    repeated: Option<String>,
+}
+
+/// A disagreement, with its JSON-RPC code (-32020 or -32022) and extra data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeaderError {
+    pub code: i64,
+    pub message: String,
+    pub data: Option<Value>,
+}
+
+fn mismatch(message: String) -> Result<(), HeaderError> {
+    Err(HeaderError { code: code::HEADER_MISMATCH, message, data: None })
+}
+
+impl McpHeaders {
+    /// Picks the routing headers out of the request headers (any case).
+    pub fn capture<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut h = Self::default();
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            let slot = match lower.as_str() {
+                METHOD => &mut h.method,
+                NAME => &mut h.name,
+                VERSION => &mut h.version,
+                l if l.starts_with(PARAM_PREFIX) => {
+                    h.params.push((name[PARAM_PREFIX.len()..].to_string(), value.to_string()));
+                    if seen.contains(&lower) {
+                        h.repeated.get_or_insert(name.to_string());
+                    }
+                    seen.push(lower);
+                    continue;
+                }
+                _ => continue,
+            };
+            if slot.is_some() {
+                h.repeated.get_or_insert(name.to_string());
+            }
+            *slot = Some(value.to_string());
+        }
+        h
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Checks every present header against the parsed body.
+    pub fn check(&self, body: &Body) -> Result<(), HeaderError> {
+        if let Some(name) = &self.repeated {
+            return mismatch(format!("header {name} appears more than once"));
+        }
+        if let Some(v) = &self.version {
+            if !SUPPORTED_VERSIONS.contains(&v.as_str()) {
+                return Err(HeaderError {
+                    code: code::UNSUPPORTED_VERSION,
+                    message: format!(
+                        "MCP-Protocol-Version {v:?} is not supported; supported: {}",
+                        SUPPORTED_VERSIONS.join(", ")
+                    ),
+                    data: Some(serde_json::json!({ "supported": SUPPORTED_VERSIONS, "requested": v })),
+                });
+            }
+            for m in body.messages() {
+                if let Some(meta) = meta_version(m) {
+                    if meta != v {
+                        return mismatch(format!(
+                            "MCP-Protocol-Version header {v:?} does not match params._meta protocol version {meta:?}"
+                        ));
+                    }
+                }
+            }
+        }
+        match body {
+            Body::Single(m) => self.check_message(m),
+            Body::Batch(_) if self.method.is_some() || self.name.is_some() || !self.params.is_empty() => mismatch(
+                "Mcp-Method, Mcp-Name and Mcp-Param-* headers describe a single message and cannot be sent with a batch"
+                    .into(),
+            ),
+            Body::Batch(_) => Ok(()),
+        }
+    }
+
+    fn check_message(&self, m: &Message) -> Result<(), HeaderError> {
+        let method = m.method();
+        if let Some(h) = &self.method {
+            if Some(h.as_str()) != method {
+                return mismatch(format!(
+                    "Mcp-Method header {h:?} does not match the body's method {:?}",
+                    method.unwrap_or("(none: a response)")
+                ));
+            }
+        }
+        let params = match m.params() {
+            Some(Value::Object(o)) => Some(o),
+            _ => None,
+        };
+        if let Some(h) = &self.name {
+            let Some(key) = method.and_then(name_key) else {
+                return mismatch(format!(
+                    "Mcp-Name header {h:?} was sent, but {} names no tool, prompt or resource",
+                    method.unwrap_or("a response")
+                ));
+            };
+            let body_value = params.and_then(|p| p.get(key)).and_then(Value::as_str);
+            let Some(decoded) = decode_value(h) else {
+                return mismatch("Mcp-Name header carries a malformed =?base64?...?= value".into());
+            };
+            if Some(decoded.as_str()) != body_value {
+                return mismatch(format!(
+                    "Mcp-Name header {decoded:?} does not match the body's params.{key} {:?}",
+                    body_value.unwrap_or("(absent)")
+                ));
+            }
+        }
+        if !self.params.is_empty() {
+            if method != Some("tools/call") {
+                return mismatch("Mcp-Param-* headers are only valid on tools/call".into());
+            }
+            let args = params.and_then(|p| p.get("arguments")).and_then(Value::as_object);
+            for (token, raw) in &self.params {
+                check_param(token, raw, args)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The params key a method's `Mcp-Name` mirrors.
+fn name_key(method: &str) -> Option<&'static str> {
+    match method {
+        "tools/call" | "prompts/get" => Some("name"),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => Some("uri"),
+        _ => None,
+    }
+}
+
+fn meta_version(m: &Message) -> Option<&str> {
+    m.params()?.get("_meta")?.get(META_VERSION_KEY)?.as_str()
+}
+
+/// `Mcp-Param-<token>` against the argument named like the token (ASCII case
+/// ignored); see the module docs for why this is the rule.
+fn check_param(token: &str, raw: &str, args: Option<&Map<String, Value>>) -> Result<(), HeaderError> {
+    let header = format!("Mcp-Param-{token}");
+    let mut found = args.into_iter().flatten().filter(|(k, _)| k.eq_ignore_ascii_case(token));
+    let (Some((arg, value)), None) = (found.next(), found.next()) else {
+        return mismatch(format!(
+            "{header} header names no single argument of this tools/call (the gateway matches the token to an argument of the same name)"
+        ));
+    };
+    let Some(decoded) = decode_value(raw) else {
+        return mismatch(format!("{header} header carries a malformed =?base64?...?= value"));
+    };
+    let agrees = match value {
+        // Numbers match their written form and their normalised form (5 = 5.0).
+        Value::Number(n) => decoded == n.to_string() || Some(&decoded) == scalar::normalise(value).as_ref(),
+        Value::String(_) | Value::Bool(_) => Some(&decoded) == scalar::normalise(value).as_ref(),
+        _ => false,
+    };
+    if agrees {
+        Ok(())
+    } else {
+        mismatch(format!("{header} header does not match the body's argument {arg:?}"))
+    }
+}
+
+/// A header value as sent, or the text inside the `=?base64?…?=` sentinel.
+/// Malformed or non-canonical base64 and invalid UTF-8 give `None`, so a
+/// corrupt header never matches by accident.
+pub fn decode_value(v: &str) -> Option<String> {
+    let Some(payload) = v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) else {
+        return Some(v.to_string());
+    };
+    String::from_utf8(base64_decode(payload)?).ok()
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Strict standard base64 (padded, canonical trailing bits).
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let bytes = s.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, quad) in bytes.chunks(4).enumerate() {
+        let last = i + 1 == bytes.len() / 4;
+        let pad = quad.iter().rev().take_while(|&&b| b == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n: u32 = 0;
+        for &b in &quad[..4 - pad] {
+            let d = B64.iter().position(|&c| c == b)? as u32;
+            n = (n << 6) | d;
+        }
+        n <<= 6 * pad as u32;
+        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        // Canonical: the bits the padding drops must be zero.
+        if (pad == 1 && three[2] != 0) || (pad == 2 && three[1] != 0) {
+            return None;
+        }
+        out.extend_from_slice(&three[..3 - pad]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::parse_body;
+
+    fn check(headers: &[(&str, &str)], body: &str) -> Result<(), HeaderError> {
+        let h = McpHeaders::capture(headers.iter().copied());
+        h.check(&parse_body(body.as_bytes()).unwrap())
+    }
+
+    const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi","Region":"eu","n":5,"flag":true,"obj":{}},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+
+    fn code_of(r: Result<(), HeaderError>) -> Option<i64> {
+        r.err().map(|e| e.code)
+    }
+
+    #[test]
+    fn agreeing_headers_pass() {
+        let h = [
+            ("Mcp-Method", "tools/call"),
+            ("mcp-name", "echo"),
+            ("MCP-Protocol-Version", "2026-07-28"),
+            ("Mcp-Param-region", "eu"),
+            ("Mcp-Param-N", "5"),
+            ("Mcp-Param-flag", "true"),
+            ("Mcp-Param-Text", "=?base64?aGk=?="),
+        ];
+        assert_eq!(check(&h, CALL), Ok(()));
+        assert_eq!(check(&[], CALL), Ok(()));
+        let n50 = CALL.replace("\"n\":5", "\"n\":5.0");
+        assert_eq!(check(&[("Mcp-Param-n", "5")], &n50), Ok(()));
+        assert_eq!(check(&[("Mcp-Param-n", "5.0")], &n50), Ok(()));
+    }
+
+    #[test]
+    fn disagreements_are_32020() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[("Mcp-Method", "tools/list")],
+            &[("Mcp-Method", "Tools/Call")],
+            &[("Mcp-Name", "dangerous_delete")],
+            &[("Mcp-Name", "=?base64?ZWNobw?=")],   // unpadded
+            &[("Mcp-Name", "=?base64?ZWNobx==?=")], // non-canonical
+            &[("Mcp-Param-region", "us")],
+            &[("Mcp-Param-missing", "x")],
+            &[("Mcp-Param-obj", "{}")],
+            &[("Mcp-Param-flag", "1")],
+            &[("MCP-Protocol-Version", "2025-11-25")],
+            &[("Mcp-Method", "tools/call"), ("mcp-method", "tools/call")],
+            &[("Mcp-Param-text", "hi"), ("mcp-param-TEXT", "hi")],
+        ];
+        for h in cases {
+            assert_eq!(code_of(check(h, CALL)), Some(code::HEADER_MISMATCH), "{h:?}");
+        }
+    }
+
+    #[test]
+    fn unsupported_version_is_32022() {
+        let e = check(&[("MCP-Protocol-Version", "2099-01-01")], CALL).unwrap_err();
+        assert_eq!(e.code, code::UNSUPPORTED_VERSION);
+        assert_eq!(e.data.unwrap()["requested"], "2099-01-01");
+    }
+
+    #[test]
+    fn names_and_methods() {
+        let read = r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a b"}}"#;
+        assert_eq!(check(&[("Mcp-Name", "=?base64?ZmlsZTovLy9hIGI=?=")], read), Ok(()));
+        assert!(check(&[("Mcp-Name", "file:///etc")], read).is_err());
+        let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        assert!(check(&[("Mcp-Name", "echo")], list).is_err(), "a name on a nameless method");
+        assert!(check(&[("Mcp-Param-x", "1")], list).is_err());
+        let resp = r#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+        assert!(check(&[("Mcp-Method", "tools/call")], resp).is_err());
+    }
+
+    #[test]
+    fn batches() {
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"}]"#;
+        assert_eq!(check(&[("MCP-Protocol-Version", "2025-03-26")], batch), Ok(()));
+        assert!(check(&[("Mcp-Method", "ping")], batch).is_err());
+        let meta = r#"[{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}]"#;
+        assert!(check(&[("MCP-Protocol-Version", "2025-03-26")], meta).is_err());
+    }
+
+    #[test]
+    fn base64() {
+        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
+        assert_eq!(base64_decode("").unwrap(), b"");
+        for bad in ["aGk", "a===", "aG=k", "aGl=", "****"] {
+            assert!(base64_decode(bad).is_none(), "{bad}");
+        }
+    }
+}

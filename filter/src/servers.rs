@@ -1,0 +1,105 @@
+//! `GET /servers` (SPEC §5): the servers, their transport and a policy
+//! summary. Built field by field from an allow-list, never by serialising the
+//! config, so secrets (tokens, `env` values, `args` that may carry keys) can
+//! never leak through a field added later.
+
+use crate::config::{Config, PolicyConfig, Transport};
+use serde_json::{json, Value};
+
+pub fn summary(config: &Config) -> Value {
+    let servers: Vec<Value> = config
+        .servers
+        .iter()
+        .map(|s| {
+            let mut v = json!({
+                "name": s.name,
+                "path": format!("/mcp/{}", s.name),
+                "transport": match s.transport { Transport::Http => "http", Transport::Stdio => "stdio" },
+                "policy": policy(&s.policy),
+            });
+            match s.transport {
+                // URLs cannot hold credentials or a query (config validation).
+                Transport::Http => v["url"] = json!(s.url),
+                // Only the program: arguments and env values may hold secrets.
+                Transport::Stdio => v["command"] = json!(s.command),
+            }
+            let overrides: Vec<&str> = config
+                .clients
+                .iter()
+                .filter(|(_, c)| c.servers.contains_key(&s.name))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if !overrides.is_empty() {
+                v["client_overrides"] = json!(overrides);
+            }
+            v
+        })
+        .collect();
+    json!({ "servers": servers })
+}
+
+fn policy(p: &PolicyConfig) -> Value {
+    let mut v = json!({ "read_only": p.read_only });
+    let lists = [
+        ("allow_tools", &p.allow_tools),
+        ("deny_tools", &p.deny_tools),
+        ("allow_resources", &p.allow_resources),
+        ("deny_resources", &p.deny_resources),
+        ("allow_prompts", &p.allow_prompts),
+        ("deny_prompts", &p.deny_prompts),
+    ];
+    for (key, list) in lists {
+        if !list.is_empty() {
+            v[key] = json!(list);
+        }
+    }
+    if !p.tool_rules.is_empty() {
+        // Which tools have argument rules; the rules themselves stay private.
+        v["tool_rules"] = json!(p.tool_rules.keys().collect::<Vec<_>>());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Mode;
+
+    #[test]
+    fn lists_servers_without_secrets() {
+        let c = Config::from_yaml(
+            r#"
+servers:
+  - name: fs
+    url: http://127.0.0.1:3001/mcp
+    policy:
+      deny_tools: [delete]
+      tool_rules: { read_file: { args: { path: { prefix: "/secret-prefix/" } } } }
+  - name: gh
+    transport: stdio
+    command: npx
+    args: ["--token", "ARG-SECRET"]
+    env: { GITHUB_TOKEN: "ENV-SECRET" }
+auth:
+  enabled: true
+  token: "TOKEN-SECRET"
+  clients: [{ name: bot, token: "CLIENT-SECRET" }]
+clients:
+  bot: { servers: { fs: { allow_tools: [read_file] } } }
+"#,
+            Mode::Gateway,
+        )
+        .unwrap();
+        let v = summary(&c);
+        let text = v.to_string();
+        for secret in ["ARG-SECRET", "ENV-SECRET", "TOKEN-SECRET", "CLIENT-SECRET", "/secret-prefix/"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert_eq!(v["servers"][0]["transport"], "http");
+        assert_eq!(v["servers"][0]["policy"]["deny_tools"], json!(["delete"]));
+        assert_eq!(v["servers"][0]["policy"]["tool_rules"], json!(["read_file"]));
+        assert_eq!(v["servers"][0]["client_overrides"], json!(["bot"]));
+        assert_eq!(v["servers"][1]["transport"], "stdio");
+        assert_eq!(v["servers"][1]["command"], "npx");
+    }
+}

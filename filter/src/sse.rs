@@ -1,0 +1,224 @@
+//! Just enough of `text/event-stream` (WHATWG HTML §9.2) to inspect the
+//! JSON-RPC messages a backend sends as events, event by event, without
+//! holding the stream: [`SseRewriter`] takes chunks as they arrive, passes on
+//! every complete event at once (rewritten when its data is a message to
+//! inspect, byte for byte otherwise) and keeps only an unfinished event.
+
+/// Splits the complete events off the front of `buf`: each returned block
+/// ends with its blank line. Lines end in `\r\n`, `\n` or `\r`; with `eos`
+/// false, a trailing `\r` is not yet a line end (a `\n` may follow).
+pub fn split_events(buf: &[u8], eos: bool) -> (Vec<&[u8]>, &[u8]) {
+    let mut events = Vec::new();
+    let mut block_start = 0;
+    let mut line_start = 0;
+    let mut i = 0;
+    while i < buf.len() {
+        let b = buf[i];
+        if b != b'\n' && b != b'\r' {
+            i += 1;
+            continue;
+        }
+        let term = if b == b'\r' {
+            match buf.get(i + 1) {
+                Some(b'\n') => 2,
+                Some(_) => 1,
+                None if eos => 1,
+                None => break,
+            }
+        } else {
+            1
+        };
+        let empty_line = i == line_start;
+        i += term;
+        line_start = i;
+        if empty_line {
+            events.push(&buf[block_start..i]);
+            block_start = i;
+        }
+    }
+    (events, &buf[block_start..])
+}
+
+/// The lines of an event block, without their terminators.
+fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = block;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(rest.len());
+        let line = &rest[..end];
+        let term = match rest.get(end) {
+            Some(b'\r') if rest.get(end + 1) == Some(&b'\n') => 2,
+            Some(_) => 1,
+            None => 0,
+        };
+        rest = &rest[end + term..];
+        Some(line)
+    })
+}
+
+/// A line's field name and value (`name: value`, one leading space dropped).
+fn field(line: &[u8]) -> (&[u8], &[u8]) {
+    match line.iter().position(|&b| b == b':') {
+        Some(p) => {
+            let v = &line[p + 1..];
+            (&line[..p], v.strip_prefix(b" ").unwrap_or(v))
+        }
+        None => (line, b""),
+    }
+}
+
+/// The event's data: its `data` lines joined with `\n`; `None` without any.
+pub fn event_data(block: &[u8]) -> Option<Vec<u8>> {
+    let mut data: Option<Vec<u8>> = None;
+    for line in lines(block) {
+        let (name, value) = field(line);
+        if name == b"data" && !line.is_empty() {
+            match &mut data {
+                Some(d) => {
+                    d.push(b'\n');
+                    d.extend_from_slice(value);
+                }
+                None => data = Some(value.to_vec()),
+            }
+        }
+    }
+    data
+}
+
+/// The event with its data replaced by `data` (one line: it must not hold a
+/// line break, which compact JSON never does); its other fields kept in order.
+pub fn with_data(block: &[u8], data: &[u8]) -> Vec<u8> {
+    rebuild(block, Some(data), false)
+}
+
+/// The event rebuilt: data replaced when given, `id` fields dropped with
+/// `drop_ids`, everything else kept in order.
+fn rebuild(block: &[u8], data: Option<&[u8]>, drop_ids: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(block.len() + data.map_or(0, <[u8]>::len));
+    let mut written = false;
+    for line in lines(block) {
+        if line.is_empty() || (drop_ids && field(line).0 == b"id") {
+            continue;
+        }
+        if let (b"data", Some(data)) = (field(line).0, data) {
+            if !written {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(data);
+                out.push(b'\n');
+                written = true;
+            }
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out
+}
+
+/// Rewrites a stream event by event. `inspect` gets each event's data and
+/// returns the new data when it changed.
+#[derive(Debug, Default)]
+pub struct SseRewriter {
+    /// The start of an event that has not ended yet.
+    pending: Vec<u8>,
+    /// Remove `id` fields, so the client has no `Last-Event-ID` to resume
+    /// the stream with (a replay would come on a GET stream, uninspected).
+    pub drop_ids: bool,
+}
+
+impl SseRewriter {
+    /// A rewriter that drops `id` fields (see [`SseRewriter::drop_ids`]).
+    pub fn dropping_ids() -> Self {
+        Self { drop_ids: true, ..Default::default() }
+    }
+
+    /// Feeds the next chunk; returns what can go downstream now. At `eos` the
+    /// unfinished event is flushed too (inspected like any other, so a
+    /// message cannot slip through by omitting the final blank line).
+    pub fn feed<E>(
+        &mut self,
+        chunk: &[u8],
+        eos: bool,
+        mut inspect: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
+    ) -> Result<Vec<u8>, E> {
+        self.pending.extend_from_slice(chunk);
+        let buf = std::mem::take(&mut self.pending);
+        let (events, rest) = split_events(&buf, eos);
+        let mut out = Vec::with_capacity(buf.len());
+        let mut blocks = events;
+        if eos && !rest.is_empty() {
+            blocks.push(rest);
+        }
+        for block in &blocks {
+            let new = match event_data(block) {
+                Some(data) => inspect(&data)?,
+                None => None,
+            };
+            if new.is_some() || (self.drop_ids && lines(block).any(|l| field(l).0 == b"id")) {
+                out.extend_from_slice(&rebuild(block, new.as_deref(), self.drop_ids));
+            } else {
+                out.extend_from_slice(block);
+            }
+        }
+        if !eos {
+            self.pending = rest.to_vec();
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_on_blank_lines_with_any_line_ending() {
+        let (ev, rest) = split_events(b"data: a\n\ndata: b\r\n\r\ndata: c\r\rdata: d\n", false);
+        assert_eq!(ev, [&b"data: a\n\n"[..], b"data: b\r\n\r\n", b"data: c\r\r"]);
+        assert_eq!(rest, b"data: d\n");
+        // A trailing \r may be the first half of \r\n.
+        let (ev, rest) = split_events(b"data: a\r\n\r", false);
+        assert!(ev.is_empty());
+        assert_eq!(rest, b"data: a\r\n\r");
+        let (ev, _) = split_events(b"data: a\r\n\r", true);
+        assert_eq!(ev.len(), 1);
+    }
+
+    #[test]
+    fn data_lines_are_joined_and_fields_kept() {
+        let block = b": comment\nevent: message\nid: 7\ndata: {\"a\":\ndata:1}\n\n";
+        assert_eq!(event_data(block).unwrap(), b"{\"a\":\n1}");
+        assert_eq!(event_data(b"event: ping\n\n"), None);
+        assert_eq!(with_data(block, b"{}"), b": comment\nevent: message\nid: 7\ndata: {}\n\n");
+    }
+
+    fn upper(d: &[u8]) -> Result<Option<Vec<u8>>, ()> {
+        Ok((d.first() == Some(&b'x')).then(|| d.to_ascii_uppercase()))
+    }
+
+    #[test]
+    fn rewriter_passes_complete_events_at_once_and_holds_partial_ones() {
+        let mut r = SseRewriter::default();
+        assert_eq!(r.feed(b"data: keep\n\ndata: x", false, upper).unwrap(), b"data: keep\n\n");
+        assert_eq!(r.feed(b"yz\n", false, upper).unwrap(), b"");
+        assert_eq!(r.feed(b"\nevent: end\n\n", false, upper).unwrap(), b"data: XYZ\n\nevent: end\n\n");
+        // An unterminated event at the end is inspected too.
+        assert_eq!(r.feed(b"data: xa", true, upper).unwrap(), b"data: XA\n\n");
+    }
+
+    #[test]
+    fn ids_can_be_dropped() {
+        let mut r = SseRewriter::dropping_ids();
+        let out = r.feed(b"id: 1\ndata: keep\n\nid: 2\ndata: xy\n\n: c\n\n", false, upper).unwrap();
+        assert_eq!(out, b"data: keep\n\ndata: XY\n\n: c\n\n");
+    }
+
+    #[test]
+    fn errors_stop_the_stream() {
+        let mut r = SseRewriter::default();
+        assert!(r.feed(b"data: bad\n\n", false, |_| Err::<Option<Vec<u8>>, _>("no")).is_err());
+    }
+}

@@ -1,0 +1,394 @@
+//! Hot reload for `mcpx run` (SPEC §5): SIGHUP or `--watch` re-reads
+//! mcpx.yaml. A valid config is rendered and handed to Envoy through its
+//! dynamic resource files (see `dynamic`); an invalid one is refused with the
+//! reason on stderr and the running config stays. Each attempt is an audit
+//! event: one JSON line `{"event":"reload","result":"applied"|"rejected",…}`.
+//!
+//! The steps, in order: read → validate (the same checks as `mcpx check`,
+//! plus what the filter itself accepts) → render → [bridge] → write the
+//! changed files (clusters, filter, listener) → confirm from Envoy's stats.
+
+use crate::dynamic::{self, Kind, Layout, Split};
+use crate::envoy::http_get;
+use crate::render;
+use mcpx_filter::config::{AuditConfig, Config, Mode};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Renders a validated config into the complete static bootstrap (what
+/// `mcpx render` prints, plus whatever `run` adds to it), or refuses it for
+/// reasons only `run` knows. The same function serves the start and every
+/// reload, so a reload can never render differently from a fresh start.
+pub type Render = Box<dyn Fn(&Config) -> Result<Value, String> + Send>;
+
+/// A step run with a new valid config before Envoy's files are written; an
+/// error rejects the reload (the running config stays). See [`Reloader::before_apply`].
+pub type Hook = Box<dyn FnMut(&Config) -> Result<(), String> + Send>;
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy)]
+pub enum Trigger {
+    Signal,
+    Watch,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Signal => "sighup",
+            Trigger::Watch => "watch",
+        }
+    }
+}
+
+pub struct Reloader {
+    path: PathBuf,
+    render: Render,
+    hooks: Vec<Hook>,
+    layout: Layout,
+    admin: SocketAddr,
+    /// The config Envoy runs (its audit settings say where events go).
+    config: Config,
+    /// What is on disk for Envoy, to write only what changed.
+    written: Split,
+    /// The file content last acted on (applied or rejected), for `--watch`.
+    seen: Vec<u8>,
+    /// `--watch`: content that differed from `seen` at the previous poll;
+    /// acted on once it is the same on two polls (a half-written file is not).
+    settling: Option<Vec<u8>>,
+}
+
+impl Reloader {
+    /// Renders the first config and writes all dynamic files. Envoy then
+    /// starts from [`Reloader::bootstrap`].
+    pub fn start(
+        path: PathBuf,
+        text: Vec<u8>,
+        config: Config,
+        render: Render,
+        layout: Layout,
+        admin: SocketAddr,
+    ) -> Result<Self, String> {
+        let written = dynamic::split(render(&config)?, &layout)?;
+        for kind in Kind::ALL {
+            write(&layout, kind, written.file(kind))?;
+        }
+        Ok(Self { path, render, hooks: Vec::new(), layout, admin, config, written, seen: text, settling: None })
+    }
+
+    /// Adds a step to every reload, run after validation and rendering and
+    /// before Envoy's files are written (e.g. the stdio bridge's `apply`).
+    // Used by the stdio bridge (issue 5) once merged; tested below.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn before_apply(&mut self, hook: Hook) {
+        self.hooks.push(hook);
+    }
+
+    pub fn bootstrap(&self) -> &Value {
+        &self.written.bootstrap
+    }
+
+    /// `--watch`: whether the file changed since it was last acted on, and
+    /// has stopped changing.
+    pub fn file_changed(&mut self) -> bool {
+        let Ok(now) = std::fs::read(&self.path) else {
+            // Editors replace files; a missing file is a moment, not a config.
+            return false;
+        };
+        if now == self.seen {
+            self.settling = None;
+            return false;
+        }
+        if self.settling.as_ref() == Some(&now) {
+            return true;
+        }
+        self.settling = Some(now);
+        false
+    }
+
+    /// Re-reads the file and applies it, or refuses it. Never fails: the
+    /// outcome is reported (stderr and the audit output).
+    pub async fn reload(&mut self, trigger: Trigger) {
+        let started = Instant::now();
+        let text = match std::fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) => {
+                let msg = format!("cannot read {}: {e}", self.path.display());
+                return self.rejected(trigger, &msg);
+            }
+        };
+        self.seen = text.clone();
+        self.settling = None;
+        let config = match self.validate(&text) {
+            Ok(c) => c,
+            Err(msg) => return self.rejected(trigger, &msg),
+        };
+        let next = match (self.render)(&config).and_then(|b| dynamic::split(b, &self.layout)) {
+            Ok(s) => s,
+            Err(msg) => return self.rejected(trigger, &msg),
+        };
+
+        // BRIDGE HOOK (issue 5): the stdio bridge registers its `apply` here
+        // through `before_apply` (main.rs): unchanged stdio children keep
+        // running, changed or removed ones are retired, new ones start lazily.
+        // An error rejects the reload and the old config stays.
+        for hook in &mut self.hooks {
+            if let Err(msg) = hook(&config) {
+                return self.rejected(trigger, &msg);
+            }
+        }
+
+        let changed: Vec<Kind> = Kind::ALL.into_iter().filter(|k| next.file(*k) != self.written.file(*k)).collect();
+        // Admin, stats and other bootstrap-level settings are fixed while Envoy runs.
+        let restart_needed = next.bootstrap != self.written.bootstrap;
+        let before = self.counters().await;
+        for kind in &changed {
+            if let Err(msg) = write(&self.layout, *kind, next.file(*kind)) {
+                return self.rejected(trigger, &msg);
+            }
+        }
+        let (applied, refused) = self.confirm(&changed, &before).await;
+        let mut event = json!({
+            "event": "reload",
+            "trigger": trigger.as_str(),
+            "config": self.path.display().to_string(),
+            "changed": changed.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "duration_ms": started.elapsed().as_millis() as u64,
+        });
+        // Keep what is on disk in step even if Envoy refused part of it: the
+        // next reload rewrites whatever differs.
+        self.written = next;
+        if refused.is_empty() {
+            event["result"] = json!("applied");
+            if restart_needed {
+                event["restart_required"] = json!(true);
+                eprintln!(
+                    "mcpx: reload applied, but some settings (admin, stats or tracing) take effect only after a restart"
+                );
+            }
+            self.config = config;
+            if !applied.is_empty() || changed.is_empty() {
+                eprintln!("mcpx: reloaded {} ({})", self.path.display(), describe(&changed));
+            }
+        } else {
+            let what: Vec<&str> = refused.iter().map(|k| k.as_str()).collect();
+            let msg = format!(
+                "Envoy refused the new {} configuration and keeps the previous one; Envoy's log above says why",
+                what.join(" and ")
+            );
+            eprintln!("mcpx: reload of {} rejected: {msg}", self.path.display());
+            event["result"] = json!("rejected");
+            event["error"] = json!(msg);
+            event["applied"] = json!(applied.iter().map(|k| k.as_str()).collect::<Vec<_>>());
+        }
+        audit_event(&self.config, event);
+    }
+
+    fn validate(&self, text: &[u8]) -> Result<Config, String> {
+        let text = std::str::from_utf8(text).map_err(|_| format!("{}: is not UTF-8 text", self.path.display()))?;
+        let config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        // The filter must accept what it will be given, or Envoy would refuse it.
+        let plugin = render::plugin_configuration(&config)?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        Ok(config)
+    }
+
+    fn rejected(&mut self, trigger: Trigger, msg: &str) {
+        eprintln!("mcpx: reload rejected, the running configuration is unchanged: {msg}");
+        let event = json!({
+            "event": "reload",
+            "trigger": trigger.as_str(),
+            "config": self.path.display().to_string(),
+            "result": "rejected",
+            "error": msg,
+        });
+        audit_event(&self.config, event);
+    }
+
+    /// Envoy's update counters for the dynamic resources.
+    async fn counters(&self) -> BTreeMap<String, u64> {
+        let path =
+            "/stats?filter=%28update_success%7Cupdate_rejected%7Cupdate_failure%7Cconfig_reload%7Cconfig_fail%29";
+        let Some((200, body)) = http_get(self.admin, path).await else {
+            return BTreeMap::new();
+        };
+        body.lines()
+            .filter_map(|l| l.split_once(": "))
+            .filter_map(|(k, v)| Some((k.trim().to_string(), v.trim().parse().ok()?)))
+            .collect()
+    }
+
+    /// Waits (bounded) until Envoy has taken or refused each changed file.
+    async fn confirm(&self, changed: &[Kind], before: &BTreeMap<String, u64>) -> (Vec<Kind>, Vec<Kind>) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut pending: Vec<Kind> = changed.to_vec();
+        let (mut applied, mut refused) = (Vec::new(), Vec::new());
+        while !pending.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let now = self.counters().await;
+            let grew = |name: &str| total(&now, name) > total(before, name);
+            pending.retain(|kind| {
+                let (ok, bad) = stat_names(*kind);
+                if bad.iter().any(|b| grew(b)) {
+                    refused.push(*kind);
+                    false
+                } else if grew(&ok) {
+                    applied.push(*kind);
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        // Not confirmed in time: Envoy may still be warming it; not a refusal.
+        applied.extend(pending);
+        (applied, refused)
+    }
+}
+
+/// The sum of the counters whose names end with `suffix`.
+fn total(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
+    counters.iter().filter(|(k, _)| k.ends_with(suffix)).map(|(_, v)| v).sum()
+}
+
+/// The counters that move when Envoy takes / refuses a file.
+fn stat_names(kind: Kind) -> (String, [String; 2]) {
+    match kind {
+        Kind::Listener => (
+            "listener_manager.lds.update_success".into(),
+            ["listener_manager.lds.update_rejected".into(), "listener_manager.lds.update_failure".into()],
+        ),
+        // `http.<stat_prefix>.rds.<route config>.*`, matched by suffix.
+        Kind::Routes => {
+            (".rds.mcpx.update_success".into(), [".rds.mcpx.update_rejected".into(), ".rds.mcpx.update_failure".into()])
+        }
+        Kind::Clusters => (
+            "cluster_manager.cds.update_success".into(),
+            ["cluster_manager.cds.update_rejected".into(), "cluster_manager.cds.update_failure".into()],
+        ),
+        Kind::Filter => {
+            let p = format!("extension_config_discovery.http_filter.{}", dynamic::FILTER_NAME);
+            (format!("{p}.config_reload"), [format!("{p}.config_fail"), format!("{p}.update_rejected")])
+        }
+    }
+}
+
+fn describe(changed: &[Kind]) -> String {
+    if changed.is_empty() {
+        return "no change for Envoy".into();
+    }
+    let names: Vec<&str> = changed.iter().map(|k| k.as_str()).collect();
+    format!("changed: {}", names.join(", "))
+}
+
+fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
+    let data = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+    dynamic::write_atomically(&layout.file_of(kind), &data)
+}
+
+/// Writes a reload event to the audit output (SPEC §5: reloads are audit
+/// events), or to stderr when audit is off, so a reload always leaves a trace.
+pub fn audit_event(config: &Config, event: Value) {
+    let stderr = AuditConfig { enabled: true, output: "stderr".into() };
+    let audit = if config.audit.enabled { &config.audit } else { &stderr };
+    if let Err(e) = crate::audit::event(audit, "reload", event.clone()) {
+        eprintln!("mcpx: {e}; the event was: {event}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n";
+
+    fn reloader(dir: &std::path::Path) -> Reloader {
+        let path = dir.join("mcpx.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let config = Config::from_yaml(GOOD, Mode::Gateway).unwrap();
+        let render: Render = Box::new(|c| {
+            let opts = render::RenderOptions {
+                listen: ("127.0.0.1".into(), 8080),
+                admin: "127.0.0.1:9901".parse().unwrap(),
+                wasm_path: "/x.wasm".into(),
+                control: None,
+                bridge: None,
+            };
+            render::bootstrap(c, &opts)
+        });
+        let layout = Layout { dir: dir.join("dynamic") };
+        Reloader::start(path, GOOD.into(), config, render, layout, "127.0.0.1:9".parse().unwrap()).unwrap()
+    }
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("mcpx-reload-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn start_writes_every_file() {
+        let d = tempdir("start");
+        let r = reloader(&d);
+        for kind in Kind::ALL {
+            let v: Value = serde_json::from_slice(&std::fs::read(r.layout.file_of(kind)).unwrap()).unwrap();
+            assert!(v["resources"].as_array().is_some_and(|a| !a.is_empty()), "{kind:?}");
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(r.layout.file_of(Kind::Filter)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by others");
+        std::fs::remove_dir_all(d).ok();
+    }
+
+    #[test]
+    fn watch_waits_for_the_file_to_settle() {
+        let d = tempdir("watch");
+        let mut r = reloader(&d);
+        assert!(!r.file_changed(), "unchanged");
+        std::fs::write(d.join("mcpx.yaml"), "servers:\n  - na").unwrap();
+        assert!(!r.file_changed(), "first sight of a change");
+        std::fs::write(d.join("mcpx.yaml"), format!("{GOOD}    policy: {{ deny_tools: [echo] }}\n")).unwrap();
+        assert!(!r.file_changed(), "still changing");
+        assert!(r.file_changed(), "settled");
+        std::fs::remove_file(d.join("mcpx.yaml")).unwrap();
+        assert!(!r.file_changed(), "a missing file is not a config");
+        std::fs::remove_dir_all(d).ok();
+    }
+
+    #[tokio::test]
+    async fn a_failing_hook_rejects_the_reload_and_envoy_files_stay() {
+        let d = tempdir("hook");
+        let mut r = reloader(&d);
+        let before = std::fs::read(r.layout.file_of(Kind::Filter)).unwrap();
+        r.before_apply(Box::new(|c: &Config| {
+            if c.servers[0].policy.deny_tools.is_empty() {
+                Ok(())
+            } else {
+                Err("the bridge cannot apply it".into())
+            }
+        }));
+        std::fs::write(d.join("mcpx.yaml"), format!("{GOOD}    policy: {{ deny_tools: [echo] }}\n")).unwrap();
+        r.reload(Trigger::Signal).await;
+        assert_eq!(std::fs::read(r.layout.file_of(Kind::Filter)).unwrap(), before);
+        assert!(r.config.servers[0].policy.deny_tools.is_empty(), "the old config stays");
+        std::fs::remove_dir_all(d).ok();
+    }
+
+    #[test]
+    fn validation_includes_what_the_filter_accepts() {
+        let d = tempdir("validate");
+        let r = reloader(&d);
+        assert!(r.validate(GOOD.as_bytes()).is_ok());
+        let e = r.validate(b"servers: []\n").unwrap_err();
+        assert!(e.contains("servers"), "{e}");
+        let bad_regex = format!("{GOOD}    policy: {{ tool_rules: {{ t: {{ args: {{ a: {{ regex: '(' }} }} }} }} }}\n");
+        assert!(r.validate(bad_regex.as_bytes()).is_err());
+        assert!(r.validate(b"\xff\xfe").unwrap_err().contains("UTF-8"));
+        std::fs::remove_dir_all(d).ok();
+    }
+}

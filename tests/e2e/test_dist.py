@@ -1,0 +1,35 @@
+"""The `make dist` layout: `mcpx` finds the filter next to itself, so dist/
+can be copied anywhere (docs/deployment.md). `make dist` itself copies the
+two files the e2e build produced and writes the .sha256 (checked here too)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from harness import MCPX_BIN, ROOT, WASM
+
+
+def test_dist_layout_finds_the_filter_next_to_mcpx(tmp_path):
+    shutil.copy2(MCPX_BIN, tmp_path / "mcpx")
+    shutil.copy2(WASM, tmp_path / "mcpx_filter.wasm")
+    cfg = tmp_path / "mcpx.yaml"
+    cfg.write_text("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\n")
+    env = {k: v for k, v in os.environ.items() if k != "MCPX_WASM"}
+    out = subprocess.run([str(tmp_path / "mcpx"), "render", "-c", str(cfg), "--format", "json"],
+                         check=True, capture_output=True, text=True, env=env).stdout
+    assert f'"filename": "{tmp_path / "mcpx_filter.wasm"}"' in out
+
+
+def test_dist_checksum_matches_when_present():
+    dist = ROOT / "dist"
+    if not (dist / "mcpx_filter.wasm.sha256").exists():
+        pytest.skip("`make dist` has not been run in this checkout")
+    digest, name = (dist / "mcpx_filter.wasm.sha256").read_text().split()
+    assert name == "mcpx_filter.wasm"
+    assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == digest
+    assert (dist / "mcpx").stat().st_mode & 0o111
