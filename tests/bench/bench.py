@@ -277,6 +277,15 @@ def hcms(bootstrap: dict) -> list[dict]:
     return out
 
 
+def main_filters(bootstrap: dict) -> list[str]:
+    """The HTTP filter names of the main listener (`mcpx`, else the first)."""
+    listeners = bootstrap["static_resources"]["listeners"]
+    main = next((x for x in listeners if x.get("name") == "mcpx"), listeners[0])
+    return [f["name"] for c in main.get("filter_chains", []) for nf in c.get("filters", [])
+            if nf.get("name") == "envoy.filters.network.http_connection_manager"
+            for f in nf["typed_config"].get("http_filters", [])]
+
+
 def has_wasm(bootstrap: dict) -> bool:
     return any(f.get("name") == "envoy.filters.http.wasm" for h in hcms(bootstrap) for f in h["http_filters"])
 
@@ -473,8 +482,8 @@ def measure(quick: bool) -> dict:
     demo, demo_proc = start_demo("demo", 0, load_cpu)
     envoys, ports, full, plain = start_pair(
         "gateway", gateway_yaml(demo, {}, token, WORK / "audit.log"), envoy_cpu)
-    results["filters_c"] = [f["name"] for h in hcms(full) for f in h["http_filters"]]
-    results["filters_b"] = [f["name"] for h in hcms(plain) for f in h["http_filters"]]
+    results["filters_c"] = main_filters(full)
+    results["filters_b"] = main_filters(plain)
     results["envoy_argv"] = " ".join(envoys["c"].argv).replace(str(WORK), "$WORK")
     results["memory_idle"] = {v: proc_mem_kib(e.pid) for v, e in envoys.items()}
 
