@@ -1,0 +1,441 @@
+//! Native micro-benchmarks of the filter's host-independent core.
+//!
+//!     cargo bench -p mcpx-filter --bench micro -- [--quick] [--json FILE] [FILTER]
+//!
+//! No framework (no new dependencies): every case is timed in batches sized
+//! to a few milliseconds each, and the median batch gives ns per iteration
+//! (the minimum is printed too; the median is the one to quote on a shared
+//! machine). `make bench` runs this and puts the table into
+//! docs/performance.md.
+//!
+//! To add a case, push one more `Case` in `cases()`. The cases for modules
+//! that other work adds (integrity pinning, JWT auth) live in `pending` at the
+//! bottom, behind the cargo features `bench-integrity` / `bench-auth`, which
+//! tests/bench/run.sh enables when the module exists; without them a case
+//! measures a stand-in (and says so in its note) or reports itself skipped, so
+//! this file builds against any tree.
+
+use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead};
+use mcpx_filter::jsonrpc;
+use serde_json::{json, Value};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// The gateway config of the benchmarks: the policy part of the "full
+/// gateway" variant in tests/bench/bench.py (argument rules included).
+const CONFIG: &str = r#"
+servers:
+  - name: demo
+    policy:
+      allow_tools: [echo, read_file, tool_0, tool_1]
+      deny_tools: [dangerous_delete]
+      tool_rules:
+        echo:
+          args:
+            text: { regex: "^[a-z0-9 ]{1,200}$", required: true }
+        read_file:
+          args:
+            path: { prefix: "/data/" }
+clients:
+  ci-bot:
+    servers:
+      demo: { allow_tools: [echo] }
+"#;
+
+/// A typical tools/call (about the size of the spike's 346-byte body).
+const TOOLS_CALL: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hello from the mcpx benchmark this is a typical short argument"},"_meta":{"progressToken":"bench-1","client":"wrk"}}}"#;
+
+/// The same call with an argument that breaks the regex rule: the deny path
+/// (error envelope included).
+const TOOLS_CALL_DENIED: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"echo","arguments":{"text":"Hello; rm -rf / # not allowed by the rule"}}}"#;
+
+pub struct Case {
+    pub name: String,
+    /// Shown next to the figure (what it measures, or why it is a stand-in).
+    pub note: String,
+    /// Runs one iteration; `None` means skipped (the note says why).
+    pub run: Option<Box<dyn FnMut()>>,
+}
+
+fn case(name: impl Into<String>, note: impl Into<String>, run: impl FnMut() + 'static) -> Case {
+    Case { name: name.into(), note: note.into(), run: Some(Box::new(run)) }
+}
+
+fn skipped(name: impl Into<String>, why: impl Into<String>) -> Case {
+    Case { name: name.into(), note: why.into(), run: None }
+}
+
+fn gateway() -> Gateway {
+    Gateway::from_plugin_config(CONFIG).expect("the benchmark config is valid")
+}
+
+fn request_headers() -> Vec<(String, String)> {
+    [
+        (":authority", "127.0.0.1:8080"),
+        (":path", "/mcp/demo"),
+        (":method", "POST"),
+        (":scheme", "http"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", "Bearer bench-token-0123456789"),
+        ("mcp-protocol-version", "2025-11-25"),
+        ("content-length", "221"),
+        ("user-agent", "wrk"),
+        ("x-request-id", "6f1c0f0e-8d0a-4a43-9b43-0c6a3c9f7b10"),
+        ("x-forwarded-proto", "http"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// The request as the headers phase hands it to the body phase (built by the
+/// gateway itself, so new fields never break this file).
+fn mcp_request(gw: &Gateway, identity: Option<&str>) -> McpRequest {
+    let headers = request_headers();
+    match gw.on_request_headers(&RequestHead { headers: &headers }, &mut Attributes::default()) {
+        HeadOutcome::ReadBody(mut req) => {
+            req.identity = identity.map(String::from);
+            req
+        }
+        other => panic!("the benchmark request was not accepted for its body: {other:?}"),
+    }
+}
+
+/// A `tools/list` response shaped like the demo server's `--tools N` tools.
+pub fn tools_list_response(n: usize) -> Vec<u8> {
+    let mut tools = vec![json!({"name": "dangerous_delete", "description": "Deletes a path.",
+        "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}})];
+    tools.extend((0..n).map(|i| {
+        json!({
+            "name": format!("tool_{i}"),
+            "description": format!("Generated tool number {i} for large tools/list tests."),
+            "inputSchema": {"type": "object",
+                "properties": {"value": {"type": "string", "description": "any value"}}, "required": []},
+        })
+    }));
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": 1, "result": {"tools": tools}})).unwrap_or_default()
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+
+    let gw = gateway();
+    let headers = request_headers();
+    out.push(case("headers: POST /mcp/demo", "Gateway::on_request_headers (routing, content checks)", move || {
+        let mut a = Attributes::default();
+        let o = gw.on_request_headers(&RequestHead { headers: black_box(&headers) }, &mut a);
+        assert!(matches!(o, HeadOutcome::ReadBody(_)));
+        black_box(o);
+    }));
+
+    out.push(case(
+        "parse: tools/call",
+        format!("jsonrpc::parse_body, strict (duplicate-key checks), {} bytes", TOOLS_CALL.len()),
+        || {
+            black_box(jsonrpc::parse_body(black_box(TOOLS_CALL.as_bytes())).ok());
+        },
+    ));
+
+    for (name, identity, body, allowed) in [
+        ("parse + decide: tools/call allowed", None, TOOLS_CALL, true),
+        ("parse + decide: tools/call, client override", Some("ci-bot"), TOOLS_CALL, true),
+        ("parse + decide: tools/call denied by arg rule", None, TOOLS_CALL_DENIED, false),
+    ] {
+        let gw = gateway();
+        let req = mcp_request(&gw, identity);
+        out.push(case(name, "Gateway::on_request_body: parse, policy + regex argument rule, outcome", move || {
+            let mut a = Attributes::default();
+            let o = gw.on_request_body(&req, black_box(body.as_bytes()), &mut a);
+            assert_eq!(matches!(o, BodyOutcome::Forward(_)), allowed);
+            black_box(o);
+        }));
+    }
+
+    for n in [10, 100, 1000, 5000] {
+        let gw = gateway();
+        let req = mcp_request(&gw, None);
+        let body = tools_list_response(n);
+        let (what, run) = pending::list_inspection(gw, req, body.clone());
+        let note = format!("Gateway::rewrite_tools_list: {what} ({} KiB)", body.len() / 1024);
+        out.push(Case { name: format!("tools/list inspection: {n} tools"), note, run: Some(run) });
+    }
+
+    out.extend(pending::cases());
+    out
+}
+
+/// Cases for modules that land on other branches. Each is behind a cargo
+/// feature of this crate that tests/bench/run.sh turns on when
+/// filter/src/lib.rs declares the module, so this file builds against any
+/// tree; without the module a case measures a stand-in or reports itself as
+/// skipped, and its note says so.
+mod pending {
+    use super::*;
+
+    /// A large tool: long description, 60 properties, nested schema.
+    pub fn large_tool() -> Value {
+        let props: serde_json::Map<String, Value> = (0..60)
+            .map(|i| {
+                (
+                    format!("field_{i:02}"),
+                    json!({"type": "object", "description": format!("Field {i}: ").repeat(8),
+                        "properties": {"a": {"type": "string", "enum": ["x", "y", "z"]}, "b": {"type": "integer", "minimum": 0}}}),
+                )
+            })
+            .collect();
+        json!({
+            "name": "large_tool",
+            "description": "A large tool description. ".repeat(160),
+            "inputSchema": {"type": "object", "properties": props, "required": ["field_00", "field_01"]},
+            "annotations": {"title": "Large", "readOnlyHint": true},
+        })
+    }
+
+    /// One tools/list response through the gateway's response phase (the
+    /// list is rewritten: the policy removes `dangerous_delete`).
+    #[cfg(not(feature = "bench-integrity"))]
+    pub fn list_inspection(gw: Gateway, req: McpRequest, body: Vec<u8>) -> (&'static str, Box<dyn FnMut()>) {
+        let run = move || {
+            let r = gw.rewrite_tools_list(&req, &[json!(1)], black_box(&body));
+            assert!(matches!(r, Ok(Some(_))));
+            black_box(r.ok());
+        };
+        ("parse, policy filter, re-serialise", Box::new(run))
+    }
+
+    /// With integrity pinning: every tool is also hashed and checked against
+    /// the baseline (pinned by the first call, verified by the later ones).
+    #[cfg(feature = "bench-integrity")]
+    pub fn list_inspection(gw: Gateway, req: McpRequest, body: Vec<u8>) -> (&'static str, Box<dyn FnMut()>) {
+        let mut store = mcpx_filter::integrity::MemoryStore::default();
+        let run = move || {
+            let r = gw.rewrite_tools_list(&req, &[json!(1)], black_box(&body), &mut store);
+            assert!(r.as_ref().is_ok_and(|i| i.body.is_some() && i.violations.is_empty()));
+            black_box(r.ok());
+        };
+        ("parse, policy filter, integrity hash + baseline check, re-serialise", Box::new(run))
+    }
+
+    pub fn cases() -> Vec<Case> {
+        let mut out = integrity_cases();
+        out.extend(jwt_cases());
+        out
+    }
+
+    #[cfg(feature = "bench-integrity")]
+    fn integrity_cases() -> Vec<Case> {
+        let tool = large_tool();
+        let size = serde_json::to_vec(&tool).map(|v| v.len()).unwrap_or(0);
+        vec![case(
+            "canonical hash: large tool",
+            format!("integrity::tool_hash (canonical JSON + SHA-256), {} KiB tool", size / 1024),
+            move || {
+                black_box(mcpx_filter::integrity::tool_hash(black_box(&tool)));
+            },
+        )]
+    }
+
+    /// Stand-in until the integrity module lands: canonical JSON (serde_json
+    /// without preserve_order sorts keys, no whitespace), then SHA-256.
+    #[cfg(not(feature = "bench-integrity"))]
+    fn integrity_cases() -> Vec<Case> {
+        use sha2::{Digest, Sha256};
+        let tool = large_tool();
+        let size = serde_json::to_vec(&tool).map(|v| v.len()).unwrap_or(0);
+        vec![case(
+            "canonical hash: large tool",
+            format!(
+                "stand-in (sorted-key serde_json + sha2): no integrity module in this build; {} KiB tool",
+                size / 1024
+            ),
+            move || {
+                let bytes = serde_json::to_vec(black_box(&tool)).unwrap_or_default();
+                black_box(Sha256::digest(&bytes));
+            },
+        )]
+    }
+
+    #[cfg(feature = "bench-auth")]
+    fn jwt_cases() -> Vec<Case> {
+        use jwt_simple::prelude::*;
+        use mcpx_filter::auth::{jwks, jwt, now_secs, Auth, Check};
+        use mcpx_filter::config::{Config, Mode};
+        use serde_json::Map;
+
+        const RESOURCE: &str = "https://gw.example.com/mcp";
+        const ISSUER: &str = "https://auth.example.com";
+        let kp = RS256KeyPair::generate(2048).expect("RSA key generation").with_key_id("bench");
+        let c = kp.public_key().to_components();
+        let jwks_doc =
+            serde_json::to_vec(&json!({"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": "bench",
+            "n": base64url(&c.n), "e": base64url(&c.e)}]}))
+            .unwrap_or_default();
+        let now = now_secs();
+        let claims: JWTClaims<Map<String, Value>> = serde_json::from_value(json!({
+            "iss": ISSUER, "sub": "alice", "aud": format!("{RESOURCE}/demo"), "iat": now - 10, "exp": now + 3600,
+            "scope": "mcp:read"}))
+        .expect("claims");
+        let token = kp.sign(claims).expect("signing");
+
+        let keys = jwks::KeySet::parse(&jwks_doc).expect("JWKS");
+        let rules = jwt::Rules { issuer: Some(ISSUER.into()), identity_claim: "sub".into() };
+        let cold_token = token.clone();
+        let cold = case(
+            "JWT verify: cold (RS256)",
+            "auth::jwt::verify: header, key lookup, RS256 signature, claims",
+            move || {
+                assert!(jwt::verify(black_box(&cold_token), Some(&keys), &rules, now).is_ok());
+            },
+        );
+
+        let yaml = format!(
+            "servers:\n  - name: demo\nauth:\n  enabled: true\n  type: oauth\n  oauth:\n    resource: {RESOURCE}\n    jwks_uri: {ISSUER}/jwks.json\n    issuer: {ISSUER}\n"
+        );
+        let config = Config::from_yaml(&yaml, Mode::Plugin).expect("oauth config");
+        let auth = Auth::new(&config.auth, &["demo".to_string()]).expect("auth");
+        auth.oauth().expect("oauth").install_jwks(&jwks_doc, now).expect("install JWKS");
+        let headers: Vec<(String, String)> = [
+            (":method", "POST"),
+            (":path", "/mcp/demo"),
+            (":scheme", "http"),
+            (":authority", "gw.example.com"),
+            ("authorization", &format!("Bearer {token}")),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cached = case(
+            "JWT verify: cached",
+            "Auth::check with the verified-token cache warm (digest lookup, time and audience checks)",
+            move || {
+                let c = auth.check(&RequestHead { headers: black_box(&headers) }, Some("demo"), now);
+                assert!(matches!(c, Check::Allowed(_)));
+            },
+        );
+        vec![cold, cached]
+    }
+
+    /// Unpadded base64url, for the JWK's modulus and exponent.
+    #[cfg(feature = "bench-auth")]
+    fn base64url(data: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+        for chunk in data.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    #[cfg(not(feature = "bench-auth"))]
+    fn jwt_cases() -> Vec<Case> {
+        vec![
+            skipped("JWT verify: cold (RS256)", "skipped: no auth module in this build"),
+            skipped("JWT verify: cached", "skipped: no auth module in this build"),
+        ]
+    }
+}
+
+struct Settings {
+    batch: Duration,
+    batches: usize,
+}
+
+struct Measured {
+    median_ns: f64,
+    min_ns: f64,
+    iters_per_batch: u64,
+}
+
+fn measure(run: &mut dyn FnMut(), s: &Settings) -> Measured {
+    // Warm up and size a batch so it lasts about `s.batch`.
+    let mut iters: u64 = 1;
+    loop {
+        let t = Instant::now();
+        for _ in 0..iters {
+            run();
+        }
+        let took = t.elapsed();
+        if took >= s.batch / 4 || iters >= 1 << 30 {
+            let per = took.as_secs_f64() / iters as f64;
+            iters = ((s.batch.as_secs_f64() / per.max(1e-9)) as u64).max(1);
+            break;
+        }
+        iters *= 4;
+    }
+    let mut per_iter: Vec<f64> = (0..s.batches)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                run();
+            }
+            t.elapsed().as_nanos() as f64 / iters as f64
+        })
+        .collect();
+    per_iter.sort_by(f64::total_cmp);
+    Measured { median_ns: per_iter[per_iter.len() / 2], min_ns: per_iter[0], iters_per_batch: iters }
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn main() {
+    let mut quick = std::env::var("BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let mut json_out = None;
+    let mut filter = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--json" => json_out = args.next(),
+            "--bench" => {} // cargo bench passes this
+            other if !other.starts_with('-') => filter = Some(other.to_string()),
+            other => {
+                eprintln!("micro: unknown option {other}; use --quick, --json FILE or a name filter");
+                std::process::exit(2);
+            }
+        }
+    }
+    let s = if quick {
+        Settings { batch: Duration::from_millis(20), batches: 7 }
+    } else {
+        Settings { batch: Duration::from_millis(50), batches: 21 }
+    };
+
+    let mut results = Vec::new();
+    println!("{:<48} {:>12} {:>12}  note", "case", "median", "min");
+    for mut c in cases() {
+        if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
+            continue;
+        }
+        match c.run.as_mut() {
+            Some(run) => {
+                let m = measure(run.as_mut(), &s);
+                println!("{:<48} {:>12} {:>12}  {}", c.name, human(m.median_ns), human(m.min_ns), c.note);
+                results.push(json!({"name": c.name, "note": c.note, "median_ns": m.median_ns, "min_ns": m.min_ns,
+                    "iters_per_batch": m.iters_per_batch, "batches": s.batches}));
+            }
+            None => {
+                println!("{:<48} {:>12} {:>12}  {}", c.name, "-", "-", c.note);
+                results.push(json!({"name": c.name, "note": c.note, "skipped": true}));
+            }
+        }
+    }
+    if let Some(path) = json_out {
+        let text = serde_json::to_string_pretty(&results).unwrap_or_default();
+        if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("micro: cannot write {path}: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,577 @@
+#!/usr/bin/env python3
+"""mcpx benchmarks on loopback: gateway overhead, tools/list inspection cost,
+memory; then docs/performance.md and its plots.
+
+Run through `make bench` (tests/bench/run.sh), which builds everything and sets
+ENVOY_BIN, MCPX_WASM, MCPX_BIN and MCPX_DEMO_BIN. BENCH_QUICK=1 makes every run
+short (a smoke test of the harness, not numbers to quote).
+
+Layout (ENVOY-FACTS §9): Envoy runs with --concurrency 1 pinned to one CPU;
+wrk and the demo backend share the other. Variants, all hit with the same
+request bytes:
+  (a) direct   wrk -> mcpx-demo --no-record
+  (b) envoy    wrk -> Envoy (the rendered config with the wasm filter and every
+               other mcpx HTTP filter removed: router only) -> mcpx-demo
+  (c) gateway  wrk -> Envoy with the full rendered config (auth, policy with
+               argument rules, per-tool rate limit, audit) -> mcpx-demo
+The (b) config is derived from `mcpx render --format json` of the (c) config
+by a function here, so there is no second config to keep in step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+WORK = ROOT / "tests" / ".artifacts" / "bench"
+
+ENVOY_BIN = os.environ.get("ENVOY_BIN", "envoy")
+MCPX_BIN = os.environ.get("MCPX_BIN") or str(ROOT / "target/release/mcpx")
+DEMO_BIN = os.environ.get("MCPX_DEMO_BIN") or str(ROOT / "target/release/mcpx-demo")
+WASM = os.environ.get("MCPX_WASM") or str(ROOT / "target/wasm32-wasip1/wasm/mcpx_filter.wasm")
+WRK = os.environ.get("WRK_BIN", "wrk")
+
+CONNECTIONS = [1, 16, 64]
+LIST_SIZES = [10, 100, 1000, 5000]
+VARIANTS = {"a": "direct (demo server)", "b": "Envoy, no wasm", "c": "full gateway"}
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+TOOLS_CALL = {"jsonrpc": "2.0", "id": 42, "method": "tools/call",
+              "params": {"name": "echo", "arguments": {"text": "hello from the mcpx benchmark"}}}
+TOOLS_LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+
+
+class BenchError(Exception):
+    """A failure that stops the benchmark, with a message saying what to do."""
+
+
+def say(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+class Procs:
+    """Every process the benchmark starts, each in its own group, all stopped
+    at the end (also on Ctrl-C / SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
+
+    def start(self, name: str, argv: list[str], env: dict | None = None) -> tuple[subprocess.Popen, Path]:
+        log = WORK / f"{name}.log"
+        f = open(log, "wb")
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             env={**os.environ, **(env or {})}, start_new_session=True)
+        f.close()
+        self.procs.append((name, p, log))
+        return p, log
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        """Stops one process (and its group) early."""
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs = [t for t in self.procs if t[1] is not proc]
+
+    def stop_all(self) -> None:
+        for _, p, _ in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 10
+        for _, p, _ in reversed(self.procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        self.procs.clear()
+
+
+PROCS = Procs()
+
+
+def tail(path: Path, n: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_until(pred, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        if proc is not None and proc.poll() is not None:
+            raise BenchError(f"{what}: the process exited with {proc.returncode}; its log:\n{tail(log) if log else ''}")
+        time.sleep(0.05)
+    raise BenchError(f"timed out after {timeout:.0f}s waiting for {what}" + (f"; log:\n{tail(log)}" if log else ""))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+         timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body, method=method,
+                                 headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except OSError:
+        return 0, b""
+
+
+def pin(cpu: str | None) -> list[str]:
+    return ["taskset", "-c", cpu] if cpu is not None else []
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a whole process (all threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_mem_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+# ---------------------------------------------------------------- the pieces
+
+def start_demo(name: str, tools: int, cpu: str | None) -> tuple[int, subprocess.Popen]:
+    ready = WORK / f"{name}.addr"
+    ready.unlink(missing_ok=True)
+    argv = pin(cpu) + [DEMO_BIN, "--listen", "127.0.0.1:0", "--ready-file", str(ready), "--no-record",
+                       "--tools", str(tools)]
+    p, log = PROCS.start(name, argv)
+    addr = wait_until(lambda: ready.exists() and ready.read_text().strip(), 30, f"{name} to listen", p, log)
+    port = int(addr.rsplit(":", 1)[1])
+    wait_until(lambda: http(port, "GET", "/_health")[0] == 200, 30, f"{name} /_health", p, log)
+    return port, p
+
+
+DEMO_POLICY = [
+    "    policy:",
+    "      allow_tools: [echo, read_file]",
+    "      deny_tools: [dangerous_delete]",
+    "      tool_rules:",
+    "        echo:",
+    "          args:",
+    "            text: { regex: \"^[a-z0-9 ]{1,200}$\", required: true }",
+    "        read_file:",
+    "          args:",
+    "            path: { prefix: \"/data/\" }",
+]
+LIST_POLICY = ["    policy:", "      deny_tools: [dangerous_delete]"]
+
+
+def gateway_yaml(demo_port: int | None, list_ports: dict[int, int], token: str, audit_path: Path) -> str:
+    """The full-gateway config (c): auth, policy with argument rules, per-tool
+    rate limit with budgets far above what the runs reach, audit to a file.
+    Servers: `demo` (the tools/call target) and `list{N}` per entry of
+    `list_ports` (tools/list targets)."""
+    big = 10_000_000
+    lines = [
+        "# Generated by tests/bench/bench.py: the full-gateway benchmark variant (c).",
+        "listen: \"127.0.0.1:8080\"",
+        "servers:",
+    ]
+    if demo_port is not None:
+        lines += ["  - name: demo", f"    url: http://127.0.0.1:{demo_port}/mcp", *DEMO_POLICY]
+    for n, port in list_ports.items():
+        lines += [f"  - name: list{n}", f"    url: http://127.0.0.1:{port}/mcp", *LIST_POLICY]
+    lines += [
+        "auth:",
+        "  enabled: true",
+        "  type: bearer",
+        "  clients:",
+        f"    - {{ name: bench, token: \"{token}\" }}",
+        f"    - {{ name: other, token: \"{secrets.token_hex(16)}\" }}",
+    ]
+    if demo_port is not None:
+        lines += ["clients:", "  bench:", "    servers:", "      demo: { allow_tools: [echo, read_file] }"]
+    lines += [
+        f"audit: {{ enabled: true, output: \"{audit_path}\" }}",
+        f"rate_limit: {{ enabled: true, rps: {big}, burst: {big}, per_tool: true, tool_rps: {big}, tool_burst: {big} }}",
+        "inspection: { tool_integrity: enforce, filter_tools_list: true }",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_RENDER_FLAGS: set[str] | None = None
+
+
+def render_flags() -> set[str]:
+    """The options `mcpx render` has in this tree (some branches add e.g. a
+    loopback --control listener, which then needs a free port too)."""
+    global _RENDER_FLAGS
+    if _RENDER_FLAGS is None:
+        r = subprocess.run([MCPX_BIN, "render", "--help"], capture_output=True, text=True, timeout=30)
+        _RENDER_FLAGS = set(re.findall(r"(--[a-z][a-z0-9-]*)", r.stdout))
+    return _RENDER_FLAGS
+
+
+def render(config_path: Path, port: int, admin: int) -> dict:
+    argv = [MCPX_BIN, "render", "-c", str(config_path), "--format", "json", "--listen", f"127.0.0.1:{port}",
+            "--admin", f"127.0.0.1:{admin}", "--wasm", WASM]
+    if "--control" in render_flags():
+        argv += ["--control", f"127.0.0.1:{free_port()}"]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise BenchError(f"`mcpx render` failed for {config_path}:\n{r.stderr.strip()}")
+    return json.loads(r.stdout)
+
+
+def hcms(bootstrap: dict) -> list[dict]:
+    """The HTTP connection managers of the static listeners."""
+    out = []
+    for listener in bootstrap.get("static_resources", {}).get("listeners", []):
+        for chain in listener.get("filter_chains", []):
+            for f in chain.get("filters", []):
+                if f.get("name") == "envoy.filters.network.http_connection_manager":
+                    out.append(f["typed_config"])
+    if not out:
+        raise BenchError("the rendered config has no static listener with an HTTP connection manager; "
+                         "update hcms() in tests/bench/bench.py to the new render layout")
+    return out
+
+
+def main_filters(bootstrap: dict) -> list[str]:
+    """The HTTP filter names of the main listener (`mcpx`, else the first)."""
+    listeners = bootstrap["static_resources"]["listeners"]
+    main = next((x for x in listeners if x.get("name") == "mcpx"), listeners[0])
+    return [f["name"] for c in main.get("filter_chains", []) for nf in c.get("filters", [])
+            if nf.get("name") == "envoy.filters.network.http_connection_manager"
+            for f in nf["typed_config"].get("http_filters", [])]
+
+
+def has_wasm(bootstrap: dict) -> bool:
+    return any(f.get("name") == "envoy.filters.http.wasm" for h in hcms(bootstrap) for f in h["http_filters"])
+
+
+def strip_to_plain_envoy(bootstrap: dict) -> dict:
+    """Variant (b): the same listener, routes and clusters, but the router is
+    the only HTTP filter (no wasm, no rate limit, no CORS ...) and no access
+    log: what a plain Envoy reverse proxy on the same route does."""
+    b = json.loads(json.dumps(bootstrap))
+    listeners = b.get("static_resources", {}).get("listeners", [])
+    if any(lst.get("name") == "mcpx" for lst in listeners):
+        # Only the main listener: operator side listeners are not the data path.
+        b["static_resources"]["listeners"] = [lst for lst in listeners if lst.get("name") == "mcpx"]
+    for h in hcms(b):
+        h["http_filters"] = [f for f in h["http_filters"] if f.get("name") == "envoy.filters.http.router"]
+        if not h["http_filters"]:
+            raise BenchError("the rendered config has no envoy.filters.http.router; update strip_to_plain_envoy()")
+        h.pop("access_log", None)
+        h.pop("tracing", None)
+        rc = h.get("route_config", {})
+        for vh in rc.get("virtual_hosts", []):
+            vh.pop("typed_per_filter_config", None)
+            for route in vh.get("routes", []):
+                route.pop("typed_per_filter_config", None)
+    for listener in b["static_resources"]["listeners"]:
+        listener.pop("access_log", None)
+    return b
+
+
+class Envoy:
+    def __init__(self, name: str, bootstrap: dict, port: int, admin: int, cpu: str | None):
+        self.name, self.port, self.admin = name, port, admin
+        path = WORK / f"{name}.json"
+        path.write_text(json.dumps(bootstrap, indent=1))
+        os.chmod(path, 0o600)  # holds the bench token
+        self.argv = pin(cpu) + [ENVOY_BIN, "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
+                                "--log-level", "warn"]
+        self.proc, self.log = PROCS.start(name, self.argv)
+        wait_until(lambda: http(admin, "GET", "/ready")[0] == 200, 60, f"Envoy {name} to be ready",
+                   self.proc, self.log)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive_or_fail(self) -> None:
+        if self.proc.poll() is not None:
+            raise BenchError(f"Envoy {self.name} exited ({self.proc.returncode}); log:\n{tail(self.log)}")
+
+
+def expect_ok(port: int, path: str, body: dict, token: str, what: str, must_contain: str) -> None:
+    status, data = http(port, "POST", path, json.dumps(body).encode(),
+                        {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                         "Authorization": f"Bearer {token}"})
+    if status != 200 or must_contain.encode() not in data:
+        raise BenchError(f"{what}: expected 200 containing {must_contain!r}, got {status}: {data[:300]!r}")
+
+
+def run_wrk(url: str, body_file: Path, conns: int, seconds: int, token: str, cpu: str | None,
+            watch: dict[str, int]) -> dict:
+    """One wrk run; `watch` names processes whose CPU time per request is reported."""
+    argv = pin(cpu) + [WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s",
+                       str(HERE / "post.lua"), url]
+    before = {k: proc_cpu_seconds(pid) for k, pid in watch.items()}
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
+                       env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_TOKEN": token})
+    after = {k: proc_cpu_seconds(pid) for k, pid in watch.items()}
+    m = re.search(r"^WRKJSON (\{.*\})$", r.stdout, re.M)
+    if r.returncode != 0 or not m:
+        raise BenchError(f"wrk failed ({r.returncode}) on {url}:\n{r.stdout}\n{r.stderr}")
+    res = json.loads(m.group(1))
+    n = max(res["requests"], 1)
+    res["rps"] = res["requests"] / (res["duration_us"] / 1e6)
+    res["errors"] = sum(res[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors",
+                                          "timeouts"))
+    for k in watch:
+        res[f"cpu_us_{k}"] = (after[k] - before[k]) * 1e6 / n
+    return res
+
+
+# ---------------------------------------------------------------- phases
+
+def machine() -> dict:
+    info = {"nproc": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()}
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+        models = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
+        info["cpu_model"] = models[0] if models else platform.processor()
+        info["cpus_listed"] = len(models)
+        mhz = re.findall(r"^cpu MHz\s*:\s*(.+)$", cpuinfo, re.M)
+        info["cpu_mhz"] = mhz[0] if mhz else "?"
+    except OSError:
+        pass
+    try:
+        mem = Path("/proc/meminfo").read_text()
+        info["mem_total_gib"] = round(int(re.search(r"MemTotal:\s+(\d+)", mem).group(1)) / 1024 / 1024, 1)
+    except (OSError, AttributeError):
+        pass
+    try:
+        osr = Path("/etc/os-release").read_text()
+        info["os"] = re.search(r'^PRETTY_NAME="?([^"\n]+)', osr, re.M).group(1)
+    except (OSError, AttributeError):
+        pass
+    info["nproc_cmd"] = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    ev = subprocess.run([ENVOY_BIN, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"version: (\S+)", ev)
+    info["envoy"] = m.group(1) if m else ev.strip()[:120]
+    info["wrk"] = subprocess.run([WRK, "--version"], capture_output=True, text=True).stdout.splitlines()[0] \
+        if shutil.which(WRK) else "?"
+    g = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    info["git"] = g.stdout.strip() or "?"
+    info["wasm_bytes"] = Path(WASM).stat().st_size
+    return info
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def choose_cpus() -> tuple[str | None, str | None]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or not shutil.which("taskset"):
+        say("warning: fewer than 2 usable CPUs (or no taskset): not pinning; numbers will be noisier")
+        return None, None
+    return str(cpus[0]), str(cpus[1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0"))
+    ap.add_argument("--micro-json", type=Path, help="results of the native micro-benchmarks (cargo bench)")
+    ap.add_argument("--bridge-md", type=Path, help="markdown printed by tests/bench/bridge_bench.py")
+    ap.add_argument("--bridge-status", default="absent", help="absent | ok | failed (exit code)")
+    ap.add_argument("--micro-problem", default="", help="why some micro-benchmark cases did not run")
+    ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "performance.md")
+    ap.add_argument("--only-doc", type=Path, help="re-render the doc from a saved results JSON; no runs")
+    args = ap.parse_args()
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    if args.only_doc:
+        results = json.loads(args.only_doc.read_text())
+    else:
+        for exe in (ENVOY_BIN, MCPX_BIN, DEMO_BIN, WRK):
+            if not shutil.which(exe):
+                raise BenchError(f"{exe} not found or not executable (make bench builds and sets them)")
+        if not Path(WASM).is_file():
+            raise BenchError(f"{WASM} not found; run `make wasm`")
+        results = measure(args.quick)
+        results_path = WORK / "results.json"
+        results_path.write_text(json.dumps(results, indent=1))
+        say(f"raw results: {results_path}")
+    micro = json.loads(args.micro_json.read_text()) if args.micro_json and args.micro_json.exists() else None
+    bridge = args.bridge_md.read_text() if args.bridge_md and args.bridge_md.exists() else None
+
+    from report import write_report  # matplotlib is imported only here
+    problems = write_report(results, micro, bridge, args.bridge_status, args.doc, args.micro_problem)
+    for p in problems:
+        say(f"problem: {p}")
+    return 1 if problems else 0
+
+
+def start_pair(tag: str, config_text: str, cpu: str | None) -> tuple[dict, dict, dict, dict]:
+    """Renders `config_text` and starts Envoy (b) and (c) for it. Returns the
+    Envoys, their ports, and the (c) and (b) bootstraps."""
+    cfg = WORK / f"{tag}.yaml"
+    cfg.write_text(config_text)
+    os.chmod(cfg, 0o600)  # holds the bench token
+    ports = {v: free_port() for v in "bc"}
+    admins = {v: free_port() for v in "bc"}
+    full = render(cfg, ports["c"], admins["c"])
+    if not has_wasm(full):
+        raise BenchError("the rendered gateway config has no wasm filter")
+    plain = strip_to_plain_envoy(render(cfg, ports["b"], admins["b"]))
+    envoys = {"b": Envoy(f"envoy-plain-{tag}", plain, ports["b"], admins["b"], cpu),
+              "c": Envoy(f"envoy-gateway-{tag}", full, ports["c"], admins["c"], cpu)}
+    return envoys, ports, full, plain
+
+
+def measure(quick: bool) -> dict:
+    seconds, warm, rounds = (2, 1, 1) if quick else (5, 1, 3)
+    list_seconds = 2 if quick else 5
+    envoy_cpu, load_cpu = choose_cpus()
+    token = secrets.token_hex(24)
+    started = time.monotonic()
+    results: dict = {
+        "when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": quick, "seconds": seconds, "warmup_seconds": warm, "rounds": rounds,
+        "list_seconds": list_seconds, "envoy_cpu": envoy_cpu, "load_cpu": load_cpu,
+        "loadavg_start": loadavg(), "machine": machine(),
+    }
+    say(f"{'quick' if quick else 'full'} run; Envoy on CPU {envoy_cpu}, wrk + demo on CPU {load_cpu}; "
+        f"load average {results['loadavg_start']}")
+
+    demo, demo_proc = start_demo("demo", 0, load_cpu)
+    envoys, ports, full, plain = start_pair(
+        "gateway", gateway_yaml(demo, {}, token, WORK / "audit.log"), envoy_cpu)
+    results["filters_c"] = main_filters(full)
+    results["filters_b"] = main_filters(plain)
+    results["envoy_argv"] = " ".join(envoys["c"].argv).replace(str(WORK), "$WORK")
+    results["memory_idle"] = {v: proc_mem_kib(e.pid) for v, e in envoys.items()}
+
+    # Each variant must really serve the call (and (c) must really be the
+    # gateway: a denied call must be refused) before we time anything.
+    urls = {"a": (demo, "/mcp"), "b": (ports["b"], "/mcp/demo"), "c": (ports["c"], "/mcp/demo")}
+    for v, (port, path) in urls.items():
+        expect_ok(port, path, TOOLS_LIST, token, f"variant ({v}) tools/list", '"echo"')
+        expect_ok(port, path, TOOLS_CALL, token, f"variant ({v}) tools/call", "hello from the mcpx benchmark")
+    status, body = http(ports["c"], "POST", "/mcp/demo", json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "dangerous_delete",
+                                                                          "arguments": {"path": "/x"}}}).encode(),
+        {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    if status != 403:
+        raise BenchError(f"the full gateway did not refuse a denied tool (got {status}: {body[:200]!r})")
+
+    call_body = WORK / "tools-call.json"
+    call_body.write_text(json.dumps(TOOLS_CALL, separators=(",", ":")))
+    results["call_body_bytes"] = call_body.stat().st_size
+    list_body = WORK / "tools-list.json"
+    list_body.write_text(json.dumps(TOOLS_LIST, separators=(",", ":")))
+
+    # Gateway overhead: rounds x connections x variants, interleaved so drift
+    # in the machine's load hits every variant alike.
+    runs: list[dict] = []
+    for rnd in range(rounds):
+        for conns in CONNECTIONS:
+            for v in "abc":
+                port, path = urls[v]
+                url = f"http://127.0.0.1:{port}{path}"
+                watch = {"demo": demo_proc.pid}
+                if v in envoys:
+                    envoys[v].alive_or_fail()
+                    watch["envoy"] = envoys[v].pid
+                run_wrk(url, call_body, conns, warm, token, load_cpu, {})
+                r = run_wrk(url, call_body, conns, seconds, token, load_cpu, watch)
+                r.update(variant=v, conns=conns, round=rnd)
+                runs.append(r)
+                say(f"round {rnd + 1}/{rounds} ({v}) c={conns:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_us']:>6} µs  "
+                    f"p99 {r['p99_us']:>6} µs  envoy {r.get('cpu_us_envoy', 0):6.1f} µs/req  errors {r['errors']}")
+    results["overhead_runs"] = runs
+    results["memory_loaded"] = {v: proc_mem_kib(e.pid) for v, e in envoys.items()}
+    for e in envoys.values():
+        PROCS.stop(e.proc)
+
+    # tools/list inspection cost: Envoy CPU per response with and without the
+    # filter, per list size. One backend and one gateway pair per size, so no
+    # tool name is advertised by two servers (that would be cross-server
+    # shadowing for integrity pinning, a different code path).
+    list_runs = []
+    for n in LIST_SIZES:
+        port, proc = start_demo(f"demo-list{n}", n, load_cpu)
+        envoys, ports, _, _ = start_pair(f"list{n}", gateway_yaml(None, {n: port}, token, WORK / "audit.log"),
+                                         envoy_cpu)
+        for v in "bc":  # also pins the baseline before the timed runs (integrity)
+            expect_ok(ports[v], f"/mcp/list{n}", TOOLS_LIST, token, f"variant ({v}) tools/list {n}", f"tool_{n - 1}")
+        for v in "bc":
+            url = f"http://127.0.0.1:{ports[v]}/mcp/list{n}"
+            envoys[v].alive_or_fail()
+            run_wrk(url, list_body, 2, 1, token, load_cpu, {})
+            r = run_wrk(url, list_body, 2, list_seconds, token, load_cpu, {"envoy": envoys[v].pid})
+            r.update(variant=v, tools=n)
+            list_runs.append(r)
+            say(f"tools/list n={n:<5} ({v}) {r['rps']:>8.0f} req/s  envoy {r['cpu_us_envoy']:9.1f} µs/resp  "
+                f"{r['bytes'] / max(r['requests'], 1) / 1024:8.1f} KiB/resp  errors {r['errors']}")
+        for e in envoys.values():
+            PROCS.stop(e.proc)
+        PROCS.stop(proc)
+    results["list_runs"] = list_runs
+
+    results["loadavg_end"] = loadavg()
+    results["elapsed_s"] = round(time.monotonic() - started, 1)
+    return results
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+
+    def _term(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _term)
+    signal.signal(signal.SIGINT, _term)
+    try:
+        rc = main()
+    except BenchError as e:
+        say(f"error: {e}")
+        rc = 1
+    finally:
+        PROCS.stop_all()
+    sys.exit(rc)
