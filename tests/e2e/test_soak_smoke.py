@@ -55,3 +55,15 @@ def test_leak_check_finds_a_leftover_process():
         soak.os.killpg(p.pid, soak.signal.SIGKILL)
         p.wait()
     assert not any(f"pid {p.pid} " in f for f in soak.leftovers(seen, "soak-leak-test-tag", p.pid))
+
+
+def test_a_request_without_answer_counts_as_hung():
+    # A listener that accepts (in the kernel's backlog) and never answers.
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        category, detail = soak.one_request(s.getsockname()[1], "demo", {"jsonrpc": "2.0", "id": 1,
+                                                                        "method": "tools/list"}, timeout=0.5)
+    assert category == soak.HUNG, detail
