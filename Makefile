@@ -17,7 +17,7 @@ DEMO_CONFIG ?= examples/demo.yaml
 DEMO_LISTEN ?= 127.0.0.1:3001
 PYTEST_ARGS ?=
 
-.PHONY: help build native wasm envoy pyenv run test unit e2e fuzz fuzz-smoke bench dist fmt lint clean distclean toolchain-check
+.PHONY: help build native wasm envoy pyenv run test unit e2e fuzz fuzz-smoke soak bench dist fmt lint clean distclean toolchain-check
 
 help: ## List the targets
 	@echo "mcpx make targets:"
@@ -77,6 +77,12 @@ fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs 
 
 fuzz-smoke: ## A short fuzz run of every target (part of make test)
 	@scripts/fuzz.sh 10
+
+SOAK_SECONDS ?= 180
+soak: build ## Soak with faults for SOAK_SECONDS (default 180) through the real gateway; regenerates docs/soak.md
+	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
+	  "$$py" tests/soak/soak.py --seconds $(SOAK_SECONDS) --report docs/soak.md
 
 bench: ## Benchmarks: build, then tests/bench/run.sh (with ENVOY_BIN, MCPX_WASM, MCPX_BIN, MCPX_DEMO_BIN set)
 	@[[ -f tests/bench/run.sh ]] || { echo "bench: tests/bench/run.sh does not exist" >&2; exit 1; }
