@@ -62,8 +62,9 @@ test: ## unit, then e2e, then a short fuzz smoke run
 	@$(MAKE) e2e
 	@$(MAKE) fuzz-smoke
 
-unit: ## Native unit tests: cargo test --workspace
+unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic lints
 	$(CARGO) test --workspace
+	$(CARGO) clippy -p mcpx-filter --lib -- -D warnings
 
 e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \

@@ -59,8 +59,8 @@ impl Reply {
 
     pub fn error_with_data(status: u16, code: i64, message: &str, data: Option<Value>, to: &ReplyTo) -> Self {
         let mut error = json!({ "code": code, "message": message });
-        if let Some(d) = data {
-            error["data"] = d;
+        if let (Some(d), Some(e)) = (data, error.as_object_mut()) {
+            e.insert("data".into(), d);
         }
         let body = match to {
             ReplyTo::Http => json!({ "error": error }),

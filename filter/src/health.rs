@@ -195,7 +195,9 @@ pub fn report(results: &[(String, ServerHealth)], detail: Detail) -> Reply {
         for (name, r) in results {
             servers.insert(name.clone(), json!({ "healthy": r.healthy, "latency_ms": r.latency_ms, "error": r.error }));
         }
-        body["servers"] = Value::Object(servers);
+        if let Some(b) = body.as_object_mut() {
+            b.insert("servers".into(), Value::Object(servers));
+        }
     }
     Reply::json(overall.http_status(), &body).with_header("cache-control", "no-store")
 }

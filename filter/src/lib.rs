@@ -3,6 +3,11 @@
 //! Everything but `glue` is host-independent and unit-tested natively; `glue`
 //! is the thin proxy-wasm layer, compiled only for wasm.
 
+// A panic kills the wasm VM for its worker thread: outside tests the filter
+// may not unwrap, expect, panic or index unchecked (enforced by clippy in
+// `make test`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 pub mod auth;
 pub mod config;
 pub mod control;

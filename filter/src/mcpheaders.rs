@@ -244,7 +244,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
             return None;
         }
         let mut n: u32 = 0;
-        for &b in &quad[..4 - pad] {
+        for &b in quad.get(..4 - pad)? {
             let d = B64.iter().position(|&c| c == b)? as u32;
             n = (n << 6) | d;
         }
@@ -254,7 +254,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         if (pad == 1 && three[2] != 0) || (pad == 2 && three[1] != 0) {
             return None;
         }
-        out.extend_from_slice(&three[..3 - pad]);
+        out.extend_from_slice(three.get(..3 - pad)?);
     }
     Some(out)
 }

@@ -64,7 +64,7 @@ fn decode_unreserved(s: &str) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] != b'%' {
+        if b.get(i) != Some(&b'%') {
             let ch_len = s[i..].chars().next().map_or(1, char::len_utf8);
             out.push_str(&s[i..i + ch_len]);
             i += ch_len;

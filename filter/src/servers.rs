@@ -4,25 +4,28 @@
 //! never leak through a field added later.
 
 use crate::config::{Config, PolicyConfig, Transport};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 pub fn summary(config: &Config) -> Value {
     let servers: Vec<Value> = config
         .servers
         .iter()
         .map(|s| {
-            let mut v = json!({
-                "name": s.name,
-                "path": format!("/mcp/{}", s.name),
-                "transport": match s.transport { Transport::Http => "http", Transport::Stdio => "stdio" },
-                "policy": policy(&s.policy),
-            });
+            let mut v = Map::new();
+            v.insert("name".into(), json!(s.name));
+            v.insert("path".into(), json!(format!("/mcp/{}", s.name)));
+            let transport = match s.transport {
+                Transport::Http => "http",
+                Transport::Stdio => "stdio",
+            };
+            v.insert("transport".into(), json!(transport));
+            v.insert("policy".into(), policy(&s.policy));
             match s.transport {
                 // URLs cannot hold credentials or a query (config validation).
-                Transport::Http => v["url"] = json!(s.url),
+                Transport::Http => v.insert("url".into(), json!(s.url)),
                 // Only the program: arguments and env values may hold secrets.
-                Transport::Stdio => v["command"] = json!(s.command),
-            }
+                Transport::Stdio => v.insert("command".into(), json!(s.command)),
+            };
             let overrides: Vec<&str> = config
                 .clients
                 .iter()
@@ -30,16 +33,17 @@ pub fn summary(config: &Config) -> Value {
                 .map(|(name, _)| name.as_str())
                 .collect();
             if !overrides.is_empty() {
-                v["client_overrides"] = json!(overrides);
+                v.insert("client_overrides".into(), json!(overrides));
             }
-            v
+            Value::Object(v)
         })
         .collect();
     json!({ "servers": servers })
 }
 
 fn policy(p: &PolicyConfig) -> Value {
-    let mut v = json!({ "read_only": p.read_only });
+    let mut v = Map::new();
+    v.insert("read_only".into(), json!(p.read_only));
     let lists = [
         ("allow_tools", &p.allow_tools),
         ("deny_tools", &p.deny_tools),
@@ -50,14 +54,14 @@ fn policy(p: &PolicyConfig) -> Value {
     ];
     for (key, list) in lists {
         if !list.is_empty() {
-            v[key] = json!(list);
+            v.insert(key.into(), json!(list));
         }
     }
     if !p.tool_rules.is_empty() {
         // Which tools have argument rules; the rules themselves stay private.
-        v["tool_rules"] = json!(p.tool_rules.keys().collect::<Vec<_>>());
+        v.insert("tool_rules".into(), json!(p.tool_rules.keys().collect::<Vec<_>>()));
     }
-    v
+    Value::Object(v)
 }
 
 #[cfg(test)]

@@ -12,8 +12,7 @@ pub fn split_events(buf: &[u8], eos: bool) -> (Vec<&[u8]>, &[u8]) {
     let mut block_start = 0;
     let mut line_start = 0;
     let mut i = 0;
-    while i < buf.len() {
-        let b = buf[i];
+    while let Some(&b) = buf.get(i) {
         if b != b'\n' && b != b'\r' {
             i += 1;
             continue;
@@ -32,11 +31,11 @@ pub fn split_events(buf: &[u8], eos: bool) -> (Vec<&[u8]>, &[u8]) {
         i += term;
         line_start = i;
         if empty_line {
-            events.push(&buf[block_start..i]);
+            events.push(buf.get(block_start..i).unwrap_or_default());
             block_start = i;
         }
     }
-    (events, &buf[block_start..])
+    (events, buf.get(block_start..).unwrap_or_default())
 }
 
 /// The lines of an event block, without their terminators.
@@ -47,23 +46,23 @@ fn lines(block: &[u8]) -> impl Iterator<Item = &[u8]> {
             return None;
         }
         let end = rest.iter().position(|&b| b == b'\n' || b == b'\r').unwrap_or(rest.len());
-        let line = &rest[..end];
-        let term = match rest.get(end) {
-            Some(b'\r') if rest.get(end + 1) == Some(&b'\n') => 2,
+        let (line, after) = rest.split_at_checked(end)?;
+        let term = match after.first() {
+            Some(b'\r') if after.get(1) == Some(&b'\n') => 2,
             Some(_) => 1,
             None => 0,
         };
-        rest = &rest[end + term..];
+        rest = after.get(term..).unwrap_or_default();
         Some(line)
     })
 }
 
 /// A line's field name and value (`name: value`, one leading space dropped).
 fn field(line: &[u8]) -> (&[u8], &[u8]) {
-    match line.iter().position(|&b| b == b':') {
-        Some(p) => {
-            let v = &line[p + 1..];
-            (&line[..p], v.strip_prefix(b" ").unwrap_or(v))
+    match line.iter().position(|&b| b == b':').and_then(|p| line.split_at_checked(p)) {
+        Some((name, colon_value)) => {
+            let v = colon_value.get(1..).unwrap_or_default();
+            (name, v.strip_prefix(b" ").unwrap_or(v))
         }
         None => (line, b""),
     }

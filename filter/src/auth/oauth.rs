@@ -344,8 +344,8 @@ impl OAuth {
             "bearer_methods_supported": ["header"],
             "resource_name": "mcpx MCP gateway",
         });
-        if !scopes.is_empty() {
-            doc["scopes_supported"] = json!(scopes);
+        if let (false, Some(d)) = (scopes.is_empty(), doc.as_object_mut()) {
+            d.insert("scopes_supported".into(), json!(scopes));
         }
         Some(doc)
     }
