@@ -12,7 +12,8 @@ import yaml
 
 from harness import MCPX_BIN, ROOT
 
-DOCS = sorted((ROOT / "docs").glob("*.md"))
+# The docs, plus the README and SECURITY.md whose examples users copy first.
+DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md", ROOT / "SECURITY.md"]
 
 
 def blocks(lang: str):
