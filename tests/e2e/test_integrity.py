@@ -419,3 +419,25 @@ inspection: {{ tool_integrity: enforce }}
         assert "id:" not in r.text  # event ids dropped: no Last-Event-ID replay around inspection
     finally:
         backend.stop()
+
+
+def test_baseline_survives_a_reload(demo, gateway_factory):
+    """The pins live in Envoy's shared data, not in the config: after a hot
+    reload (a new filter config via ECDS) a tool that changed meanwhile is
+    caught against the pin taken before the reload. Were the baseline lost,
+    the changed tool would simply be pinned afresh and pass."""
+    import os
+    import signal
+
+    gw = start(demo, gateway_factory, "enforce")
+    assert names(gw) == DEMO_TOOLS
+    pinned = baseline(gw)["servers"]["demo"]["echo"]["sha256"]
+    demo.mode(rug_pull=True)  # nothing lists tools again until the reload is in
+    gw.config_path.write_text(CONFIG.format(url=demo.url, mode="enforce").replace(
+        "deny_tools: [dangerous_delete]", "deny_tools: [dangerous_delete, slow]"))
+    os.kill(gw.process.proc.pid, signal.SIGHUP)
+    wait_until(lambda: call(gw, "slow", {"ms": 1}).status == 403, timeout=20, what="the reloaded policy")
+    assert names(gw) == ["read_file", "stream"]
+    v = baseline(gw)["violations"]["demo"]["echo"]
+    assert v["kind"] == "rug_pull" and v["pinned"] == pinned
+    assert call(gw, "echo", {"text": "hi"}).status == 403
