@@ -345,7 +345,10 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let b = stdio_bridge.clone();
     reloader.before_apply(Box::new(move |c: &Config| b.apply(c).map(|_| ())));
     let config_path = workdir.join("envoy.json");
-    write_private(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?)?;
+    dynamic::write_atomically(
+        &config_path,
+        &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?,
+    )?;
 
     let (host, port) = &opts.listen;
     let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
@@ -404,20 +407,4 @@ fn fresh_private_dir() -> Result<PathBuf, String> {
         }
     }
     Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
-}
-
-/// Writes a file only the owner can read: rendered configs may hold secrets.
-fn write_private(path: &Path, data: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(data).map_err(|e| e.to_string())?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
