@@ -519,6 +519,20 @@ impl BaselineStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fuzz finding (fuzz/fuzz_targets/canonical_hash.rs): without
+    /// serde_json's correctly rounded float parsing, the canonical form of a
+    /// large number read back as a neighbouring double, so canonicalising
+    /// twice changed it and a re-serialising backend could trip a pin.
+    #[test]
+    fn canonical_numbers_are_a_fixed_point() {
+        for text in ["111111111111111111111111111111111111111111111111111", "1.1111111111111109e+50", "0.1", "-2.5e-300"] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let canon = canonical_json(&v);
+            let again: Value = serde_json::from_str(&canon).unwrap();
+            assert_eq!(canonical_json(&again), canon, "{text}");
+        }
+    }
     use serde_json::json;
 
     fn canon(text: &str) -> String {

@@ -4,6 +4,7 @@
 //!
 //! - `spec`: how to launch a server (command, env without the gateway's secrets).
 //! - `child`: the process, its pipes and its process group.
+//! - `lines`: line framing of the child's output.
 //! - `ids`: JSON-RPC id rewriting and the requests in flight.
 //! - `reply`: answers kept verbatim (only the id is swapped back).
 //! - `cache`: the handshake (`initialize` / `server/discover`) cache and replay.
@@ -14,6 +15,7 @@ mod cache;
 mod child;
 mod http;
 mod ids;
+mod lines;
 mod reply;
 pub mod spec;
 mod upstream;
