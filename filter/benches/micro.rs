@@ -8,12 +8,8 @@
 //! machine). `make bench` runs this and puts the table into
 //! docs/performance.md.
 //!
-//! To add a case, push one more `Case` in `cases()`. The cases for modules
-//! that other work adds (integrity pinning, JWT auth) live in `pending` at the
-//! bottom, behind the cargo features `bench-integrity` / `bench-auth`, which
-//! tests/bench/run.sh enables when the module exists; without them a case
-//! measures a stand-in (and says so in its note) or reports itself skipped, so
-//! this file builds against any tree.
+//! To add a case, push one more `Case` in `cases()`; the integrity pinning
+//! and JWT cases live in `pending` at the bottom.
 
 use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead};
 use mcpx_filter::jsonrpc;
@@ -51,18 +47,14 @@ const TOOLS_CALL_DENIED: &str = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call
 
 pub struct Case {
     pub name: String,
-    /// Shown next to the figure (what it measures, or why it is a stand-in).
+    /// Shown next to the figure: what it measures.
     pub note: String,
-    /// Runs one iteration; `None` means skipped (the note says why).
-    pub run: Option<Box<dyn FnMut()>>,
+    /// Runs one iteration.
+    pub run: Box<dyn FnMut()>,
 }
 
 fn case(name: impl Into<String>, note: impl Into<String>, run: impl FnMut() + 'static) -> Case {
-    Case { name: name.into(), note: note.into(), run: Some(Box::new(run)) }
-}
-
-fn skipped(name: impl Into<String>, why: impl Into<String>) -> Case {
-    Case { name: name.into(), note: why.into(), run: None }
+    Case { name: name.into(), note: note.into(), run: Box::new(run) }
 }
 
 fn gateway() -> Gateway {
@@ -158,18 +150,14 @@ fn cases() -> Vec<Case> {
         let body = tools_list_response(n);
         let (what, run) = pending::list_inspection(gw, req, body.clone());
         let note = format!("Gateway::rewrite_tools_list: {what} ({} KiB)", body.len() / 1024);
-        out.push(Case { name: format!("tools/list inspection: {n} tools"), note, run: Some(run) });
+        out.push(Case { name: format!("tools/list inspection: {n} tools"), note, run });
     }
 
     out.extend(pending::cases());
     out
 }
 
-/// Cases for modules that land on other branches. Each is behind a cargo
-/// feature of this crate that tests/bench/run.sh turns on when
-/// filter/src/lib.rs declares the module, so this file builds against any
-/// tree; without the module a case measures a stand-in or reports itself as
-/// skipped, and its note says so.
+/// Integrity pinning and JWT verification cases.
 mod pending {
     use super::*;
 
@@ -192,21 +180,8 @@ mod pending {
         })
     }
 
-    /// One tools/list response through the gateway's response phase (the
-    /// list is rewritten: the policy removes `dangerous_delete`).
-    #[cfg(not(feature = "bench-integrity"))]
-    pub fn list_inspection(gw: Gateway, req: McpRequest, body: Vec<u8>) -> (&'static str, Box<dyn FnMut()>) {
-        let run = move || {
-            let r = gw.rewrite_tools_list(&req, &[json!(1)], black_box(&body));
-            assert!(matches!(r, Ok(Some(_))));
-            black_box(r.ok());
-        };
-        ("parse, policy filter, re-serialise", Box::new(run))
-    }
-
     /// With integrity pinning: every tool is also hashed and checked against
     /// the baseline (pinned by the first call, verified by the later ones).
-    #[cfg(feature = "bench-integrity")]
     pub fn list_inspection(gw: Gateway, req: McpRequest, body: Vec<u8>) -> (&'static str, Box<dyn FnMut()>) {
         let mut store = mcpx_filter::integrity::MemoryStore::default();
         let run = move || {
@@ -223,7 +198,6 @@ mod pending {
         out
     }
 
-    #[cfg(feature = "bench-integrity")]
     fn integrity_cases() -> Vec<Case> {
         let tool = large_tool();
         let size = serde_json::to_vec(&tool).map(|v| v.len()).unwrap_or(0);
@@ -236,27 +210,6 @@ mod pending {
         )]
     }
 
-    /// Stand-in until the integrity module lands: canonical JSON (serde_json
-    /// without preserve_order sorts keys, no whitespace), then SHA-256.
-    #[cfg(not(feature = "bench-integrity"))]
-    fn integrity_cases() -> Vec<Case> {
-        use sha2::{Digest, Sha256};
-        let tool = large_tool();
-        let size = serde_json::to_vec(&tool).map(|v| v.len()).unwrap_or(0);
-        vec![case(
-            "canonical hash: large tool",
-            format!(
-                "stand-in (sorted-key serde_json + sha2): no integrity module in this build; {} KiB tool",
-                size / 1024
-            ),
-            move || {
-                let bytes = serde_json::to_vec(black_box(&tool)).unwrap_or_default();
-                black_box(Sha256::digest(&bytes));
-            },
-        )]
-    }
-
-    #[cfg(feature = "bench-auth")]
     fn jwt_cases() -> Vec<Case> {
         use jwt_simple::prelude::*;
         use mcpx_filter::auth::{jwks, jwt, now_secs, Auth, Check};
@@ -317,7 +270,6 @@ mod pending {
     }
 
     /// Unpadded base64url, for the JWK's modulus and exponent.
-    #[cfg(feature = "bench-auth")]
     fn base64url(data: &[u8]) -> String {
         const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
@@ -328,14 +280,6 @@ mod pending {
             }
         }
         out
-    }
-
-    #[cfg(not(feature = "bench-auth"))]
-    fn jwt_cases() -> Vec<Case> {
-        vec![
-            skipped("JWT verify: cold (RS256)", "skipped: no auth module in this build"),
-            skipped("JWT verify: cached", "skipped: no auth module in this build"),
-        ]
     }
 }
 
@@ -418,18 +362,10 @@ fn main() {
         if filter.as_deref().is_some_and(|f| !c.name.contains(f)) {
             continue;
         }
-        match c.run.as_mut() {
-            Some(run) => {
-                let m = measure(run.as_mut(), &s);
-                println!("{:<48} {:>12} {:>12}  {}", c.name, human(m.median_ns), human(m.min_ns), c.note);
-                results.push(json!({"name": c.name, "note": c.note, "median_ns": m.median_ns, "min_ns": m.min_ns,
-                    "iters_per_batch": m.iters_per_batch, "batches": s.batches}));
-            }
-            None => {
-                println!("{:<48} {:>12} {:>12}  {}", c.name, "-", "-", c.note);
-                results.push(json!({"name": c.name, "note": c.note, "skipped": true}));
-            }
-        }
+        let m = measure(c.run.as_mut(), &s);
+        println!("{:<48} {:>12} {:>12}  {}", c.name, human(m.median_ns), human(m.min_ns), c.note);
+        results.push(json!({"name": c.name, "note": c.note, "median_ns": m.median_ns, "min_ns": m.min_ns,
+            "iters_per_batch": m.iters_per_batch, "batches": s.batches}));
     }
     if let Some(path) = json_out {
         let text = serde_json::to_string_pretty(&results).unwrap_or_default();

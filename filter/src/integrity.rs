@@ -526,7 +526,9 @@ mod tests {
     /// twice changed it and a re-serialising backend could trip a pin.
     #[test]
     fn canonical_numbers_are_a_fixed_point() {
-        for text in ["111111111111111111111111111111111111111111111111111", "1.1111111111111109e+50", "0.1", "-2.5e-300"] {
+        for text in
+            ["111111111111111111111111111111111111111111111111111", "1.1111111111111109e+50", "0.1", "-2.5e-300"]
+        {
             let v: Value = serde_json::from_str(text).unwrap();
             let canon = canonical_json(&v);
             let again: Value = serde_json::from_str(&canon).unwrap();

@@ -71,26 +71,15 @@ if [[ ! -f $STAMP || $(<"$STAMP") != "$key" ]]; then
     exec 9<&-
 fi
 
-# --- 1. native micro-benchmarks. Cases for modules that land on other
-# branches are cargo features, on when filter/src/lib.rs declares the module.
-features=()
-grep -q '^pub mod integrity;' filter/src/lib.rs && features+=(bench-integrity)
-grep -q '^pub mod auth;' filter/src/lib.rs && features+=(bench-auth)
+# --- 1. native micro-benchmarks (filter/benches/micro.rs).
 micro() {
     stage timeout 600 "${CARGO:-cargo}" bench -q -p mcpx-filter --bench micro "$@" -- --json "$WORK/micro.json" \
         ${QUICK:+--quick}
 }
-say "micro-benchmarks (cargo bench -p mcpx-filter --bench micro${features[*]:+ --features ${features[*]}})"
+say "micro-benchmarks (cargo bench -p mcpx-filter --bench micro)"
 rm -f "$WORK/micro.json"
 micro_problem=
-if ((${#features[@]})) && ! micro --features "${features[*]}"; then
-    # Loud, not silent: the page and the exit status say so.
-    micro_problem="the micro-benchmark cases for ${features[*]} failed against this tree (see the log); update the pending module of filter/benches/micro.rs"
-    say "error: $micro_problem; running the others"
-    micro || die "the micro-benchmarks failed (see above)"
-elif ((${#features[@]} == 0)); then
-    micro || die "the micro-benchmarks failed (see above)"
-fi
+micro || die "the micro-benchmarks failed (see above)"
 
 # --- 2. the stdio bridge (written on its own branch; run when present)
 bridge_status=absent
