@@ -21,6 +21,10 @@ pub enum Mode {
 
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
 
+/// Why a plugin configuration may not hold `${VAR}` in a credential.
+pub const UNEXPANDED_SECRET: &str = "holds an unexpanded ${VAR}: the filter cannot read environment variables; \
+     `mcpx run/render` expand them, or write the value (or its sha256:<hex> digest) into the plugin configuration";
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -619,6 +623,18 @@ impl Config {
             }
         }
         validate_auth(&self.auth, &names)?;
+        if mode == Mode::Plugin {
+            // The filter cannot read the environment: `mcpx run/render` expand
+            // these; a plugin configuration written by hand must not hold them.
+            let tokens = self.auth.token.iter().map(|t| ("auth.token".to_string(), t)).chain(
+                self.auth.clients.iter().enumerate().map(|(i, c)| (format!("auth.clients[{i}].token"), &c.token)),
+            );
+            for (key, value) in tokens {
+                if value.contains("${") {
+                    return Err(ConfigError::new(key, UNEXPANDED_SECRET));
+                }
+            }
+        }
         for (client, c) in &self.clients {
             for (server, policy) in &c.servers {
                 let key = format!("clients.{client}.servers.{server}");

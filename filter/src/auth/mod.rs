@@ -153,12 +153,7 @@ impl Auth {
 
 fn digest(key: &str, value: &str) -> Result<Digest, ConfigError> {
     if value.contains("${") {
-        return Err(ConfigError {
-            key: key.into(),
-            message: "holds an unexpanded ${VAR}: the filter cannot read environment variables; `mcpx run/render` \
-                      expand them, or write the value (or its sha256:<hex> digest) into the plugin configuration"
-                .into(),
-        });
+        return Err(ConfigError { key: key.into(), message: crate::config::UNEXPANDED_SECRET.into() });
     }
     Digest::from_config(value).map_err(|m| ConfigError { key: key.into(), message: m })
 }

@@ -282,11 +282,13 @@ fn api_keys_use_their_header() {
 
 #[test]
 fn unexpanded_env_reference_is_a_config_error() {
-    let c = Config::from_yaml(
-        "servers:\n  - name: demo\nauth:\n  enabled: true\n  token: \"${MCPX_TOKEN}\"\n",
-        Mode::Plugin,
-    )
-    .unwrap();
+    let text = "servers:\n  - name: demo\nauth:\n  enabled: true\n  token: \"${MCPX_TOKEN}\"\n";
+    // A plugin configuration is refused at validation (what `mcpx check --plugin` runs)...
+    let e = Config::from_yaml(text, Mode::Plugin).unwrap_err();
+    assert_eq!(e.key, "auth.token");
+    // ...and the filter's own compile step refuses it too, should one get through.
+    let gateway_text = text.replace("name: demo\n", "name: demo\n    url: http://127.0.0.1:3001\n");
+    let c = Config::from_yaml(&gateway_text, Mode::Gateway).unwrap();
     let e = Auth::new(&c.auth, &["demo".into()]).unwrap_err();
     assert_eq!(e.key, "auth.token");
 }
