@@ -2,6 +2,8 @@
 # Runs every fuzz target (fuzz/fuzz_targets) for a bounded time with
 # cargo-fuzz on the nightly toolchain, installing cargo-fuzz if missing.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+# FUZZ_SEED=N fixes libFuzzer's random seed (the smoke run in `make test`
+# uses one, so CI replays the same inputs; `make fuzz` explores freely).
 # Seeds come from fuzz/seeds/<target>; the growing corpus lives in
 # target/fuzz-corpus/<target> (not committed). A crash fails the run and
 # leaves the input under fuzz/artifacts/<target>/ — turn it into a
@@ -40,7 +42,7 @@ for t in "${targets[@]}"; do
   log="target/fuzz-$t.log"
   status=0
   (cd fuzz && cargo "${toolchain[@]}" fuzz run "$t" "../$corpus" -- \
-      -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1 \
+      -max_total_time="$seconds" ${FUZZ_SEED:+-seed="$FUZZ_SEED"} -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1) >"$log" 2>&1 \
     || status=$?
   grep -E "stat::number_of_executed_units|^Done [0-9]+ runs|SUMMARY|panicked" "$log" || true
   if [[ $status -ne 0 ]]; then
