@@ -399,8 +399,10 @@ impl HttpContext for HttpFilter {
         for name in head.internal_headers() {
             host::set_request_header(name, None);
         }
-        // No token passthrough: the gateway's credential never reaches a backend.
-        if let Some(name) = gateway.credential_header() {
+        // No token passthrough: the gateway's credential never reaches a
+        // backend. Removed only when sent, like the internal headers above:
+        // every header change is a host call and a route re-match.
+        if let Some(name) = gateway.credential_header().filter(|n| head.get(n).is_some()) {
             host::set_request_header(name, None);
         }
         if let Some(reply) = ops::check_origin(gateway.config(), &head) {
