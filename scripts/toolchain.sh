@@ -33,6 +33,11 @@ DEB_RUSTC=/usr/bin/rustc
 DEB_LINKER=/usr/bin/wasm-ld-19
 DEB_STD_SRC=/usr/lib/rustlib/src/rust/library
 DEB_WASI_LIBC=/usr/lib/wasm32-wasi
+# The oldest rustc the filter's locked dependencies accept (jwt-simple 0.15
+# and aes 0.9 declare rust-version 1.89). A machine image may ship an older
+# rustc-web from bookworm's main archive with stale package lists; the newer
+# one comes from bookworm-security after an apt-get update.
+DEB_MIN_RUSTC=1.89
 
 say() { echo "toolchain: $*" >&2; }
 die() { echo "toolchain: error: $*" >&2; exit 1; }
@@ -64,6 +69,9 @@ debian_missing() {
     [[ -x $DEB_LINKER ]] || echo "$DEB_LINKER"
     [[ -d $DEB_STD_SRC ]] || echo "$DEB_STD_SRC"
     [[ -e $DEB_WASI_LIBC/libc.a ]] || echo "$DEB_WASI_LIBC/libc.a"
+    if [[ -x $DEB_RUSTC ]] && ! deb_rustc_new_enough; then
+        echo "rustc-web >= $DEB_MIN_RUSTC (have $("$DEB_RUSTC" --version | cut -d' ' -f2))"
+    fi
     # /usr/bin/cargo may come from Debian's older `cargo`/`rustc` packages,
     # whose compiler does not match rust-web-src: insist on the -web ones.
     if command -v dpkg-query >/dev/null 2>&1; then
@@ -73,6 +81,15 @@ debian_missing() {
                 || echo "package $p"
         done
     fi
+}
+
+# True when Debian's rustc is at least DEB_MIN_RUSTC.
+deb_rustc_new_enough() {
+    local have sorted
+    have=$("$DEB_RUSTC" --version 2>/dev/null) || return 1
+    have=${have#rustc }; have=${have%% *}
+    sorted=$(printf '%s\n%s\n' "$DEB_MIN_RUSTC" "$have" | sort -V)
+    [[ ${sorted%%$'\n'*} == "$DEB_MIN_RUSTC" ]]
 }
 
 can_apt() { [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; }
@@ -86,8 +103,9 @@ apt_install() {
     log=$(mktemp)
     export DEBIAN_FRONTEND=noninteractive
     local install=(apt-get install -y -q --no-install-recommends "${DEB_PACKAGES[@]}")
-    if ! apt_lists_present; then
-        say "apt-get update (no package lists yet)"
+    # Stale lists would offer only the rustc-web that is already too old.
+    if ! apt_lists_present || { [[ -x $DEB_RUSTC ]] && ! deb_rustc_new_enough; }; then
+        say "apt-get update (no package lists yet, or they offer no new enough rustc-web)"
         apt-get update -q >"$log" 2>&1 || { cat "$log" >&2; die "apt-get update failed"; }
     fi
     say "apt-get install ${DEB_PACKAGES[*]}"
