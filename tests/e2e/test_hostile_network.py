@@ -278,9 +278,9 @@ def test_trickling_clients_are_cut_off_while_sse_streams_outlive_the_bound(backe
 
     # The POST stream ends normally with its result once the backend finishes.
     backend.stop_streams()
-    wait_until(lambda: post.ended, timeout=30, what="the POST stream to end")
-    assert json.loads(post.events[-1][1]) == {"jsonrpc": "2.0", "id": 7,
-                                               "result": {"content": [{"type": "text", "text": "done"}]}}
+    result = {"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": "done"}]}}
+    wait_until(lambda: post.events and json.loads(post.events[-1][1]) == result, timeout=30,
+               what="the POST stream's result")
 
 
 def listener_stat(gw, name: str) -> int:
