@@ -41,6 +41,7 @@ fn buffer_limit(config: &Config) -> u64 {
 
 /// The whole bootstrap `mcpx run` hands to Envoy.
 pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
+    check_header_names(config)?;
     Ok(json!({
         "node": { "id": "mcpx", "cluster": "mcpx" },
         "admin": {
@@ -196,6 +197,20 @@ pub fn hostile_network_defaults(config: &Config) -> serde_json::Map<String, Valu
         }] }),
     );
     m
+}
+
+/// The rendered listener drops header names with underscores, so a
+/// credential header named that way would never arrive: every request would
+/// be refused as unauthenticated. Say so at render (and `mcpx check`) time.
+fn check_header_names(config: &Config) -> Result<(), String> {
+    match &config.auth.header {
+        Some(h) if config.auth.enabled && config.auth.kind == AuthType::ApiKey && h.contains('_') => Err(format!(
+            "auth.header: {h:?} has an underscore; the gateway drops header names with underscores \
+             (backends may read them as other headers), so clients could never send it: use {:?}",
+            h.replace('_', "-")
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// JSON-RPC code of the 408 envelope (an invalid request: it never arrived whole).
@@ -1034,6 +1049,15 @@ mod tests {
         // Streams stay unbounded by the request timeout: routes keep no deadline.
         let route = &h["route_config"]["virtual_hosts"][0]["routes"][1];
         assert_eq!(route["route"]["timeout"], "0s");
+
+        // An API-key header with an underscore could never arrive.
+        let c = Config::from_yaml(
+            "servers:\n  - name: demo\n    url: http://h:1\nauth: { enabled: true, type: api_key, header: X_Api_Key, token: t }\n",
+            Mode::Gateway,
+        )
+        .unwrap();
+        let e = bootstrap(&c, &opts()).unwrap_err();
+        assert!(e.starts_with("auth.header:") && e.contains("\"X-Api-Key\""), "{e}");
 
         let b = render(
             "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n\
