@@ -183,6 +183,9 @@ pub fn hostile_network_defaults(config: &Config) -> serde_json::Map<String, Valu
             "idle_timeout": "300s",
         }),
     );
+    // HTTP/2 (h2c): Envoy's default allows 2^31 streams on one connection,
+    // which would sidestep the connection cap.
+    m.insert("http2_protocol_options".into(), json!({ "max_concurrent_streams": 100 }));
     // Envoy's 408 is plain text; the filter has not decided anything yet, so
     // it cannot envelope it. The filter itself never answers 408.
     m.insert(
@@ -1035,6 +1038,7 @@ mod tests {
         assert_eq!(h["request_headers_timeout"], "10.000s");
         assert_eq!(h["request_timeout"], "30.000s");
         assert_eq!(h["common_http_protocol_options"]["headers_with_underscores_action"], "DROP_HEADER");
+        assert_eq!(h["http2_protocol_options"]["max_concurrent_streams"], 100);
         let mapper = &h["local_reply_config"]["mappers"][0];
         assert_eq!(mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"], 408);
         assert_eq!(mapper["body_format_override"]["json_format"]["error"]["code"], REQUEST_TIMEOUT_CODE);

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import select
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -233,6 +235,23 @@ def test_underscore_headers_never_reach_the_backend(demo, gateway_factory):
         assert not cgi & {"x-mcpx-client", "mcp-method", "mcp-name", "x-mcpx-tool"}, names
     stats = gw.admin("/stats?filter=dropped_headers_with_underscores").text
     assert any(int(line.rsplit(":", 1)[1]) >= 10 for line in stats.splitlines() if line.strip()), stats
+
+
+def test_underscore_headers_are_dropped_over_http2_too(demo, gateway_factory):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl (for an h2c client) is not installed")
+    gw = gateway_factory(f"servers:\n  - name: demo\n    url: {demo.url}\n")
+    demo.reset()
+    body = json.dumps(jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}, id=12))
+    out = subprocess.run([curl, "-s", "--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_version} %{http_code}",
+                          f"http://127.0.0.1:{gw.port}/mcp/demo", "-H", "content-type: application/json",
+                          "-H", "x_mcpx_client: admin", "-H", "Mcp_Method: tools/list", "-d", body],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert out == "2 200", out
+    received = demo.received()
+    assert len(received) == 1, received
+    assert [n for n in received[0]["headers"] if "_" in n] == [], received[0]["headers"]
 
 
 def test_trickling_clients_are_cut_off_while_sse_streams_outlive_the_bound(backend, gateway_factory):
