@@ -402,21 +402,54 @@ fn default_sample_ratio() -> f64 {
     0.1
 }
 
+/// Bounds on what one client may hold: request size, how long a request may
+/// take to arrive, and how many connections the gateway accepts. The
+/// timeouts and the connection cap are Envoy settings `mcpx` renders; the
+/// filter reads only `max_body_bytes`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     #[serde(default = "default_max_body")]
     pub max_body_bytes: u64,
+    /// All request headers must arrive within this (408 after it).
+    #[serde(default = "default_request_headers_timeout")]
+    pub request_headers_timeout: Duration,
+    /// The whole request, headers and body, must arrive within this (408
+    /// after it). It never bounds the response, so streams keep streaming.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout: Duration,
+    /// Open client connections the gateway accepts at once; more are closed
+    /// on accept (Envoy's overload manager).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: u32,
 }
+
+pub const DEFAULT_REQUEST_HEADERS_TIMEOUT: Duration = Duration::from_millis(10_000);
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_millis(30_000);
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        Self { max_body_bytes: DEFAULT_MAX_BODY_BYTES }
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_headers_timeout: DEFAULT_REQUEST_HEADERS_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
     }
 }
 
 fn default_max_body() -> u64 {
     DEFAULT_MAX_BODY_BYTES
+}
+fn default_request_headers_timeout() -> Duration {
+    DEFAULT_REQUEST_HEADERS_TIMEOUT
+}
+fn default_request_timeout() -> Duration {
+    DEFAULT_REQUEST_TIMEOUT
+}
+fn default_max_connections() -> u32 {
+    DEFAULT_MAX_CONNECTIONS
 }
 
 /// A duration written as `500ms`, `30s`, `2m` or `1h`.
@@ -650,6 +683,7 @@ impl Config {
         if self.limits.max_body_bytes == 0 || self.limits.max_body_bytes > 64 * 1024 * 1024 {
             return Err(ConfigError::new("limits.max_body_bytes", "must be between 1 and 67108864 (64 MiB)"));
         }
+        validate_limits(&self.limits)?;
         let rl = &self.rate_limit;
         if rl.enabled && (rl.rps == 0 || rl.burst == 0 || (rl.per_tool && (rl.tool_rps == 0 || rl.tool_burst == 0))) {
             return Err(ConfigError::new(
@@ -698,6 +732,39 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The request timeouts and the connection cap are always on: zero would
+/// let a client hold a connection (and a slot) for as long as it likes.
+fn validate_limits(l: &LimitsConfig) -> Result<(), ConfigError> {
+    if l.request_headers_timeout.as_millis() == 0 {
+        return Err(ConfigError::new(
+            "limits.request_headers_timeout",
+            "must be above zero (e.g. 10s): it bounds how long a client may take to send its headers",
+        ));
+    }
+    if l.request_timeout.as_millis() == 0 {
+        return Err(ConfigError::new(
+            "limits.request_timeout",
+            "must be above zero (e.g. 30s): it bounds how long a client may take to send its whole request",
+        ));
+    }
+    if l.request_headers_timeout > l.request_timeout {
+        return Err(ConfigError::new(
+            "limits.request_headers_timeout",
+            format!(
+                "is {} but limits.request_timeout is {}; the headers are part of the request, so lower it or raise request_timeout",
+                l.request_headers_timeout, l.request_timeout
+            ),
+        ));
+    }
+    if l.max_connections == 0 {
+        return Err(ConfigError::new(
+            "limits.max_connections",
+            "must be at least 1 (e.g. 10000); keep it below the open-files limit (ulimit -n)",
+        ));
+    }
+    Ok(())
 }
 
 fn join(names: &BTreeSet<&str>) -> String {
@@ -914,7 +981,8 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let c = parse("servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n").unwrap();
         assert_eq!(c.listen_addr().unwrap(), ("0.0.0.0".to_string(), 8080));
-        assert_eq!(c.limits.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(c.limits, LimitsConfig::default());
+        assert_eq!(c.limits.request_timeout, Duration::from_millis(30_000));
         assert!(c.inspection.filter_tools_list);
         assert_eq!(BackendUrl::parse(c.servers[0].url.as_deref().unwrap()).unwrap().path, "/mcp");
     }
@@ -950,6 +1018,10 @@ mod tests {
             ("servers:\n  - name: a\n    url: http://h:1\nauth:\n  enabled: true\n  type: oauth\n  oauth: { resource: \"https://g/mcp\", jwks_uri: \"https://a/jwks\" }\n", "auth.oauth.authorization_servers"),
             ("listen: \"8080\"\nservers:\n  - name: a\n    url: http://h:1\n", "listen"),
             ("servers:\n  - name: a\n    url: http://h:1\n    policy: {deny_resources: [\"file:///x/../y\"]}\n", "servers.a.policy.deny_resources[0]"),
+            ("servers:\n  - name: a\n    url: http://h:1\nlimits: { request_timeout: 0s }\n", "limits.request_timeout"),
+            ("servers:\n  - name: a\n    url: http://h:1\nlimits: { request_headers_timeout: 0s }\n", "limits.request_headers_timeout"),
+            ("servers:\n  - name: a\n    url: http://h:1\nlimits: { request_headers_timeout: 1m, request_timeout: 30s }\n", "limits.request_headers_timeout"),
+            ("servers:\n  - name: a\n    url: http://h:1\nlimits: { max_connections: 0 }\n", "limits.max_connections"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err();

@@ -102,6 +102,10 @@ struct CheckArgs {
     /// Check it as the filter's plugin configuration (Envoy/Istio: servers need no url or command).
     #[arg(long)]
     plugin: bool,
+    /// Do not read the environment: `${VAR}` references are not resolved and
+    /// stdio workdirs not looked at (for CI checking a config that runs elsewhere).
+    #[arg(long)]
+    no_env: bool,
 }
 
 #[derive(Args, Clone)]
@@ -173,17 +177,7 @@ fn main() -> ExitCode {
         Some(Command::Run(args)) => run(args),
         None if cli.run.config.config.is_some() => run(cli.run),
         None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
-        Some(Command::Check(c)) => {
-            load_as(&c.config, if c.plugin { Mode::Plugin } else { Mode::Gateway }).map(|(path, config)| {
-                println!(
-                    "{}: valid ({} server{})",
-                    path.display(),
-                    config.servers.len(),
-                    if config.servers.len() == 1 { "" } else { "s" }
-                );
-                ExitCode::SUCCESS
-            })
-        }
+        Some(Command::Check(c)) => check_cmd(&c),
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
         Some(Command::Bridge(args)) => bridge_cmd(args),
@@ -203,6 +197,48 @@ fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let config = Config::from_yaml(&text, mode).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, config))
+}
+
+/// `mcpx check`: everything `run` would refuse before starting Envoy, so
+/// `valid` means `run` starts: the schema, every `${VAR}` (auth credentials,
+/// stdio `env:` and `workdir:`) resolved from this environment, the rendered
+/// Envoy config, and what the filter accepts.
+fn check_cmd(c: &CheckArgs) -> Result<ExitCode, String> {
+    let mode = if c.plugin { Mode::Plugin } else { Mode::Gateway };
+    let (path, config) = load_as(&c.config, mode)?;
+    let at = |e: String| format!("{}: {e}", path.display());
+    if mode == Mode::Gateway {
+        let resolved = if c.no_env {
+            // Placeholders stand in for the secrets; everything else is checked.
+            mcpx_filter::auth::seal_config(&config, |_| Some("mcpx-check-placeholder".into()))
+                .map_err(|e| at(e.to_string()))?
+        } else {
+            let no_env = " (or check without the environment: `mcpx check --no-env`)";
+            bridge::spec::resolve(&config, &bridge::spec::current_environ()).map_err(|e| at(e + no_env))?;
+            mcpx_filter::auth::seal_config(&config, |k| std::env::var(k).ok())
+                .map_err(|e| at(format!("{e}; export it before starting mcpx{no_env}")))?
+        };
+        let locations = Locations {
+            listen: None,
+            admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
+            wasm: None,
+            control: DEFAULT_CONTROL.parse().map_err(|e| format!("{e}"))?,
+            no_control: false,
+        };
+        let opts =
+            render_options(&resolved, &locations, "mcpx_filter.wasm".into(), Some(([127, 0, 0, 1], 7070).into()))
+                .map_err(at)?;
+        render::bootstrap(&resolved, &opts).map_err(at)?;
+        let plugin = render::plugin_configuration(&resolved).map_err(at)?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin).map_err(|e| at(e.to_string()))?;
+    } else {
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&text).map_err(|e| at(e.to_string()))?;
+    }
+    let n = config.servers.len();
+    let note = if c.no_env && mode == Mode::Gateway { "; environment not checked" } else { "" };
+    println!("{}: valid ({n} server{}{note})", path.display(), if n == 1 { "" } else { "s" });
+    Ok(ExitCode::SUCCESS)
 }
 
 fn render_options(
@@ -278,10 +314,7 @@ fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
 
 fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
     let (_, config) = load(&args.config)?;
-    // Rendering must work without a build: name the path even if absent.
-    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "mcpx_filter.wasm".into());
+    let wasm = render_wasm_path(args.locations.wasm.as_deref());
     let opts = render_options(&config, &args.locations, wasm, Some(SocketAddr::from(([127, 0, 0, 1], 7070))))?;
     let doc = render::bootstrap(&config, &opts)?;
     if args.snippets {
@@ -300,6 +333,28 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The filter path for `render`. An explicit `--wasm` is written exactly as
+/// given: it names the file on the host that runs Envoy, which is often not
+/// this machine. Without one, the local build is named if there is one.
+fn render_wasm_path(explicit: Option<&Path>) -> String {
+    if let Some(p) = explicit {
+        if p.is_relative() {
+            eprintln!(
+                "mcpx: note: --wasm {} is a relative path; Envoy resolves it against its own working directory",
+                p.display()
+            );
+        }
+        return p.display().to_string();
+    }
+    envoy::find_wasm(None).map(|p| p.display().to_string()).unwrap_or_else(|_| {
+        eprintln!(
+            "mcpx: warning: no --wasm given and no built filter found; the output names `mcpx_filter.wasm`: \
+             pass --wasm PATH with the filter's path on the host that runs Envoy"
+        );
+        "mcpx_filter.wasm".into()
+    })
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, String> {

@@ -41,12 +41,17 @@ fn buffer_limit(config: &Config) -> u64 {
 
 /// The whole bootstrap `mcpx run` hands to Envoy.
 pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
+    check_header_names(config)?;
     Ok(json!({
         "node": { "id": "mcpx", "cluster": "mcpx" },
         "admin": {
             "address": socket_address(&opts.admin.ip().to_string(), opts.admin.port()),
+            // Loopback only; readiness, reloads and /metrics must work while
+            // clients hold every connection slot.
+            "ignore_global_conn_limit": true,
         },
         "stats_config": stats_config(),
+        "overload_manager": overload_manager(config),
         "static_resources": {
             "listeners": listeners(config, opts)?,
             "clusters": clusters(config, opts)?,
@@ -81,6 +86,8 @@ pub fn control_listener(wasm_path: &str, addr: SocketAddr) -> Result<Value, Stri
     Ok(json!({
         "name": "mcpx_control",
         "address": socket_address(&addr.ip().to_string(), addr.port()),
+        // Loopback only: the operator keeps access when clients hold every slot.
+        "ignore_global_conn_limit": true,
         "filter_chains": [{
             "filters": [{
                 "name": "envoy.filters.network.http_connection_manager",
@@ -134,11 +141,94 @@ fn http_connection_manager(config: &Config, opts: &RenderOptions) -> Result<Valu
         "http_filters": http_filters(config, opts)?,
         "access_log": access_log(config),
     });
+    if let Some(h) = hcm.as_object_mut() {
+        h.extend(hostile_network_defaults(config));
+    }
     let tracing = tracing(config);
     if !tracing.is_null() {
         hcm["tracing"] = tracing;
     }
     Ok(hcm)
+}
+
+/// HCM settings for a hostile network (docs/deployment.md#hostile-network-defaults):
+/// how long a client may take to send a request, what happens to header
+/// names with underscores, and the JSON envelope for the timeout reply.
+///
+/// `request_timeout` runs from the first byte of the request until its last
+/// byte has passed the filters, so a client trickling its body is cut off;
+/// it is disarmed once the request is complete, so a long SSE response is
+/// never bounded by it. Streams are bounded only by idleness (the route's
+/// `idle_timeout`).
+///
+/// Underscores: `x_mcpx_client` or `Mcp_Method` are different header names to
+/// Envoy and the filter, but WSGI/CGI backends read them as `X-Mcpx-Client`
+/// and `Mcp-Method`. They are dropped (not refused): then neither the filter
+/// nor the backend sees them, so the backend executes exactly what the
+/// filter decided on. Refusing would happen in Envoy's codec, before the
+/// filter, as a bare 400 (HTTP/1) or a stream reset (HTTP/2) with no
+/// envelope and no audit line, and would break clients whose proxies add
+/// such headers.
+pub fn hostile_network_defaults(config: &Config) -> serde_json::Map<String, Value> {
+    let l = &config.limits;
+    let mut m = serde_json::Map::new();
+    m.insert("request_headers_timeout".into(), json!(proto_duration(l.request_headers_timeout.as_millis())));
+    m.insert("request_timeout".into(), json!(proto_duration(l.request_timeout.as_millis())));
+    m.insert(
+        "common_http_protocol_options".into(),
+        json!({
+            "headers_with_underscores_action": "DROP_HEADER",
+            // A connection with no request in flight (e.g. opened and left
+            // silent) is closed after this; open streams are not idle.
+            "idle_timeout": "300s",
+        }),
+    );
+    // HTTP/2 (h2c): Envoy's default allows 2^31 streams on one connection,
+    // which would sidestep the connection cap.
+    m.insert("http2_protocol_options".into(), json!({ "max_concurrent_streams": 100 }));
+    // Envoy's 408 is plain text; the filter has not decided anything yet, so
+    // it cannot envelope it. The filter itself never answers 408.
+    m.insert(
+        "local_reply_config".into(),
+        json!({ "mappers": [{
+            "filter": { "status_code_filter": { "comparison": { "op": "EQ",
+                "value": { "default_value": 408, "runtime_key": "mcpx.local_reply.408" } } } },
+            "body_format_override": { "json_format": { "error": {
+                "code": REQUEST_TIMEOUT_CODE,
+                "message": "%LOCAL_REPLY_BODY%: the request did not arrive in time (limits.request_headers_timeout / limits.request_timeout)",
+            } } },
+        }] }),
+    );
+    m
+}
+
+/// The rendered listener drops header names with underscores, so a
+/// credential header named that way would never arrive: every request would
+/// be refused as unauthenticated. Say so at render (and `mcpx check`) time.
+fn check_header_names(config: &Config) -> Result<(), String> {
+    match &config.auth.header {
+        Some(h) if config.auth.enabled && config.auth.kind == AuthType::ApiKey && h.contains('_') => Err(format!(
+            "auth.header: {h:?} has an underscore; the gateway drops header names with underscores \
+             (backends may read them as other headers), so clients could never send it: use {:?}",
+            h.replace('_', "-")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// JSON-RPC code of the 408 envelope (an invalid request: it never arrived whole).
+pub const REQUEST_TIMEOUT_CODE: i64 = -32600;
+
+/// The downstream connection cap for the whole Envoy process (the main
+/// listener; admin and the control listener are exempt).
+pub fn overload_manager(config: &Config) -> Value {
+    json!({ "resource_monitors": [{
+        "name": "envoy.resource_monitors.global_downstream_max_connections",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+            "max_active_downstream_connections": config.limits.max_connections,
+        },
+    }] })
 }
 
 /// Order: CORS (answers allowed preflights) -> mcpx (auth, parse, policy,
@@ -427,16 +517,35 @@ pub fn rate_limit_policy(config: &Config) -> Option<Value> {
     Some(policy)
 }
 
-/// Enough dynamic buckets that the LRU never evicts: the filter only emits
-/// keys for configured or advertised tools (at most `MAX_LEARNED_TOOLS` per
-/// server) plus one `server/_other` key per server.
-fn max_tool_buckets(config: &Config) -> usize {
-    let configured: usize = config
-        .servers
-        .iter()
-        .map(|s| s.policy.allow_tools.len() + s.policy.deny_tools.len() + s.policy.tool_rules.len())
-        .sum();
-    config.servers.len() * (ops::MAX_LEARNED_TOOLS + 1) + configured
+/// Enough dynamic buckets that the LRU never evicts (an evicted bucket comes
+/// back full: a reset). Per server the filter emits at most: one key per
+/// configured tool name (the server's own lists and rules and every client
+/// override for it, after label sanitising), one per learned tool
+/// (`MAX_LEARNED_TOOLS`), and `server/_other`.
+///
+/// The configured part is rounded up to whole blocks of
+/// [`TOOL_BUCKET_BLOCK`] so that editing an allow or deny list leaves the
+/// route configuration, and with it every bucket, untouched: Envoy rebuilds
+/// all buckets full whenever the route configuration changes.
+pub fn max_tool_buckets(config: &Config) -> usize {
+    let configured: usize = config.servers.iter().map(|s| configured_tool_labels(config, &s.name).len()).sum();
+    config.servers.len() * (ops::MAX_LEARNED_TOOLS + 1)
+        + configured.div_ceil(TOOL_BUCKET_BLOCK).max(1) * TOOL_BUCKET_BLOCK
+}
+
+/// See [`max_tool_buckets`]. The LRU's memory grows with the keys in use,
+/// not with its cap, so headroom costs nothing.
+pub const TOOL_BUCKET_BLOCK: usize = 1024;
+
+/// The distinct rate-limit labels of the tool names the config names for
+/// `server` (the names `ops::is_configured_tool` accepts).
+fn configured_tool_labels(config: &Config, server: &str) -> std::collections::BTreeSet<String> {
+    let names = |p: &mcpx_filter::config::PolicyConfig| -> Vec<String> {
+        p.allow_tools.iter().chain(&p.deny_tools).chain(p.tool_rules.keys()).map(|t| ops::sanitize(t)).collect()
+    };
+    let own = config.server(server).map(|s| names(&s.policy)).unwrap_or_default();
+    let overrides = config.clients.values().filter_map(|c| c.servers.get(server)).flat_map(names);
+    own.into_iter().chain(overrides).collect()
 }
 
 /// `/metrics` on the main listener: exactly this path, to admin's
@@ -854,6 +963,116 @@ mod tests {
         assert_eq!(rl["descriptors"][0]["entries"][0]["value"], "");
         assert_eq!(rl["descriptors"][0]["token_bucket"]["max_tokens"], 3);
         assert!(rl["max_dynamic_descriptors"].as_u64().unwrap() > ops::MAX_LEARNED_TOOLS as u64);
+    }
+
+    /// The keys the filter can emit for `server`: what `ops::tool_label`
+    /// gives every configured name, every learned name and any other name.
+    fn possible_keys(config: &Config, server: &str, learned: &[String]) -> std::collections::BTreeSet<String> {
+        let mut names: Vec<String> = learned.to_vec();
+        let s = config.server(server).unwrap();
+        let policies = std::iter::once(&s.policy).chain(config.clients.values().filter_map(|c| c.servers.get(server)));
+        for p in policies {
+            names.extend(p.allow_tools.iter().chain(&p.deny_tools).chain(p.tool_rules.keys()).cloned());
+        }
+        names.push("a-tool-nobody-named".into());
+        names
+            .iter()
+            .map(|n| {
+                let known = ops::is_configured_tool(config, server, n) || learned.contains(n);
+                ops::rate_limit_key(server, &ops::tool_label(n, known))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn tool_bucket_cap_counts_every_key_including_client_overrides() {
+        // 3 server-configured names and 2 more named only by client overrides.
+        let yaml =
+            "servers:\n  - name: a\n    url: http://h:1\n    policy: { allow_tools: [t1, t2], deny_tools: [t3] }\n\
+            clients:\n  bot:\n    servers:\n      a: { allow_tools: [t1, c1], deny_tools: [c2] }\n\
+            rate_limit: { enabled: true, per_tool: true }\n";
+        let config = Config::from_yaml(yaml, Mode::Gateway).unwrap();
+        assert_eq!(configured_tool_labels(&config, "a").len(), 5);
+        let learned: Vec<String> = (0..ops::MAX_LEARNED_TOOLS).map(|i| format!("learned{i}")).collect();
+        let keys = possible_keys(&config, "a", &learned);
+        assert_eq!(keys.len(), ops::MAX_LEARNED_TOOLS + 5 + 1, "learned + configured + _other");
+        assert!(max_tool_buckets(&config) >= keys.len());
+        // Past a whole block of configured names the cap still covers them all.
+        let many: Vec<String> = (0..TOOL_BUCKET_BLOCK + 3).map(|i| format!("d{i}")).collect();
+        let yaml = format!(
+            "servers:\n  - name: a\n    url: http://h:1\n    policy: {{ deny_tools: [{}] }}\n\
+             clients:\n  bot:\n    servers:\n      a: {{ allow_tools: [x1, x2] }}\n",
+            many.join(", ")
+        );
+        let config = Config::from_yaml(&yaml, Mode::Gateway).unwrap();
+        let keys = possible_keys(&config, "a", &learned);
+        assert_eq!(keys.len(), ops::MAX_LEARNED_TOOLS + TOOL_BUCKET_BLOCK + 3 + 2 + 1);
+        assert!(max_tool_buckets(&config) >= keys.len(), "{} < {}", max_tool_buckets(&config), keys.len());
+    }
+
+    #[test]
+    fn a_policy_only_change_leaves_the_routes_and_so_the_buckets_alone() {
+        let routes = |policy: &str, clients: &str| {
+            let yaml = format!(
+                "servers:\n  - name: a\n    url: http://h:1\n    policy: {policy}\n{clients}\
+                 rate_limit: {{ enabled: true, rps: 5, burst: 5, per_tool: true, tool_rps: 1, tool_burst: 2 }}\n"
+            );
+            route_config(&Config::from_yaml(&yaml, Mode::Gateway).unwrap()).unwrap()
+        };
+        let base = routes("{ allow_tools: [echo, add] }", "");
+        for (policy, clients) in [
+            ("{ allow_tools: [echo, add], deny_tools: [add] }", ""),
+            ("{ allow_tools: [echo, add], deny_tools: [add, x, y, z] }", ""),
+            ("{ allow_tools: [echo] }", ""),
+            ("{ allow_tools: [echo, add], tool_rules: { echo: { args: { m: { equals: hi } } } } }", ""),
+            ("{ allow_tools: [echo, add] }", "clients:\n  bot:\n    servers:\n      a: { deny_tools: [echo, q] }\n"),
+        ] {
+            assert_eq!(routes(policy, clients), base, "{policy} {clients}");
+        }
+    }
+
+    #[test]
+    fn hostile_network_defaults_are_rendered() {
+        let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n");
+        let h = hcm(&b);
+        assert_eq!(h["request_headers_timeout"], "10.000s");
+        assert_eq!(h["request_timeout"], "30.000s");
+        assert_eq!(h["common_http_protocol_options"]["headers_with_underscores_action"], "DROP_HEADER");
+        assert_eq!(h["http2_protocol_options"]["max_concurrent_streams"], 100);
+        let mapper = &h["local_reply_config"]["mappers"][0];
+        assert_eq!(mapper["filter"]["status_code_filter"]["comparison"]["value"]["default_value"], 408);
+        assert_eq!(mapper["body_format_override"]["json_format"]["error"]["code"], REQUEST_TIMEOUT_CODE);
+        let om = &b["overload_manager"]["resource_monitors"][0];
+        assert_eq!(om["name"], "envoy.resource_monitors.global_downstream_max_connections");
+        assert_eq!(om["typed_config"]["max_active_downstream_connections"], 10_000);
+        // Operator access survives a connection flood; the main listener is limited.
+        assert_eq!(b["admin"]["ignore_global_conn_limit"], true);
+        let listeners = b["static_resources"]["listeners"].as_array().unwrap();
+        assert!(listeners[0].get("ignore_global_conn_limit").is_none());
+        assert_eq!(listeners[1]["ignore_global_conn_limit"], true);
+        // Streams stay unbounded by the request timeout: routes keep no deadline.
+        let route = &h["route_config"]["virtual_hosts"][0]["routes"][1];
+        assert_eq!(route["route"]["timeout"], "0s");
+
+        // An API-key header with an underscore could never arrive.
+        let c = Config::from_yaml(
+            "servers:\n  - name: demo\n    url: http://h:1\nauth: { enabled: true, type: api_key, header: X_Api_Key, token: t }\n",
+            Mode::Gateway,
+        )
+        .unwrap();
+        let e = bootstrap(&c, &opts()).unwrap_err();
+        assert!(e.starts_with("auth.header:") && e.contains("\"X-Api-Key\""), "{e}");
+
+        let b = render(
+            "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n\
+             limits: { request_headers_timeout: 1500ms, request_timeout: 2m, max_connections: 64 }\n",
+        );
+        assert_eq!(hcm(&b)["request_headers_timeout"], "1.500s");
+        assert_eq!(hcm(&b)["request_timeout"], "120.000s");
+        assert_eq!(
+            b["overload_manager"]["resource_monitors"][0]["typed_config"]["max_active_downstream_connections"],
+            64
+        );
     }
 
     #[test]

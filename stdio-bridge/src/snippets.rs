@@ -15,7 +15,8 @@
 //!   rate limits);
 //! - listener settings (`per_connection_buffer_limit_bytes`);
 //! - all clusters, and bootstrap-level sections other than `node`, `admin`
-//!   and `static_resources` (e.g. `stats_config`), plus any extra listeners.
+//!   and `static_resources` (e.g. `stats_config`, `overload_manager`), plus
+//!   any extra listeners.
 
 use serde_json::{json, Map, Value};
 
@@ -72,7 +73,9 @@ impl Snippets {
             ),
             (
                 "http_connection_manager",
-                "Set these on the same HttpConnectionManager (next to `http_filters`).",
+                "Set these on the same HttpConnectionManager (next to `http_filters`): request ids,\n\
+                 access log, and the hostile-network defaults (request timeouts, header names\n\
+                 with underscores dropped, the JSON envelope for Envoy's 408).",
                 Value::Object(without(hcm, HCM_BOILERPLATE)),
             ),
             (
@@ -105,7 +108,10 @@ impl Snippets {
             ),
             (
                 "bootstrap",
-                "Merge into the top level of your bootstrap.",
+                "Merge into the top level of your bootstrap. `overload_manager` caps client\n\
+                 connections for the whole Envoy (limits.max_connections): set\n\
+                 `ignore_global_conn_limit: true` on your admin and on any listener that must\n\
+                 stay reachable when clients hold every slot.",
                 Value::Object(match bootstrap.as_object() {
                     Some(b) => b.iter().filter(|(k, _)| !BOOTSTRAP_BOILERPLATE.contains(&k.as_str())).fold(
                         Map::new(),
@@ -217,6 +223,13 @@ mod tests {
         assert!(s["http_connection_manager"].get("route_config").is_none());
         assert!(s["listener"]["per_connection_buffer_limit_bytes"].as_u64().unwrap() >= 1024 * 1024);
         assert!(s["listener"].get("address").is_none());
+        // The hostile-network defaults travel with the snippets.
+        assert_eq!(s["http_connection_manager"]["request_timeout"], hcm["request_timeout"]);
+        assert_eq!(
+            s["http_connection_manager"]["common_http_protocol_options"]["headers_with_underscores_action"],
+            "DROP_HEADER"
+        );
+        assert_eq!(s["bootstrap"]["overload_manager"], b["overload_manager"]);
         // No admin or node: those are the user's.
         assert!(s.get("bootstrap").is_none_or(|b| b.get("admin").is_none() && b.get("node").is_none()));
     }
