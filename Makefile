@@ -82,7 +82,7 @@ fuzz-smoke: ## A short fuzz run of every target with a fixed seed (part of make 
 	@FUZZ_SEED=1 scripts/fuzz.sh 10
 
 DIFF_SEED ?= 1
-DIFF_RANDOM ?= 40
+DIFF_RANDOM ?= 100
 DIFF_LONG_SEED ?= 2
 DIFF_LONG_RANDOM ?= 3000
 DIFF_ARGS ?=

@@ -258,10 +258,88 @@ def _mutate(rng: random.Random, c: ReqCase, n: int) -> ReqCase:
     return ReqCase(f"random:{c.cls}#{n}", f"random:{c.cls}", body, ct, "; ".join(notes))
 
 
+# Characters another reader may take for the one written: ASCII case, and
+# the Unicode simple case folds Go's encoding/json applies.
+_LOOKALIKE = {"s": ["S", "\u017f"], "k": ["K", "\u212a"]}
+
+
+def _spell(rng: random.Random, key: str) -> str:
+    """`key` with one to all letters swapped for a folding equivalent."""
+    out = list(key)
+    for i in rng.sample(range(len(key)), rng.randint(1, len(key))):
+        c = key[i]
+        choices = _LOOKALIKE.get(c, [c.upper()] if c.isalpha() else [c])
+        out[i] = rng.choice(choices)
+    return "".join(out)
+
+
+def _key(rng: random.Random, key: str):
+    r = rng.random()
+    return Str(key, "all") if r < 0.1 else Str(key, "first") if r < 0.2 else key
+
+
+def _member(rng: random.Random, key: str, benign, evil) -> list:
+    """The pairs for one member: usually just the benign one; sometimes a
+    second spelling (folded, escaped or exact) carrying the evil value,
+    before or after; sometimes only a folded spelling."""
+    r = rng.random()
+    if r < 0.55:
+        return [(_key(rng, key), benign)]
+    if r < 0.65:
+        return [(_spell(rng, key), evil)]
+    other = rng.choice([_spell(rng, key), key, Str(key, "all"), Str(_spell(rng, key), "all")])
+    pair = [(_key(rng, key), benign), (other, evil)]
+    return pair if rng.random() < 0.5 else pair[::-1]
+
+
+def _random_message(rng: random.Random):
+    a = Obj([*_member(rng, "text", "hello", "pwned"), *_member(rng, "kind", "safe", "unsafe")])
+    evil_args = args(BAD_ARGS)
+    p = Obj([*_member(rng, "name", rng.choice([GOOD_TOOL, Str(GOOD_TOOL, "first")]), BAD_TOOL),
+             *_member(rng, "arguments", a, evil_args)])
+    if rng.random() < 0.1:
+        p.pairs.append(("_meta", obj(progressToken=Raw("1"))))
+    evil_p = params(BAD_TOOL, evil_args)
+    method_benign, method_evil = rng.choice([("tools/call", "tools/call"), ("tools/list", "tools/call"),
+                                             ("ping", "tools/call")])
+    if method_benign != "tools/call":
+        p = evil_p  # whoever reads the evil method reads evil params too
+    idf = rng.choice(["1", "1", "1", "1.0", "-0", "1e0", '"1"', "null", "0"])
+    pairs = [("jsonrpc", "2.0")]
+    if rng.random() < 0.95:
+        pairs.append((_key(rng, "id"), Raw(idf)))
+    pairs += _member(rng, "method", method_benign, method_evil)
+    pairs += _member(rng, "params", p, evil_p)
+    if rng.random() < 0.08:
+        pairs.insert(rng.randrange(len(pairs) + 1), (rng.choice(["result", "error", _spell(rng, "result")]), obj()))
+    if rng.random() < 0.3:
+        rng.shuffle(pairs)
+    return Obj(pairs)
+
+
+def _random_generated(rng: random.Random, n: int) -> ReqCase:
+    """A message composed from scratch: every member may be respelled,
+    duplicated or escaped, then framed, encoded and labelled at random."""
+    msgs = [_random_message(rng) for _ in range(rng.choice([1, 1, 1, 1, 2, 3]))]
+    node = msgs if len(msgs) > 1 or rng.random() < 0.05 else msgs[0]
+    ct = rng.choice([CT_JSON] * 6 + ["application/json; charset=utf-8", "application/json; charset=UTF-8",
+                                     'application/json; charset="utf-8"', "application/json; charset=utf-7",
+                                     "application/json;charset=UTF-7", "application/json; charset=latin1"])
+    if "7" in ct and isinstance(node, Obj):
+        # Give a UTF-7 reader a different tool than a UTF-8 reader sees.
+        node.pairs.append(("x", utf7_run('","params":{"name":"' + BAD_TOOL + '"},"y":"')))
+    style = Style(rng.choice([("",), ("",), (" ", "\n", "\t", "\r\n"), ("\u00a0",)]), rng)
+    body = write(node, style).encode()
+    if rng.random() < 0.05:
+        body = b"\xef\xbb\xbf" + body
+    return ReqCase(f"generated#{n}", "generated", body, ct, f"composed at random, seed position {n}")
+
+
 def random_cases(seed: int, count: int) -> list[ReqCase]:
+    """Half mutations of catalogue cases, half messages composed from scratch."""
     rng = random.Random(seed)
     base = [c for c in request_cases() if c.cls != "control"]
-    return [_mutate(rng, rng.choice(base), n) for n in range(count)]
+    return [_mutate(rng, rng.choice(base), n) if n % 2 else _random_generated(rng, n) for n in range(count)]
 
 
 # ---- responses ------------------------------------------------------------

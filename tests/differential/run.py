@@ -3,7 +3,7 @@
 bytes it delivered through the real decoders servers and clients use.
 
   scripts/diffenv.sh                       # once: Go, Node 22 + npm packages, serde decoder
-  python tests/differential/run.py         # catalogue + 40 random variants, seed 1
+  python tests/differential/run.py         # catalogue + 100 random variants, seed 1
   python tests/differential/run.py --seed 7 --random 2000
 
 Request side: every case is POSTed to the gateway. For each one the gateway
@@ -42,7 +42,7 @@ if not os.environ.get("ENVOY_BIN"):
 
 from backend import Backend  # noqa: E402
 from generate import BAD_TOOL, GOOD_ARGS, GOOD_TOOL, ReqCase, RespCase, random_cases, request_cases, response_cases  # noqa: E402
-from harness import Gateway, request  # noqa: E402
+from harness import Gateway  # noqa: E402
 import pydecoders  # noqa: E402
 
 ENV = Path(os.environ.get("MCPX_DIFFENV", ROOT / "tests" / ".differential"))
@@ -206,7 +206,7 @@ def show_bytes(b: bytes) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--random", type=int, default=40, help="random variants on top of the catalogue")
+    ap.add_argument("--random", type=int, default=100, help="random variants on top of the catalogue")
     ap.add_argument("--only", default="", help="run only classes whose name contains this")
     ap.add_argument("--no-responses", action="store_true")
     ap.add_argument("--max-failures", type=int, default=40, help="failing cases printed in full")
