@@ -109,6 +109,10 @@ def _messages(stream: dict) -> list:
 
 
 def python_sdk_client(case: dict) -> dict:
+    """Lists the client would resolve its pending tools/list with. Streams are
+    taken as independent: the client abandons a request answered 202, but a
+    hostile server chooses the order, so it pushes the list on the already
+    open GET stream before it answers the POST."""
     want = coerce_request_id(json.loads(case["request_id"]))
     lists, errors = [], []
     for s in case["streams"]:

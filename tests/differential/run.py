@@ -207,8 +207,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--random", type=int, default=100, help="random variants on top of the catalogue")
-    ap.add_argument("--only", default="", help="run only classes whose name contains this")
+    ap.add_argument("--only", default="", help="run only classes whose name (as the report prints it) contains this")
     ap.add_argument("--no-responses", action="store_true")
+    ap.add_argument("--dump-streams", default="", help="write what the gateway delivered per response case (JSON)")
     ap.add_argument("--max-failures", type=int, default=40, help="failing cases printed in full")
     a = ap.parse_args()
 
@@ -222,7 +223,10 @@ def main() -> int:
     resp_cases = [] if a.no_responses else response_cases()
     if a.only:
         req_cases = [c for c in req_cases if a.only in c.cls]
-        resp_cases = [c for c in resp_cases if a.only in c.cls]
+        resp_cases = [c for c in resp_cases if a.only in "resp:" + c.cls]
+    if not req_cases and not resp_cases:
+        print(f"differential: no case matches --only {a.only!r}", file=sys.stderr)
+        return 2
 
     backend = Backend()
     audit = Path(tempfile.mkdtemp(prefix="mcpx-diff-")) / "audit.log"
@@ -241,6 +245,8 @@ def main() -> int:
         backend.stop()
     t_gateway = time.monotonic() - t0
 
+    if a.dump_streams:
+        Path(a.dump_streams).write_text(json.dumps(streams, indent=1))
     by_id = {c.id: c for c in req_cases}
     items = []
     for c in req_cases:
