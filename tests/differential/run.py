@@ -272,6 +272,10 @@ def main() -> int:
         g = audit_by_rid.get(sent[c.id]["rid"])
         if g is None:
             harness_errors.append(f"{c.id}: forwarded but no audit line")
+        elif g.get("decision") != "allow":
+            # The audit trail must describe what was forwarded.
+            failures[c.id].append(("gateway-audit", [f"reached the backend, but the audit line says "
+                                                     f"decision={g.get('decision')!r} reason={g.get('reason')!r}"]))
         batch = c.body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"[")
         for v in views_by_case[c.id]:
             per_decoder[v["decoder"]]["fed"] += 1
