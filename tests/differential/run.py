@@ -43,6 +43,7 @@ if not os.environ.get("ENVOY_BIN"):
 from backend import Backend  # noqa: E402
 from generate import BAD_TOOL, GOOD_ARGS, GOOD_TOOL, ReqCase, RespCase, random_cases, request_cases, response_cases  # noqa: E402
 from harness import Gateway  # noqa: E402
+from replay import Replay  # noqa: E402
 import pydecoders  # noqa: E402
 
 ENV = Path(os.environ.get("MCPX_DIFFENV", ROOT / "tests" / ".differential"))
@@ -161,10 +162,24 @@ def request_views(items: list[dict]) -> list[dict]:
     return views
 
 
-def response_views(items: list[dict]) -> list[dict]:
-    views = run_jsonl([str(NODE), str(HERE / "decoders" / "node" / "decode.cjs"), str(ENV / "node"), "responses"],
-                      items, "node client")
+# The real TS client always asks tools/list with id 1 (after initialize 0)
+# and sends no batches, so it plays the cases built for that.
+REAL_CLIENT_PLACEMENTS = {"json", "sse", "get-stream", "call-stream"}
+
+
+def response_views(items: list[dict], cases: dict[str, RespCase]) -> list[dict]:
+    node = [str(NODE), str(HERE / "decoders" / "node" / "decode.cjs"), str(ENV / "node")]
+    views = run_jsonl([*node, "responses"], items, "node client")
     views += [pydecoders.python_sdk_client(it) for it in items]
+    real = [it for it in items if cases[it["case"]].request_id == "1"
+            and cases[it["case"]].placement in REAL_CLIENT_PLACEMENTS]
+    replay = Replay({it["case"]: it["streams"] for it in real})
+    try:
+        views += run_jsonl([*node, "clients"], [{"case": it["case"], "url": replay.url(it["case"]),
+                                                 "placement": cases[it["case"]].placement} for it in real],
+                           "real TS client")
+    finally:
+        replay.stop()
     return views
 
 
@@ -257,7 +272,7 @@ def main() -> int:
         items.append({"case": c.id, "headers": headers, "body_hex": rec["body"].hex()})
     views = request_views(items)
     resp_items = [{"case": c.id, "request_id": c.request_id, "streams": streams[c.id]} for c in resp_cases]
-    rviews = response_views(resp_items)
+    rviews = response_views(resp_items, {c.id: c for c in resp_cases})
     t_total = time.monotonic() - t0
 
     # ---- verdicts ----

@@ -2,6 +2,7 @@
 //
 //   node decode.cjs NODE_MODULES_DIR requests   < cases.jsonl > views.jsonl
 //   node decode.cjs NODE_MODULES_DIR responses  < cases.jsonl > views.jsonl
+//   node decode.cjs NODE_MODULES_DIR clients    < cases.jsonl > views.jsonl
 //
 // requests: every case's exact bytes and headers are POSTed to two real HTTP
 // servers in this process:
@@ -16,6 +17,8 @@
 // TextDecoderStream + eventsource-parser, then JSONRPCMessageSchema), and a
 // result is matched to the pending tools/list request as Protocol does:
 // Number(response.id) === Number(request id).
+// clients: the real Client + StreamableHTTPClientTransport read the same
+// bytes replayed by tests/differential/replay.py (ts-sdk-client-real).
 'use strict';
 
 const http = require('node:http');
@@ -176,6 +179,35 @@ async function responses(lines) {
   }
 }
 
+// The real client: Client + StreamableHTTPClientTransport against a replay of
+// what the gateway delivered (tests/differential/replay.py).
+async function realClients(lines) {
+  const { Client } = req('@modelcontextprotocol/sdk/client/index.js');
+  const { StreamableHTTPClientTransport } = req('@modelcontextprotocol/sdk/client/streamableHttp.js');
+  const within = (p, ms) => Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error('no answer')), ms))]);
+  for (const c of lines) {
+    const client = new Client({ name: 'diff', version: '1.0.0' });
+    client.onerror = () => {};
+    const lists = [];
+    const errors = [];
+    try {
+      await within(client.connect(new StreamableHTTPClientTransport(new URL(c.url))), 10000);
+      const listing = client.listTools();
+      listing.catch(() => {});
+      if (c.placement === 'call-stream') {
+        try { await within(client.callTool({ name: 'echo', arguments: { text: 'hello', kind: 'safe' } }), 3000); }
+        catch (e) { errors.push(`callTool: ${e.message}`); }
+      }
+      const r = await within(listing, 3000);
+      lists.push({ stream: 'Client.listTools()', id: '1', tools: r.tools.map((t) => t.name) });
+    } catch (e) {
+      errors.push(String(e.message).slice(0, 200));
+    }
+    await client.close().catch(() => {});
+    out({ case: c.case, decoder: 'ts-sdk-client-real', status: 'ok', lists, errors });
+  }
+}
+
 function out(o) {
   process.stdout.write(JSON.stringify(o) + '\n');
 }
@@ -186,6 +218,7 @@ async function main() {
   for await (const line of rl) if (line.trim()) lines.push(JSON.parse(line));
   if (process.argv[3] === 'requests') await requests(lines);
   else if (process.argv[3] === 'responses') await responses(lines);
+  else if (process.argv[3] === 'clients') await realClients(lines);
   else throw new Error('mode must be requests or responses');
 }
 
