@@ -17,7 +17,7 @@ never parse a list that still contains it.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from jsonw import Obj, Raw, Str, Style, obj, utf7_run, write
 
@@ -45,7 +45,6 @@ class RespCase:
     content_type: str            # of the answer carrying the list
     body: bytes                  # the answer carrying the list
     note: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 # ---- requests -------------------------------------------------------------
@@ -375,9 +374,9 @@ ID_FORMS = [("1", "1"), ("1", '"1"'), ("1", "1.0"), ("1", "1e0"), ("1", "1E0"), 
 def response_cases() -> list[RespCase]:
     cases: list[RespCase] = []
 
-    def add(cls, placement, req_id, ct, body, note="", **extra):
+    def add(cls, placement, req_id, ct, body, note=""):
         n = sum(c.cls == cls for c in cases)
-        cases.append(RespCase(f"{cls}#{n}", cls, placement, req_id, ct, body, note, extra))
+        cases.append(RespCase(f"{cls}#{n}", cls, placement, req_id, ct, body, note))
 
     add("control", "json", "1", CT_JSON, list_answer("1").encode(), note="plain JSON list")
     add("control", "sse", "1", "text/event-stream", sse(list_answer("1")), note="plain SSE list")
