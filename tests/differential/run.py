@@ -16,7 +16,8 @@ in the list, in many forms and on several streams; each client decoder parses
 what the gateway delivered and must never read a list still holding it.
 
 Exit status: 0 all decoders agree, 1 a differential was found, 2 the harness
-itself is broken (a control case failed, a decoder is missing or crashed).
+itself is broken (a control case failed, a decoder is missing or crashed, a
+decoder no longer shows the quirk its canary checks).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ if not os.environ.get("ENVOY_BIN"):
 
 from backend import Backend  # noqa: E402
 from generate import BAD_TOOL, GOOD_ARGS, GOOD_TOOL, ReqCase, RespCase, random_cases, request_cases, response_cases  # noqa: E402
+import canaries  # noqa: E402
 from harness import Gateway  # noqa: E402
 from replay import Replay  # noqa: E402
 import pydecoders  # noqa: E402
@@ -270,13 +272,17 @@ def main() -> int:
             continue
         headers = {k: v for k, v in rec["headers"].items() if k not in HOP and not k.startswith("x-envoy")}
         items.append({"case": c.id, "headers": headers, "body_hex": rec["body"].hex()})
-    views = request_views(items)
+    canary_items, canary_cases = canaries.response_items()
+    views = request_views(items + canaries.request_items())
     resp_items = [{"case": c.id, "request_id": c.request_id, "streams": streams[c.id]} for c in resp_cases]
-    rviews = response_views(resp_items, {c.id: c for c in resp_cases})
+    rviews = response_views(resp_items + canary_items, {**{c.id: c for c in resp_cases}, **canary_cases})
+    canary_errors = canaries.check(views, rviews)
+    views = [v for v in views if not v["case"].startswith("canary:")]
+    rviews = [v for v in rviews if not v["case"].startswith("canary:")]
     t_total = time.monotonic() - t0
 
     # ---- verdicts ----
-    harness_errors: list[str] = []
+    harness_errors: list[str] = list(canary_errors)
     failures: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
     per_decoder: dict[str, Counter] = defaultdict(Counter)
     views_by_case: dict[str, list[dict]] = defaultdict(list)
