@@ -432,3 +432,35 @@ def response_cases() -> list[RespCase]:
         note="list in a JSON array answering tools/call")
     add("stream:batch", "batch", "1", CT_JSON, ("[" + ans + "]").encode(), note="batched tools/list, JSON array answer")
     return cases
+
+
+def random_response_cases(seed: int, count: int) -> list[RespCase]:
+    """Tools lists composed at random: placement, id form, framing, BOM and
+    content type drawn independently, so combinations nobody listed occur."""
+    rng = random.Random(seed)
+    equal = {"1": ["1", '"1"', "1.0", "1e0", '"01"', '" 1"', "10e-1", "1.00"], "0": ["0", "-0", '"0"', "-0.0", "0e5"],
+             '"1"': ["1", '"1"', '"01"', "1.0"]}
+    cases = []
+    for n in range(count):
+        req_id = rng.choice(["1", "1", "1", "0", '"1"'])
+        resp_id = rng.choice(equal[req_id] + ["2", '"x"', "null"])
+        ans = list_answer(resp_id)
+        placement = rng.choice(["json", "sse", "sse", "get-stream", "call-stream", "batch"])
+        as_sse = placement in ("sse", "get-stream") or (placement == "call-stream" and rng.random() < 0.5)
+        if as_sse:
+            before = rng.choice([[], [], ['{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}'],
+                                 ['{"jsonrpc":"2.0","id":2,"result":{"content":[]}}']])
+            body = sse(*before, ans, eol=rng.choice(["\n", "\r\n", "\r"]), field_sep=rng.choice([": ", ":"]),
+                       event=rng.choice([None, None, "message"]))
+            if rng.random() < 0.2:
+                body = b": keep-alive\n\n" + body
+            ct = rng.choice(["text/event-stream", "text/event-stream; charset=utf-8", "Text/Event-Stream"])
+        else:
+            text = "[" + ans + "]" if placement == "batch" or rng.random() < 0.2 else ans
+            body = text.encode()
+            ct = rng.choice([CT_JSON, CT_JSON, "application/json; charset=utf-8", "APPLICATION/JSON"])
+        if rng.random() < 0.15:
+            body = b"\xef\xbb\xbf" + body
+        note = f"{placement}, request id {req_id}, answer id {resp_id}, {ct}"
+        cases.append(RespCase(f"resp-generated#{n}", "generated", placement, req_id, ct, body, note))
+    return cases

@@ -3,8 +3,8 @@
 bytes it delivered through the real decoders servers and clients use.
 
   scripts/diffenv.sh                       # once: Go, Node 22 + npm packages, serde decoder
-  python tests/differential/run.py         # catalogue + 100 random variants, seed 1
-  python tests/differential/run.py --seed 7 --random 2000
+  python tests/differential/run.py         # catalogue + 100 random requests + 20 random lists, seed 1
+  python tests/differential/run.py --seed 7 --random 3000 --random-responses 400
 
 Request side: every case is POSTed to the gateway. For each one the gateway
 let through, the exact bytes and headers the backend received go to every
@@ -42,7 +42,8 @@ if not os.environ.get("ENVOY_BIN"):
                                              text=True, check=True).stdout.strip()
 
 from backend import Backend  # noqa: E402
-from generate import BAD_TOOL, GOOD_ARGS, GOOD_TOOL, ReqCase, RespCase, random_cases, request_cases, response_cases  # noqa: E402
+from generate import (BAD_TOOL, GOOD_ARGS, GOOD_TOOL, ReqCase, RespCase, random_cases,  # noqa: E402
+                      random_response_cases, request_cases, response_cases)
 import canaries  # noqa: E402
 from harness import Gateway  # noqa: E402
 from replay import Replay  # noqa: E402
@@ -224,6 +225,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--random", type=int, default=100, help="random variants on top of the catalogue")
+    ap.add_argument("--random-responses", type=int, default=20, help="random tools-list answers on top of the catalogue")
     ap.add_argument("--only", default="", help="run only classes whose name (as the report prints it) contains this")
     ap.add_argument("--no-responses", action="store_true")
     ap.add_argument("--dump-streams", default="", help="write what the gateway delivered per response case (JSON)")
@@ -237,7 +239,7 @@ def main() -> int:
 
     t0 = time.monotonic()
     req_cases = request_cases() + random_cases(a.seed, a.random)
-    resp_cases = [] if a.no_responses else response_cases()
+    resp_cases = [] if a.no_responses else response_cases() + random_response_cases(a.seed, a.random_responses)
     if a.only:
         req_cases = [c for c in req_cases if a.only in c.cls]
         resp_cases = [c for c in resp_cases if a.only in "resp:" + c.cls]

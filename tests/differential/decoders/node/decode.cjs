@@ -185,7 +185,15 @@ async function realClients(lines) {
   const { Client } = req('@modelcontextprotocol/sdk/client/index.js');
   const { StreamableHTTPClientTransport } = req('@modelcontextprotocol/sdk/client/streamableHttp.js');
   const within = (p, ms) => Promise.race([p, new Promise((_, no) => setTimeout(() => no(new Error('no answer')), ms))]);
-  for (const c of lines) {
+  // Cases are independent (one replay URL each), so several run at once:
+  // a case whose answer never matches costs its timeout only once per batch.
+  let next = 0;
+  const worker = async () => {
+    while (next < lines.length) await one(lines[next++]);
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+
+  async function one(c) {
     const client = new Client({ name: 'diff', version: '1.0.0' });
     client.onerror = () => {};
     const lists = [];
