@@ -70,6 +70,9 @@ inspection: {{ tool_integrity: "off", filter_tools_list: true }}
 audit: {{ enabled: true, output: {audit} }}
 """
 PROTOCOL = "2025-06-18"
+# Batches exist only in 2025-03-26; a gateway may refuse them for any later
+# protocol, so batch cases say they speak it.
+BATCH_PROTOCOL = "2025-03-26"
 # Decoders that refuse every batch by design (the Python SDK server has no
 # JSON-RPC batching); refusing is safe, so only controls need to know.
 NO_BATCH = {"python-sdk-server"}
@@ -79,12 +82,17 @@ HOP = {"host", "content-length", "transfer-encoding", "connection", "x-request-i
 
 # ---- running the cases through the gateway --------------------------------
 
+def is_batch(body: bytes) -> bool:
+    return body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"[")
+
+
 def send_requests(gw: Gateway, backend: Backend, cases: list[ReqCase]) -> dict[str, dict]:
     out = {}
     for n, c in enumerate(cases):
         rid = f"diff-{n}-{c.id}".replace(" ", "_")
+        version = BATCH_PROTOCOL if is_batch(c.body) else PROTOCOL
         headers = {"Content-Type": c.content_type, "Accept": "application/json, text/event-stream",
-                   "MCP-Protocol-Version": PROTOCOL, "X-Request-ID": rid}
+                   "MCP-Protocol-Version": version, "X-Request-ID": rid}
         try:
             r = gw.request("POST", f"/mcp/{SERVER}", c.body, headers, timeout=15)
             status = r.status
@@ -127,6 +135,7 @@ def exchange(gw: Gateway, backend: Backend, c: RespCase) -> list[dict]:
                         "body_hex": r.body.hex(), "orig_id": orig_id})
 
     if c.placement == "batch":
+        base["MCP-Protocol-Version"] = BATCH_PROTOCOL
         post("post-batch", "[" + listreq + "]", None)
     else:
         post("post-list", listreq, c.request_id)
@@ -299,7 +308,7 @@ def main() -> int:
             # The audit trail must describe what was forwarded.
             failures[c.id].append(("gateway-audit", [f"reached the backend, but the audit line says "
                                                      f"decision={g.get('decision')!r} reason={g.get('reason')!r}"]))
-        batch = c.body.lstrip(b" \t\r\n\xef\xbb\xbf").startswith(b"[")
+        batch = is_batch(c.body)
         for v in views_by_case[c.id]:
             per_decoder[v["decoder"]]["fed"] += 1
             per_decoder[v["decoder"]][v["status"]] += 1
