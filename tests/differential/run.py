@@ -284,9 +284,13 @@ def main() -> int:
         headers = {k: v for k, v in rec["headers"].items() if k not in HOP and not k.startswith("x-envoy")}
         items.append({"case": c.id, "headers": headers, "body_hex": rec["body"].hex()})
     canary_items, canary_cases = canaries.response_items()
-    views = request_views(items + canaries.request_items())
     resp_items = [{"case": c.id, "request_id": c.request_id, "streams": streams[c.id]} for c in resp_cases]
-    rviews = response_views(resp_items + canary_items, {**{c.id: c for c in resp_cases}, **canary_cases})
+    try:
+        views = request_views(items + canaries.request_items())
+        rviews = response_views(resp_items + canary_items, {**{c.id: c for c in resp_cases}, **canary_cases})
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        print(f"differential: {e}", file=sys.stderr)
+        return 2
     canary_errors = canaries.check(views, rviews)
     views = [v for v in views if not v["case"].startswith("canary:")]
     rviews = [v for v in rviews if not v["case"].startswith("canary:")]
