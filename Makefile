@@ -61,6 +61,7 @@ test: ## unit, then e2e, then a short fuzz smoke run
 	@$(MAKE) unit
 	@$(MAKE) e2e
 	@$(MAKE) fuzz-smoke
+	@$(MAKE) differential
 
 unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic lints
 	$(CARGO) test --workspace
@@ -75,9 +76,24 @@ e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYT
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs cargo-fuzz if missing)
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
+	@$(MAKE) differential DIFF_SEED=$(DIFF_LONG_SEED) DIFF_RANDOM=$(DIFF_LONG_RANDOM) DIFF_RANDOM_RESPONSES=$(DIFF_LONG_RANDOM_RESPONSES)
 
 fuzz-smoke: ## A short fuzz run of every target with a fixed seed (part of make test)
 	@FUZZ_SEED=1 scripts/fuzz.sh 10
+
+DIFF_SEED ?= 1
+DIFF_RANDOM ?= 100
+DIFF_LONG_SEED ?= 2
+DIFF_LONG_RANDOM ?= 3000
+DIFF_RANDOM_RESPONSES ?= 20
+DIFF_LONG_RANDOM_RESPONSES ?= 400
+DIFF_ARGS ?=
+.PHONY: differential
+differential: build ## Differential suite: hostile variants through the gateway, then Go/Node/TS SDK/Python/serde decoders (DIFF_SEED, DIFF_RANDOM, DIFF_ARGS)
+	@dir="$$(scripts/diffenv.sh)"; envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	MCPX_DIFFENV="$$dir" ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
+	  "$$py" tests/differential/run.py --seed $(DIFF_SEED) --random $(DIFF_RANDOM) \
+	  --random-responses $(DIFF_RANDOM_RESPONSES) $(DIFF_ARGS)
 
 SOAK_SECONDS ?= 180
 soak: build ## Soak with faults for SOAK_SECONDS (default 180) through the real gateway; regenerates docs/soak.md

@@ -1,0 +1,3 @@
+module mcpxdiff/godecode
+
+go 1.19
