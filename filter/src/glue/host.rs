@@ -238,7 +238,8 @@ pub fn request_headers(extra: &[&str]) -> Result<Vec<(String, String)>, Reply> {
         Reply::error(500, code::UNAVAILABLE, "could not read request headers", &ReplyTo::Http)
     })?;
     hostmap::screen(pairs, extra).map_err(|bad| {
-        let msg = format!("request header {:?} is not valid UTF-8 text; the gateway reads it and will not guess", bad.name);
+        let msg =
+            format!("request header {:?} is not valid UTF-8 text; the gateway reads it and will not guess", bad.name);
         Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::Http)
     })
 }
@@ -390,7 +391,12 @@ pub fn send(reply: &Reply) {
 /// those for valid memory (BadArgument: no such cluster or a missing
 /// `:method`/`:path`/`:authority`; InternalFailure: the request failed at
 /// once, e.g. no healthy upstream).
-pub fn http_call(cluster: &str, headers: Vec<(&str, &str)>, body: Option<&[u8]>, timeout: Duration) -> Result<u32, HostError> {
+pub fn http_call(
+    cluster: &str,
+    headers: Vec<(&str, &str)>,
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, HostError> {
     proxy_wasm::hostcalls::dispatch_http_call(cluster, headers, body, vec![], timeout).map_err(|s| HostError(s as u32))
 }
 

@@ -393,7 +393,9 @@ impl HttpContext for HttpFilter {
             Ok(h) => h,
             Err(reply) => {
                 self.attrs.decision = Some("error");
-                self.attrs.reason = Some("bad_request".into());
+                // 400: a header the gateway reads is not UTF-8; 500: Envoy
+                // would not hand over the headers.
+                self.attrs.reason = Some(if reply.status == 400 { "bad_request" } else { "host_error" }.into());
                 return self.reply(&reply);
             }
         };

@@ -48,8 +48,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        self.control =
-            host::property(&["plugin_root_id"]).is_some_and(|id| id == CONTROL_ROOT_ID.as_bytes());
+        self.control = host::property(&["plugin_root_id"]).is_some_and(|id| id == CONTROL_ROOT_ID.as_bytes());
         // Create the baseline keys now (Envoy's main thread configures first),
         // so every later update is a guarded compare-and-swap.
         if let Err(e) = integrity::ensure_initialized(&mut SharedStore) {
