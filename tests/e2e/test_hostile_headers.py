@@ -186,6 +186,18 @@ def test_oversized_and_odd_values_never_crash_the_filter(demo, gateway_factory):
         assert len(demo.received()) == arrived, i
         legit(gw, i)
         arrived += 1
+    # Values the filter copies into Envoy properties (filter state for the
+    # audit line: method, tool): control characters, NUL, long, odd Unicode.
+    for i, (method, tool) in enumerate([("tools/call", "a\u0000b\nc\r\u2028"), ("tools/call", "t" * 60_000),
+                                        ("tools/call", "\uffff\ud7ff" * 1000), ("x\u0000\n" * 5000, None)]):
+        msg = jsonrpc(method, {"name": tool, "arguments": {}} if tool else None, id=700 + i)
+        status, _, body = raw(gw.port, "POST", "/mcp/demo", mcp_headers(), json.dumps(msg).encode())
+        assert status in {200, 400, 403, 413}, (i, status, body[:200])
+        if status == 200:
+            arrived += 1
+        assert len(demo.received()) == arrived, i
+        legit(gw, 700 + i)
+        arrived += 1
     # Bodies: not UTF-8, truncated, oversized.
     for body, expected in [(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo\xff"}}', {400}),
                            (b'{"jsonrpc":"2.0","id":1,"method":"pi', {400}),
