@@ -63,9 +63,12 @@ test: ## unit, then e2e, then a short fuzz smoke run
 	@$(MAKE) fuzz-smoke
 	@$(MAKE) differential
 
-unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic lints
+unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic lints (glue/ included)
 	$(CARGO) test --workspace
 	$(CARGO) clippy -p mcpx-filter --lib -- -D warnings
+	@# glue/ is built only for wasm32; `lint-glue` compiles it on the host so
+	@# the same no-panic lints hold there (checked, never linked).
+	$(CARGO) clippy -p mcpx-filter --lib --features lint-glue -- -D warnings
 
 e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \

@@ -46,7 +46,9 @@ impl Gateway {
             );
         }
         let access = self.endpoint_access(head);
-        attrs.decision = Some("allow");
+        // No decision for an answered endpoint: the audit trail and the
+        // request metrics are for MCP requests (and refusals), not for
+        // load-balancer polls of /health or reads of /servers.
         match (ep, access) {
             (Endpoint::Health, Access::Full) => HeadOutcome::Health(Detail::Full),
             (Endpoint::Health, Access::Anonymous(_)) => HeadOutcome::Health(Detail::Summary),
@@ -92,6 +94,22 @@ mod tests {
         assert!(matches!(outcome(OPEN, "POST", "/health"), HeadOutcome::Reply(r) if r.status == 405));
         assert!(matches!(outcome(OPEN, "GET", "/servers"), HeadOutcome::Reply(r) if r.status == 200));
         assert!(matches!(outcome(OPEN, "GET", "/healthz"), HeadOutcome::PassThrough));
+    }
+
+    #[test]
+    fn only_refusals_are_audited() {
+        let decision = |config: &str, method: &str, path: &str| {
+            let gw = Gateway::from_plugin_config(config).unwrap();
+            let h = vec![(":method".to_string(), method.to_string()), (":path".to_string(), path.to_string())];
+            let mut a = Attributes::default();
+            gw.on_request_headers(&RequestHead { headers: &h }, &mut a);
+            a.decision
+        };
+        assert_eq!(decision(OPEN, "GET", "/health"), None);
+        assert_eq!(decision(OPEN, "GET", "/servers"), None);
+        assert_eq!(decision(AUTH, "GET", "/health"), None);
+        assert_eq!(decision(AUTH, "GET", "/servers"), Some("auth_failed"));
+        assert_eq!(decision(OPEN, "POST", "/health"), Some("error"));
     }
 
     #[test]

@@ -112,6 +112,19 @@ impl ServerHealth {
     }
 }
 
+/// Why a probe could not even be sent. Envoy refuses the call with
+/// InternalFailure when the request fails at once, which for a defined
+/// cluster means no host can take it (circuit breaker open: every host
+/// ejected by outlier detection, or a threshold reached); with BadArgument
+/// when the cluster does not exist.
+pub fn dispatch_failure(cluster: &str, failed_at_once: bool, status: &str) -> String {
+    if failed_at_once {
+        format!("no healthy upstream: circuit open (Envoy cluster {cluster} has no host that can take the probe)")
+    } else {
+        format!("cannot call Envoy cluster {cluster} ({status}); is it defined?")
+    }
+}
+
 fn short(s: &str) -> String {
     if s.is_empty() {
         return "(empty body)".to_string();
@@ -326,5 +339,14 @@ mod tests {
         assert_eq!((t(2).path.as_str(), t(2).authority.as_str()), ("/mcp/c", "127.0.0.1"));
         let plugin = Config::from_yaml("servers:\n  - name: a\n", Mode::Plugin).unwrap();
         assert!(plan(&plugin)[0].1.is_err());
+    }
+
+    #[test]
+    fn refused_probe_says_why() {
+        let open = dispatch_failure("mcpx_server_demo", true, "InternalFailure (10)");
+        assert!(open.starts_with("no healthy upstream"), "{open}");
+        assert!(!open.contains("is it defined"), "{open}");
+        let missing = dispatch_failure("mcpx_server_demo", false, "BadArgument (2)");
+        assert!(missing.contains("is it defined?"), "{missing}");
     }
 }

@@ -6,10 +6,9 @@ use super::host;
 use crate::envelope::Reply;
 use crate::gateway::Gateway;
 use crate::health::{self, Cache, Detail, ServerHealth};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::BufferType;
 use std::cell::RefCell;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 thread_local! {
     // One VM per worker thread: each worker keeps its own last results.
@@ -27,18 +26,11 @@ pub struct HealthCheck {
     cached: bool,
 }
 
-fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t: SystemTime| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl HealthCheck {
     /// Dispatches every probe. A probe that cannot even be sent (no url, no
     /// such cluster) is a result at once.
     pub fn start(gateway: &Gateway, detail: Detail) -> Self {
-        let started_ms = now_ms();
+        let started_ms = host::now_ms();
         let mut check = Self { detail, results: Vec::new(), pending: Vec::new(), started_ms, cached: false };
         let plan = health::plan(gateway.config());
         let names: Vec<String> = plan.iter().map(|(n, _)| n.clone()).collect();
@@ -51,11 +43,10 @@ impl HealthCheck {
         for (i, (name, target)) in plan.into_iter().enumerate() {
             let result = match target {
                 Err(why) => Some(ServerHealth::down(why, None)),
-                Ok(t) => match hostcalls::dispatch_http_call(
+                Ok(t) => match host::http_call(
                     &t.cluster,
                     t.headers(),
                     Some(health::PING_BODY.as_bytes()),
-                    vec![],
                     Duration::from_millis(health::PROBE_TIMEOUT_MS),
                 ) {
                     Ok(token) => {
@@ -63,7 +54,7 @@ impl HealthCheck {
                         None
                     }
                     Err(e) => Some(ServerHealth::down(
-                        format!("cannot call Envoy cluster {} ({e:?}); is it defined?", t.cluster),
+                        health::dispatch_failure(&t.cluster, e == host::INTERNAL_FAILURE, &e.to_string()),
                         None,
                     )),
                 },
@@ -83,12 +74,14 @@ impl HealthCheck {
             return false;
         };
         let (_, index) = self.pending.swap_remove(pos);
-        let latency = now_ms().saturating_sub(self.started_ms);
-        let headers = hostcalls::get_map(MapType::HttpCallResponseHeaders).unwrap_or_default();
-        let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str());
-        let status = header(":status").and_then(|s| s.parse::<u16>().ok());
+        let latency = host::now_ms().saturating_sub(self.started_ms);
+        // Only the two headers judged are read, as bytes: a backend's other
+        // headers (or a non-UTF-8 content-type, read lossily) cannot break
+        // the probe.
+        let status = host::call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        let content_type = host::call_response_header("content-type");
         let body = host::body(BufferType::HttpCallResponseBody, body_size);
-        let result = ServerHealth::from_answer(status, header("content-type"), &body, latency);
+        let result = ServerHealth::from_answer(status, content_type.as_deref(), &body, latency);
         if let Some(slot) = self.results.get_mut(index) {
             slot.1 = Some(result);
         }

@@ -100,7 +100,7 @@ impl HttpFilter {
     pub fn wake(&mut self) {
         let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.take()) else { return };
         let action = self.handle_head(&gateway, w.headers, w.headers_end_stream, w.body_done, Some(w.deadline));
-        if action == Action::Continue && proxy_wasm::hostcalls::resume_http_request().is_err() {
+        if action == Action::Continue && host::resume_http_request().is_err() {
             host::log(proxy_wasm::types::LogLevel::Error, "mcpx: could not resume a request after the key wait");
         }
     }
@@ -388,8 +388,16 @@ impl HttpContext for HttpFilter {
             // No valid configuration: refuse rather than pass unchecked.
             return self.reply(&Reply::error(503, code::UNAVAILABLE, "gateway not configured", &ReplyTo::Http));
         };
-        let Some(headers) = host::request_headers() else {
-            return self.reply(&Reply::error(500, code::UNAVAILABLE, "could not read request headers", &ReplyTo::Http));
+        let credential: Vec<&str> = gateway.credential_header().into_iter().collect();
+        let headers = match host::request_headers(&credential) {
+            Ok(h) => h,
+            Err(reply) => {
+                self.attrs.decision = Some("error");
+                // 400: a header the gateway reads is not UTF-8; 500: Envoy
+                // would not hand over the headers.
+                self.attrs.reason = Some(if reply.status == 400 { "bad_request" } else { "host_error" }.into());
+                return self.reply(&reply);
+            }
         };
         let head = RequestHead { headers: &headers };
         if self.control {

@@ -7,11 +7,10 @@
 //! adopt it on their next tick. Fetches happen when a VM has no keys, when a
 //! token named an unknown `kid`, and every `REFRESH_SECS`.
 
-use super::host::log;
+use super::host::{self, log};
 use crate::auth::now_secs;
 use crate::auth::oauth::{OAuth, REFETCH_FLOOR_SECS};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, LogLevel};
 use std::time::Duration;
 
 /// How often each VM looks at shared data and decides whether to fetch.
@@ -47,12 +46,12 @@ impl JwksFetcher {
             (":authority", o.jwks.authority.as_str()),
             ("accept", "application/json"),
         ];
-        match hostcalls::dispatch_http_call(&o.jwks.cluster, headers, None, vec![], FETCH_TIMEOUT) {
+        match host::http_call(&o.jwks.cluster, headers, None, FETCH_TIMEOUT) {
             Ok(token) => self.in_flight = Some(token),
             Err(e) => log(
                 LogLevel::Error,
                 &format!(
-                    "mcpx: cannot fetch the JWKS through Envoy cluster {:?} ({e:?}); is the cluster defined?",
+                    "mcpx: cannot fetch the JWKS through Envoy cluster {:?} ({e}); is the cluster defined?",
                     o.jwks.cluster
                 ),
             ),
@@ -62,7 +61,7 @@ impl JwksFetcher {
     /// Installs the document another VM published, when it is new to us
     /// (also right after a reconfigure, so a reload does not wait for keys).
     pub fn adopt_shared(&mut self, o: &OAuth) {
-        let Ok((Some(bytes), cas)) = hostcalls::get_shared_data(&data_key(o)) else { return };
+        let Ok((Some(bytes), cas)) = host::shared_data(&data_key(o)) else { return };
         if cas.is_some() && cas == self.seen_cas {
             return;
         }
@@ -79,11 +78,8 @@ impl JwksFetcher {
             return false;
         }
         self.in_flight = None;
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status").ok().flatten();
-        let body = match hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size) {
-            Ok(Some(b)) => b,
-            _ => Vec::new(),
-        };
+        let status = host::call_response_header(":status");
+        let body = host::body(BufferType::HttpCallResponseBody, body_size);
         if status.as_deref() != Some("200") {
             log(
                 LogLevel::Warn,
@@ -101,9 +97,9 @@ impl JwksFetcher {
                 log(LogLevel::Info, &format!("mcpx: loaded {n} signing key(s) from {}", o.jwks.uri));
                 let mut record = format!("{now}\n").into_bytes();
                 record.extend_from_slice(&body);
-                if hostcalls::set_shared_data(&data_key(o), Some(&record), None).is_ok() {
+                if host::set_shared_data(&data_key(o), &record, None).is_ok() {
                     // Remember our own version so we do not re-install it.
-                    self.seen_cas = hostcalls::get_shared_data(&data_key(o)).ok().and_then(|(_, c)| c);
+                    self.seen_cas = host::shared_data(&data_key(o)).ok().and_then(|(_, c)| c);
                 }
             }
             Err(e) => log(LogLevel::Warn, &format!("mcpx: JWKS from {} rejected: {e}", o.jwks.uri)),
@@ -116,14 +112,14 @@ impl JwksFetcher {
 /// time of the last fetch start.
 fn take_lease(o: &OAuth, now: u64) -> bool {
     let key = lease_key(o);
-    let (last, cas) = match hostcalls::get_shared_data(&key) {
+    let (last, cas) = match host::shared_data(&key) {
         Ok((v, cas)) => (v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()), cas),
         Err(_) => return false,
     };
     if last.is_some_and(|l| now < l.saturating_add(REFETCH_FLOOR_SECS)) {
         return false;
     }
-    hostcalls::set_shared_data(&key, Some(now.to_string().as_bytes()), cas).is_ok()
+    host::set_shared_data(&key, now.to_string().as_bytes(), cas).is_ok()
 }
 
 /// A published record: `<fetched_at secs>\n<JWKS body>`.

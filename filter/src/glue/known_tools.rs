@@ -6,10 +6,9 @@
 //! `ops::MAX_LEARNED_TOOLS` names are kept per server: a client cannot mint
 //! metric series or rate-limit buckets by inventing tool names.
 
-use super::host::log;
+use super::host::{self, log};
 use crate::ops::{sanitize, MAX_LEARNED_TOOLS};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, Status};
+use proxy_wasm::types::LogLevel;
 
 fn key(server: &str) -> String {
     format!("mcpx.known_tools.{server}")
@@ -22,7 +21,7 @@ fn names(data: &[u8]) -> impl Iterator<Item = &str> {
 /// Whether `server` has advertised `tool` (compared in sanitised form).
 pub fn is_known(server: &str, tool: &str) -> bool {
     let wanted = sanitize(tool);
-    match hostcalls::get_shared_data(&key(server)) {
+    match host::shared_data(&key(server)) {
         Ok((Some(data), _)) => names(&data).any(|n| n == wanted),
         _ => false,
     }
@@ -34,7 +33,7 @@ pub fn learn(server: &str, listed: &[String]) {
         return;
     }
     for _ in 0..4 {
-        let (data, cas) = match hostcalls::get_shared_data(&key(server)) {
+        let (data, cas) = match host::shared_data(&key(server)) {
             Ok((d, cas)) => (d.unwrap_or_default(), cas),
             Err(_) => return,
         };
@@ -51,9 +50,9 @@ pub fn learn(server: &str, listed: &[String]) {
         if all.len() == before {
             return;
         }
-        match hostcalls::set_shared_data(&key(server), Some(all.join("\n").as_bytes()), cas) {
+        match host::set_shared_data(&key(server), all.join("\n").as_bytes(), cas) {
             Ok(()) => return,
-            Err(Status::CasMismatch) => continue,
+            Err(host::CAS_MISMATCH) => continue,
             Err(_) => break,
         }
     }

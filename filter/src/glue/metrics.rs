@@ -8,9 +8,8 @@
 //! method/decision words, configured clients) and sanitised: each distinct
 //! name is a permanent Envoy stat. Metric ids are cached per VM.
 
-use super::host::log;
+use super::host::{self, log};
 use crate::gateway::Attributes;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -23,7 +22,7 @@ fn id(kind: MetricType, name: &str) -> Option<u32> {
     if let Some(id) = IDS.with(|m| m.borrow().get(name).copied()) {
         return Some(id);
     }
-    match hostcalls::define_metric(kind, name) {
+    match host::define_metric(kind, name) {
         Ok(id) => {
             IDS.with(|m| m.borrow_mut().insert(name.to_string(), id));
             Some(id)
@@ -37,13 +36,13 @@ fn id(kind: MetricType, name: &str) -> Option<u32> {
 
 fn inc(name: &str) {
     if let Some(id) = id(MetricType::Counter, name) {
-        let _ = hostcalls::increment_metric(id, 1);
+        let _ = host::increment_metric(id, 1);
     }
 }
 
 fn record(name: &str, value: u64) {
     if let Some(id) = id(MetricType::Histogram, name) {
-        let _ = hostcalls::record_metric(id, value);
+        let _ = host::record_metric(id, value);
     }
 }
 

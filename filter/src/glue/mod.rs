@@ -1,6 +1,7 @@
 //! The proxy-wasm layer: one root context holding the parsed configuration,
-//! one thin HTTP context per request. Host calls go through `hostcalls` with
-//! every error handled: a panic here would kill the VM for the worker.
+//! one thin HTTP context per request. Host calls go through `host.rs`, which
+//! returns every host error instead of panicking: a panic here would kill the
+//! VM for the worker.
 
 mod health;
 mod host;

@@ -1,7 +1,7 @@
 //! The root context: parses the plugin configuration once per (re)configure
 //! and shares it with every request through an `Rc`.
 
-use super::host::log;
+use super::host::{self, log};
 use super::http::HttpFilter;
 use super::jwks::{self, JwksFetcher};
 use super::shared::SharedStore;
@@ -9,7 +9,6 @@ use super::waiting::{self, Waitable};
 use crate::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
 use crate::integrity;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -35,7 +34,7 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(bytes) = self.get_plugin_configuration() else {
+        let Some(bytes) = host::plugin_configuration() else {
             log(
                 LogLevel::Error,
                 "mcpx: the plugin configuration is empty; pass the policy part of mcpx.yaml as `configuration`",
@@ -49,8 +48,7 @@ impl RootContext for Root {
                 return false;
             }
         };
-        self.control =
-            matches!(hostcalls::get_property(vec!["plugin_root_id"]), Ok(Some(id)) if id == CONTROL_ROOT_ID.as_bytes());
+        self.control = host::property(&["plugin_root_id"]).is_some_and(|id| id == CONTROL_ROOT_ID.as_bytes());
         // Create the baseline keys now (Envoy's main thread configures first),
         // so every later update is a guarded compare-and-swap.
         if let Err(e) = integrity::ensure_initialized(&mut SharedStore) {
@@ -60,7 +58,7 @@ impl RootContext for Root {
             Ok(g) => {
                 if g.auth().oauth().is_some() && !self.control {
                     // Keys are fetched and shared from the tick, in every VM.
-                    if proxy_wasm::hostcalls::set_tick_period(jwks::TICK).is_err() {
+                    if host::set_tick_period(jwks::TICK).is_err() {
                         log(LogLevel::Error, "mcpx: cannot set a tick period; OAuth keys will not load");
                     }
                 }

@@ -2,27 +2,26 @@
 //! for every worker thread, kept across config reloads and VM restarts
 //! (ENVOY-FACTS §4), lost when Envoy itself restarts.
 
-use super::host::log;
+use super::host::{self, log};
 use crate::integrity::{BaselineStore, StoreError, Stored, Violation};
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, Status};
+use proxy_wasm::types::LogLevel;
 
 pub struct SharedStore;
 
 impl BaselineStore for SharedStore {
     fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
-        match hostcalls::get_shared_data(key) {
+        match host::shared_data(key) {
             Ok((None, None)) => Ok(None),
             Ok((value, cas)) => Ok(Some((value.unwrap_or_default(), cas))),
-            Err(s) => Err(StoreError::Host(format!("{s:?}"))),
+            Err(s) => Err(StoreError::Host(s.to_string())),
         }
     }
 
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
+        match host::set_shared_data(key, value, cas) {
             Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(StoreError::CasMismatch),
-            Err(s) => Err(StoreError::Host(format!("{s:?}"))),
+            Err(host::CAS_MISMATCH) => Err(StoreError::CasMismatch),
+            Err(s) => Err(StoreError::Host(s.to_string())),
         }
     }
 }

@@ -9,8 +9,8 @@
 //! once keys are loaded, or when its bounded wait is over (then it gets the
 //! 503 — fail closed, never allow).
 
+use super::host;
 use super::http::HttpFilter;
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use std::cell::RefCell;
@@ -40,7 +40,7 @@ pub fn wake(keys_loaded: bool) {
             continue;
         }
         // The request may be gone (client hung up): then there is nothing to do.
-        if hostcalls::set_effective_context(id).is_err() {
+        if host::set_effective_context(id).is_err() {
             continue;
         }
         f.wake();
