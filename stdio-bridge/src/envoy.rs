@@ -130,13 +130,13 @@ fn admin_taken(admin: SocketAddr) -> String {
 /// Whether `bind` is in use by someone else; the message says so and how to fix it.
 fn taken(bind: &Bind, fix: &str) -> Option<String> {
     match bind {
-        Bind::Tcp(a) if a.port() != 0 => std::net::TcpListener::bind(a)
-            .err()
-            .map(|e| format!("the address {a} is already in use ({e}); {fix}")),
-        Bind::Tcp(_) => None,
-        Bind::Pipe(p) => {
-            std::os::unix::net::UnixStream::connect(p).is_ok().then(|| format!("the socket {} is in use by a running process; {fix}", p.display()))
+        Bind::Tcp(a) if a.port() != 0 => {
+            std::net::TcpListener::bind(a).err().map(|e| format!("the address {a} is already in use ({e}); {fix}"))
         }
+        Bind::Tcp(_) => None,
+        Bind::Pipe(p) => std::os::unix::net::UnixStream::connect(p)
+            .is_ok()
+            .then(|| format!("the socket {} is in use by a running process; {fix}", p.display())),
     }
 }
 
@@ -326,7 +326,9 @@ async fn readiness(l: &Launch<'_>, node: &str) -> Readiness {
         .iter()
         .map(|(e, fix)| match &e.bind {
             Bind::Tcp(a) => format!("Envoy could not bind its {} listener on {a} (in use?); {fix}", e.name),
-            Bind::Pipe(p) => format!("Envoy could not bind its {} listener on {} (in use?); {fix}", e.name, p.display()),
+            Bind::Pipe(p) => {
+                format!("Envoy could not bind its {} listener on {} (in use?); {fix}", e.name, p.display())
+            }
         })
         .collect();
     Readiness::Failed(format!("refusing to start: {}", reasons.join("; ")))
@@ -341,9 +343,7 @@ fn bound(statuses: &[serde_json::Value], e: &Expected) -> bool {
                     let port = s.pointer("/local_address/socket_address/port_value").and_then(|v| v.as_u64());
                     a.port() == 0 || port == Some(u64::from(a.port()))
                 }
-                Bind::Pipe(p) => {
-                    s.pointer("/local_address/pipe/path").and_then(|v| v.as_str()) == p.to_str()
-                }
+                Bind::Pipe(p) => s.pointer("/local_address/pipe/path").and_then(|v| v.as_str()) == p.to_str(),
             }
     })
 }

@@ -343,7 +343,20 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?,
     );
     let bridge_addr = stdio_bridge.local_addr();
-    let result = run_envoy(&args, &path, text, &config, &rt, &stdio_bridge, bridge_addr, token, wasm, &envoy_bin, control, &mut cleanup);
+    let result = run_envoy(
+        &args,
+        &path,
+        text,
+        &config,
+        &rt,
+        &stdio_bridge,
+        bridge_addr,
+        token,
+        wasm,
+        &envoy_bin,
+        control,
+        &mut cleanup,
+    );
     rt.block_on(stdio_bridge.shutdown());
     result
 }
@@ -377,7 +390,9 @@ fn run_envoy(
     // Refuse at once, naming the address, when one Envoy needs is taken.
     let (host, port) = &opts.listen;
     let mut listeners = Vec::new();
-    if let Some(addr) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port)).ok().and_then(|mut a| a.next()) {
+    if let Some(addr) =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port)).ok().and_then(|mut a| a.next())
+    {
         listeners.push((
             envoy::Expected { name: "mcpx", bind: envoy::Bind::Tcp(addr) },
             "stop the process that holds it, or choose a free port with --listen ADDR or `listen:`".to_string(),
@@ -408,15 +423,14 @@ fn run_envoy(
     // Envoy starts from a bootstrap that points at dynamic resource files,
     // so reloads never restart it (see dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };
-    let mut reloader = reload::Reloader::start(path.to_path_buf(), text, config.clone(), render_fn, layout, opts.admin)?;
+    let mut reloader =
+        reload::Reloader::start(path.to_path_buf(), text, config.clone(), render_fn, layout, opts.admin)?;
     // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
     // It runs once Envoy has accepted every other part of the new config, so
     // a reload Envoy refuses leaves the bridge as it was (reload.rs).
     let b = stdio_bridge.clone();
     reloader.bridge(Box::new(move |c: &Config| {
-        b.apply(c).map(|r| {
-            serde_json::json!({ "added": r.added, "removed": r.removed, "replaced": r.replaced })
-        })
+        b.apply(c).map(|r| serde_json::json!({ "added": r.added, "removed": r.removed, "replaced": r.replaced }))
     }));
     let config_path = workdir.join("envoy.json");
     dynamic::write_atomically(
@@ -518,11 +532,13 @@ fn prepare_control_socket(socket: &Path) -> Result<(), String> {
     }
     match std::fs::symlink_metadata(socket) {
         Err(_) => Ok(()),
-        Ok(m) if !m.file_type().is_socket() => {
-            Err(format!("the control socket path {} exists and is not a socket; remove it or pass --control PATH", socket.display()))
-        }
+        Ok(m) if !m.file_type().is_socket() => Err(format!(
+            "the control socket path {} exists and is not a socket; remove it or pass --control PATH",
+            socket.display()
+        )),
         Ok(_) if std::os::unix::net::UnixStream::connect(socket).is_ok() => Ok(()),
-        Ok(_) => std::fs::remove_file(socket).map_err(|e| format!("cannot remove the stale socket {}: {e}", socket.display())),
+        Ok(_) => std::fs::remove_file(socket)
+            .map_err(|e| format!("cannot remove the stale socket {}: {e}", socket.display())),
     }
 }
 
