@@ -118,6 +118,9 @@ pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> 
         // SO_REUSEPORT (an Envoy left running, say), and clients would reach
         // either: a taken port must fail to bind instead.
         "enable_reuse_port": false,
+        // With one shared socket the kernel no longer spreads connections
+        // over the workers; Envoy's exact balancer does.
+        "connection_balance_config": { "exact_balance": {} },
         "per_connection_buffer_limit_bytes": buffer_limit(config),
         "filter_chains": [{
             "filters": [{
