@@ -378,3 +378,37 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     };
     tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_listener_counts_only_when_bound_where_asked() {
+        let statuses = vec![
+            json!({"name": "mcpx", "local_address": {"socket_address": {"address": "127.0.0.1", "port_value": 8080}}}),
+            json!({"name": "mcpx_control", "local_address": {"pipe": {"path": "/run/mcpx/control.sock"}}}),
+        ];
+        let tcp = |port| Expected { name: "mcpx", bind: Bind::Tcp(SocketAddr::from(([127, 0, 0, 1], port))) };
+        let pipe = |p: &str| Expected { name: "mcpx_control", bind: Bind::Pipe(p.into()) };
+        assert!(bound(&statuses, &tcp(8080)));
+        assert!(!bound(&statuses, &tcp(8081)), "another port");
+        assert!(bound(&statuses, &pipe("/run/mcpx/control.sock")));
+        assert!(!bound(&statuses, &pipe("/tmp/other.sock")));
+        assert!(!bound(&statuses[1..], &tcp(8080)), "a missing listener");
+    }
+
+    #[test]
+    fn preflight_names_a_taken_address_and_the_fix() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = held.local_addr().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let listeners = vec![(Expected { name: "mcpx", bind: Bind::Tcp(addr) }, "use --listen".to_string())];
+        let e = preflight(free, &listeners).unwrap_err();
+        assert!(e.contains(&addr.to_string()) && e.contains("--listen"), "{e}");
+        let e = preflight(addr, &[]).unwrap_err();
+        assert!(e.contains("admin") && e.contains("--admin"), "{e}");
+        assert!(preflight(free, &[]).is_ok());
+    }
+}

@@ -569,3 +569,38 @@ fn fresh_private_dir() -> Result<PathBuf, String> {
     }
     Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_takes_a_socket_path_not_a_port() {
+        let e = control_path(&Some("127.0.0.1:9902".into())).unwrap_err();
+        assert!(e.contains("Unix socket"), "{e}");
+        assert!(control_path(&Some("ctl.sock".into())).unwrap().is_absolute());
+        assert!(control_path(&None).unwrap().ends_with("control.sock"));
+    }
+
+    #[test]
+    fn the_control_directory_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("mcpx-control-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let socket = d.join("control.sock");
+        prepare_control_socket(&socket).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = prepare_control_socket(&socket).unwrap_err();
+        assert!(e.contains("not private") && e.contains("--control"), "{e}");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A socket nobody answers on (left by a killed gateway) is removed.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        prepare_control_socket(&socket).unwrap();
+        assert!(!socket.exists());
+        // A file that is not a socket is not touched.
+        std::fs::write(&socket, "x").unwrap();
+        assert!(prepare_control_socket(&socket).unwrap_err().contains("not a socket"));
+        std::fs::remove_dir_all(d).ok();
+    }
+}
