@@ -3,10 +3,14 @@
 //! them so the next `tools/list` pins afresh.
 //!
 //! They are served only by the plugin instance whose root id is
-//! [`CONTROL_ROOT_ID`], which `mcpx run` renders on a separate listener bound
-//! to loopback; the main listener never serves them. As a second line of
-//! defence against a browser on the same machine (DNS rebinding, CSRF),
-//! requests carrying an `Origin` header or a non-loopback `Host` are refused.
+//! [`CONTROL_ROOT_ID`], which `mcpx run` renders on a separate listener: a
+//! Unix socket with mode 0600 in a directory only the operator's account can
+//! enter, so no other account can connect (a loopback TCP port would be open
+//! to every local process). The main listener never serves them. As a second
+//! line of defence (for an Envoy of your own that puts this root id on a TCP
+//! listener), requests carrying an `Origin` header or a non-loopback `Host`
+//! are refused, so a browser on the machine cannot use them (DNS rebinding,
+//! CSRF).
 
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::gateway::RequestHead;

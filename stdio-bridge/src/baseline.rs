@@ -1,28 +1,33 @@
 //! `mcpx baseline show|reset`: the operator's view of the integrity baseline,
-//! through the control listener `mcpx run` renders on loopback
-//! (docs/integrity.md). A tiny HTTP/1.1 client over std: one request, one
-//! connection, no dependencies.
+//! through the control listener `mcpx run` renders on a Unix socket only the
+//! operator's account can connect to (docs/integrity.md). A tiny HTTP/1.1
+//! client over std: one request, one connection, no dependencies.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::Duration;
 
-/// Sends one request to the control listener; returns the status and body.
-pub fn request(addr: SocketAddr, method: &str, path: &str) -> Result<(u16, String), String> {
+/// Sends one request to the control socket; returns the status and body.
+pub fn request(socket: &Path, method: &str, path: &str) -> Result<(u16, String), String> {
     let unreachable = |e: std::io::Error| {
-        format!("cannot reach the mcpx control listener at {addr} ({e}); is `mcpx run` running with this --control address?")
+        format!(
+            "cannot reach the mcpx control socket {} ({e}); is `mcpx run` running with this --control, as this user?",
+            socket.display()
+        )
     };
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(unreachable)?;
+    let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(unreachable)?;
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
     stream.write_all(req.as_bytes()).map_err(unreachable)?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(unreachable)?;
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let bad = || "the control listener sent a malformed HTTP response".to_string();
+/// Status and (de-chunked) body of a raw HTTP/1.1 response.
+pub fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
+    let bad = || "malformed HTTP response".to_string();
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
     let body = &raw[split + 4..];

@@ -241,7 +241,7 @@ mod tests {
             listen: ("127.0.0.1".into(), 8080),
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
-            control: Some("127.0.0.1:9902".parse().unwrap()),
+            control: Some("/run/mcpx/control.sock".into()),
             bridge: None,
         };
         let b = bootstrap(&Config::from_yaml(yaml, Mode::Gateway).unwrap(), &opts).unwrap();

@@ -74,9 +74,10 @@ enum BaselineCommand {
 struct BaselineArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The control address `mcpx run` was started with.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
-    control: SocketAddr,
+    /// The control socket `mcpx run` was started with
+    /// [default: $XDG_RUNTIME_DIR/mcpx/control.sock, else $TMPDIR/mcpx-UID/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
     /// Only this server.
     #[arg(long, value_name = "NAME")]
     server: Option<String>,
@@ -85,8 +86,16 @@ struct BaselineArgs {
     tool: Option<String>,
 }
 
-/// The operator control listener's default address (loopback only).
-const DEFAULT_CONTROL: &str = "127.0.0.1:9902";
+/// The operator control socket's default place: a directory only this user
+/// can enter, found again by `mcpx baseline` without being told.
+fn default_control() -> PathBuf {
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        Some(d) if d.is_absolute() => d.join("mcpx"),
+        // SAFETY: geteuid(2) cannot fail.
+        _ => std::env::temp_dir().join(format!("mcpx-{}", unsafe { libc::geteuid() })),
+    };
+    dir.join("control.sock")
+}
 
 #[derive(Args, Clone)]
 struct ConfigArg {
@@ -119,10 +128,11 @@ struct Locations {
     /// The filter .wasm [default: next to this binary or in its cargo target dir].
     #[arg(long, env = "MCPX_WASM", value_name = "PATH")]
     wasm: Option<PathBuf>,
-    /// Operator control listener for the integrity baseline (`mcpx baseline`);
-    /// loopback only.
-    #[arg(long, value_name = "ADDR", default_value = DEFAULT_CONTROL)]
-    control: SocketAddr,
+    /// Operator control socket for the integrity baseline (`mcpx baseline`): a
+    /// Unix socket only you can use (mode 0600, in a directory only you can enter)
+    /// [default: $XDG_RUNTIME_DIR/mcpx/control.sock, else $TMPDIR/mcpx-UID/control.sock].
+    #[arg(long, value_name = "PATH")]
+    control: Option<PathBuf>,
     /// Do not render the control listener (no `mcpx baseline` for this gateway).
     #[arg(long, conflicts_with = "control")]
     no_control: bool,
@@ -172,6 +182,12 @@ enum Format {
 }
 
 fn main() -> ExitCode {
+    // Not dumpable: other processes of this user (a stdio child among them)
+    // cannot read our memory or /proc/<pid>/environ, where the gateway's
+    // secrets are. Children start dumpable again after exec (kernel rule), so
+    // secrets are also kept out of their environments (envoy.rs, bridge).
+    // SAFETY: prctl(2) with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => run(args),
@@ -261,13 +277,10 @@ fn render_options(
             loc.admin
         ));
     }
-    if !loc.control.ip().is_loopback() {
-        return Err(format!(
-            "--control {} is not a loopback address; the baseline endpoints can reset integrity pins, so keep them on 127.0.0.1",
-            loc.control
-        ));
-    }
-    let control = (!loc.no_control).then_some(loc.control);
+    let control = match loc.no_control {
+        true => None,
+        false => Some(control_path(&loc.control)?.display().to_string()),
+    };
     Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge, control })
 }
 
@@ -291,7 +304,7 @@ fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
             path.push_str(&baseline::encode_segment(part));
         }
     }
-    let (status, body) = baseline::request(args.control, method, &path)?;
+    let (status, body) = baseline::request(&control_path(&args.control)?, method, &path)?;
     let shown = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
@@ -362,6 +375,16 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
     let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
     let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    // Everything we create for this run is removed again on the way out
+    // (the default work directory holds token digests and the bridge token).
+    let mut cleanup = Cleanup::default();
+    let control = match args.locations.no_control {
+        true => None,
+        false => Some(control_path(&args.locations.control)?),
+    };
+    if let Some(c) = &control {
+        prepare_control_socket(c)?;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -375,6 +398,40 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
             .map_err(|e| format!("{}: {e}", path.display()))?,
     );
     let bridge_addr = stdio_bridge.local_addr();
+    let result = run_envoy(
+        &args,
+        &path,
+        text,
+        &config,
+        &rt,
+        &stdio_bridge,
+        bridge_addr,
+        token,
+        wasm,
+        &envoy_bin,
+        control,
+        &mut cleanup,
+    );
+    rt.block_on(stdio_bridge.shutdown());
+    result
+}
+
+/// Renders, launches and supervises Envoy (with the bridge already running).
+#[allow(clippy::too_many_arguments)]
+fn run_envoy(
+    args: &RunArgs,
+    path: &Path,
+    text: Vec<u8>,
+    config: &Config,
+    rt: &tokio::runtime::Runtime,
+    stdio_bridge: &std::sync::Arc<bridge::Bridge>,
+    bridge_addr: SocketAddr,
+    token: String,
+    wasm: String,
+    envoy_bin: &Path,
+    control: Option<PathBuf>,
+    cleanup: &mut Cleanup,
+) -> Result<ExitCode, String> {
     // The same rendering at start and on every reload.
     let locations = args.locations.clone();
     let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value), String> {
@@ -383,29 +440,59 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         bridge::protect_routes(&mut bootstrap, config, &token);
         Ok((opts, bootstrap))
     };
-    let (opts, _) = render_run(&config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (opts, _) = render_run(config).map_err(|e| format!("{}: {e}", path.display()))?;
+
+    // Refuse at once, naming the address, when one Envoy needs is taken.
+    let (host, port) = &opts.listen;
+    let mut listeners = Vec::new();
+    if let Some(addr) =
+        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port)).ok().and_then(|mut a| a.next())
+    {
+        listeners.push((
+            envoy::Expected { name: "mcpx", bind: envoy::Bind::Tcp(addr) },
+            "stop the process that holds it, or choose a free port with --listen ADDR or `listen:`".to_string(),
+        ));
+    }
+    if let Some(c) = &control {
+        listeners.push((
+            envoy::Expected { name: "mcpx_control", bind: envoy::Bind::Pipe(c.clone()) },
+            "another mcpx gateway uses it: stop that one, or give this one its own with --control PATH".to_string(),
+        ));
+    }
+    envoy::preflight(opts.admin, &listeners).map_err(|e| format!("refusing to start: {e}"))?;
+    // Ours from here on (never remove another gateway's socket).
+    cleanup.socket = control.clone();
+
     let render_fn: reload::Render = Box::new(move |c: &Config| render_run(c).map(|(_, b)| b));
     let workdir = match &args.workdir {
         Some(d) => {
             std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
             d.clone()
         }
-        None => fresh_private_dir()?,
+        None => {
+            let d = fresh_private_dir()?;
+            cleanup.workdir = Some(d.clone());
+            d
+        }
     };
     // Envoy starts from a bootstrap that points at dynamic resource files,
     // so reloads never restart it (see dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };
-    let mut reloader = reload::Reloader::start(path.clone(), text, config.clone(), render_fn, layout, opts.admin)?;
+    let mut reloader =
+        reload::Reloader::start(path.to_path_buf(), text, config.clone(), render_fn, layout, opts.admin)?;
     // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
+    // It runs once Envoy has accepted every other part of the new config, so
+    // a reload Envoy refuses leaves the bridge as it was (reload.rs).
     let b = stdio_bridge.clone();
-    reloader.before_apply(Box::new(move |c: &Config| b.apply(c).map(|_| ())));
+    reloader.bridge(Box::new(move |c: &Config| {
+        b.apply(c).map(|r| serde_json::json!({ "added": r.added, "removed": r.removed, "replaced": r.replaced }))
+    }));
     let config_path = workdir.join("envoy.json");
     dynamic::write_atomically(
         &config_path,
         &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?,
     )?;
 
-    let (host, port) = &opts.listen;
     let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
     let servers: Vec<String> =
         config.servers.iter().map(|s| format!("http://{shown_host}:{port}/mcp/{}", s.name)).collect();
@@ -422,18 +509,92 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         serde_json::json!({ "config": path.display().to_string(), "servers": names }),
     )?;
 
-    let result = rt.block_on(envoy::run(envoy::Launch {
-        envoy: &envoy_bin,
+    // On this (the main) thread: Envoy's parent-death signal follows the
+    // thread that started it (envoy.rs).
+    rt.block_on(envoy::run(envoy::Launch {
+        envoy: envoy_bin,
         config_path: &config_path,
         admin: opts.admin,
         log_level: &args.log_level,
         concurrency: args.concurrency,
+        listeners,
         ready_message,
         reloader: Some(reloader),
         watch: args.watch,
-    }));
-    rt.block_on(stdio_bridge.shutdown());
-    result
+    }))
+}
+
+/// What `mcpx run` created and removes when it exits, whichever way.
+/// Left behind only when mcpx is killed with SIGKILL (Envoy then dies too).
+#[derive(Default)]
+struct Cleanup {
+    workdir: Option<PathBuf>,
+    socket: Option<PathBuf>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(d) = &self.workdir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(s) = &self.socket {
+            use std::os::unix::fs::FileTypeExt;
+            if std::fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_socket()) {
+                let _ = std::fs::remove_file(s);
+            }
+        }
+    }
+}
+
+/// The control socket: `--control`, made absolute (Envoy needs that), or the default.
+fn control_path(explicit: &Option<PathBuf>) -> Result<PathBuf, String> {
+    match explicit {
+        Some(p) if p.to_str().is_some_and(|t| t.parse::<SocketAddr>().is_ok()) => Err(format!(
+            "--control {}: the control listener is a Unix socket now, not a TCP port (any local process can \
+             reach a loopback port); pass a socket path such as /run/mcpx/control.sock, or leave --control out",
+            p.display()
+        )),
+        Some(p) if p.is_relative() => Ok(std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.clone())),
+        Some(p) => Ok(p.clone()),
+        None => Ok(default_control()),
+    }
+}
+
+/// The control socket's directory must be one only we can enter (mode
+/// 0700, ours): Envoy creates the socket there and then sets its mode, and
+/// nobody else may reach it in between or swap it for their own. A socket
+/// file left by a gateway that was killed is removed; one that still
+/// answers belongs to a running gateway and is refused by the preflight.
+fn prepare_control_socket(socket: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
+    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fix = "make it a directory only you can use (chmod 700), or pass --control PATH in one";
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(format!("cannot create the control socket directory {}: {e}", dir.display())),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // SAFETY: geteuid(2) cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "the control socket directory {} is not private (owner uid {}, mode {:o}; needed: uid {uid}, mode 700): {fix}",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    match std::fs::symlink_metadata(socket) {
+        Err(_) => Ok(()),
+        Ok(m) if !m.file_type().is_socket() => Err(format!(
+            "the control socket path {} exists and is not a socket; remove it or pass --control PATH",
+            socket.display()
+        )),
+        Ok(_) if std::os::unix::net::UnixStream::connect(socket).is_ok() => Ok(()),
+        Ok(_) => std::fs::remove_file(socket)
+            .map_err(|e| format!("cannot remove the stale socket {}: {e}", socket.display())),
+    }
 }
 
 fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
@@ -462,4 +623,39 @@ fn fresh_private_dir() -> Result<PathBuf, String> {
         }
     }
     Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_takes_a_socket_path_not_a_port() {
+        let e = control_path(&Some("127.0.0.1:9902".into())).unwrap_err();
+        assert!(e.contains("Unix socket"), "{e}");
+        assert!(control_path(&Some("ctl.sock".into())).unwrap().is_absolute());
+        assert!(control_path(&None).unwrap().ends_with("control.sock"));
+    }
+
+    #[test]
+    fn the_control_directory_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("mcpx-control-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let socket = d.join("control.sock");
+        prepare_control_socket(&socket).unwrap();
+        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = prepare_control_socket(&socket).unwrap_err();
+        assert!(e.contains("not private") && e.contains("--control"), "{e}");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        // A socket nobody answers on (left by a killed gateway) is removed.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        prepare_control_socket(&socket).unwrap();
+        assert!(!socket.exists());
+        // A file that is not a socket is not touched.
+        std::fs::write(&socket, "x").unwrap();
+        assert!(prepare_control_socket(&socket).unwrap_err().contains("not a socket"));
+        std::fs::remove_dir_all(d).ok();
+    }
 }

@@ -5,8 +5,15 @@
 //! event: one JSON line `{"event":"reload","result":"applied"|"rejected",…}`.
 //!
 //! The steps, in order: read → validate (the same checks as `mcpx check`,
-//! plus what the filter itself accepts) → render → [bridge] → write the
-//! changed files (clusters, filter, listener) → confirm from Envoy's stats.
+//! plus what the filter itself accepts) → render → stage: each changed file
+//! (clusters, routes, listener) is written and confirmed from Envoy's stats
+//! one at a time → the stdio bridge → the filter policy (ECDS), last.
+//!
+//! All or nothing: when Envoy refuses a part (a listener whose port is taken,
+//! say) or the bridge refuses the config, every part already applied is put
+//! back, so the running configuration is exactly the previous one. The policy
+//! goes last so that a looser policy can never be in force for a config that
+//! is then rejected.
 
 use crate::dynamic::{self, Kind, Layout, Split};
 use crate::envoy::http_get;
@@ -24,9 +31,10 @@ use std::time::{Duration, Instant};
 /// reload, so a reload can never render differently from a fresh start.
 pub type Render = Box<dyn Fn(&Config) -> Result<Value, String> + Send>;
 
-/// A step run with a new valid config before Envoy's files are written; an
-/// error rejects the reload (the running config stays). See [`Reloader::before_apply`].
-pub type Hook = Box<dyn FnMut(&Config) -> Result<(), String> + Send>;
+/// The stdio bridge's step (see [`Reloader::bridge`]): applies a config and
+/// says what it changed; an error rejects the reload. Applying the previous
+/// config undoes it.
+pub type Hook = Box<dyn FnMut(&Config) -> Result<Value, String> + Send>;
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy)]
@@ -79,11 +87,10 @@ impl Reloader {
         Ok(Self { path, render, hooks: Vec::new(), layout, admin, config, written, seen: text, settling: None })
     }
 
-    /// Adds a step to every reload, run after validation and rendering and
-    /// before Envoy's files are written (e.g. the stdio bridge's `apply`).
-    // Used by the stdio bridge (issue 5) once merged; tested below.
-    #[cfg_attr(not(test), allow(dead_code))]
-    pub fn before_apply(&mut self, hook: Hook) {
+    /// The stdio bridge's `apply`: run once Envoy has accepted the new
+    /// clusters, routes and listener, before the new policy; run again with
+    /// the previous config if the policy is then refused.
+    pub fn bridge(&mut self, hook: Hook) {
         self.hooks.push(hook);
     }
 
@@ -131,38 +138,63 @@ impl Reloader {
             Err(msg) => return self.rejected(trigger, &msg),
         };
 
-        // BRIDGE HOOK (issue 5): the stdio bridge registers its `apply` here
-        // through `before_apply` (main.rs): unchanged stdio children keep
-        // running, changed or removed ones are retired, new ones start lazily.
-        // An error rejects the reload and the old config stays.
-        for hook in &mut self.hooks {
-            if let Err(msg) = hook(&config) {
-                return self.rejected(trigger, &msg);
-            }
-        }
-
         let changed: Vec<Kind> = Kind::ALL.into_iter().filter(|k| next.file(*k) != self.written.file(*k)).collect();
         // Admin, stats and other bootstrap-level settings are fixed while Envoy runs.
         let restart_needed = next.bootstrap != self.written.bootstrap;
-        let before = self.counters().await;
-        for kind in &changed {
-            if let Err(msg) = write(&self.layout, *kind, next.file(*kind)) {
-                return self.rejected(trigger, &msg);
-            }
-        }
-        let (applied, refused) = self.confirm(&changed, &before).await;
         let mut event = json!({
             "event": "reload",
             "trigger": trigger.as_str(),
             "config": self.path.display().to_string(),
             "changed": changed.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-            "duration_ms": started.elapsed().as_millis() as u64,
         });
-        // Keep what is on disk in step even if Envoy refused part of it: the
-        // next reload rewrites whatever differs.
-        self.written = next;
-        if refused.is_empty() {
+
+        // Stage: Envoy's parts in order, each confirmed before the next.
+        let mut applied: Vec<Kind> = Vec::new();
+        let mut failure: Option<String> = None;
+        for kind in STAGES.iter().filter(|k| changed.contains(k)) {
+            match self.put(*kind, next.file(*kind)).await {
+                Ok(()) => applied.push(*kind),
+                Err(msg) => {
+                    failure = Some(msg);
+                    break;
+                }
+            }
+        }
+        // The stdio bridge, once Envoy has taken the rest.
+        let mut bridged = 0;
+        if failure.is_none() {
+            let mut report = serde_json::Map::new();
+            for hook in &mut self.hooks {
+                match hook(&config) {
+                    Ok(v) => {
+                        bridged += 1;
+                        if let Value::Object(o) = v {
+                            report.extend(o);
+                        }
+                    }
+                    Err(msg) => {
+                        failure = Some(msg);
+                        break;
+                    }
+                }
+            }
+            if !report.is_empty() {
+                event["stdio"] = Value::Object(report);
+            }
+        }
+        // The policy last.
+        if failure.is_none() && changed.contains(&Kind::Filter) {
+            match self.put(Kind::Filter, next.file(Kind::Filter)).await {
+                Ok(()) => applied.push(Kind::Filter),
+                Err(msg) => failure = Some(msg),
+            }
+        }
+        event["duration_ms"] = json!(started.elapsed().as_millis() as u64);
+
+        let Some(msg) = failure else {
+            self.written = next;
             event["result"] = json!("applied");
+            event["applied"] = json!(applied.iter().map(|k| k.as_str()).collect::<Vec<_>>());
             if restart_needed {
                 event["restart_required"] = json!(true);
                 eprintln!(
@@ -170,21 +202,56 @@ impl Reloader {
                 );
             }
             self.config = config;
-            if !applied.is_empty() || changed.is_empty() {
-                eprintln!("mcpx: reloaded {} ({})", self.path.display(), describe(&changed));
+            eprintln!("mcpx: reloaded {} ({})", self.path.display(), describe(&changed));
+            return audit_event(&self.config, event);
+        };
+
+        // Roll back: the bridge, then Envoy's parts in reverse order. Every
+        // changed file is rewritten with its previous content (Envoy kept its
+        // previous version of a refused one; the file on disk follows).
+        let mut unrestored: Vec<String> = Vec::new();
+        let old = self.config.clone();
+        for hook in self.hooks.iter_mut().take(bridged) {
+            if let Err(e) = hook(&old) {
+                unrestored.push(format!("stdio bridge ({e})"));
             }
-        } else {
-            let what: Vec<&str> = refused.iter().map(|k| k.as_str()).collect();
-            let msg = format!(
-                "Envoy refused the new {} configuration and keeps the previous one; Envoy's log above says why",
-                what.join(" and ")
-            );
-            eprintln!("mcpx: reload of {} rejected: {msg}", self.path.display());
-            event["result"] = json!("rejected");
-            event["error"] = json!(msg);
-            event["applied"] = json!(applied.iter().map(|k| k.as_str()).collect::<Vec<_>>());
         }
+        for kind in changed.iter().rev() {
+            let previous = self.written.file(*kind).clone();
+            if applied.contains(kind) {
+                if let Err(e) = self.put(*kind, &previous).await {
+                    unrestored.push(format!("{} ({e})", kind.as_str()));
+                }
+            } else if let Err(e) = write(&self.layout, *kind, &previous) {
+                unrestored.push(format!("{} ({e})", kind.as_str()));
+            }
+        }
+        let mut msg = format!("{msg}; nothing was applied, the previous configuration stays");
+        if !unrestored.is_empty() {
+            // Not expected (Envoy took these very files before); say so loudly.
+            msg = format!("{msg}, except that these could not be put back: {}", unrestored.join(", "));
+            event["not_restored"] = json!(unrestored);
+        }
+        eprintln!("mcpx: reload of {} rejected: {msg}", self.path.display());
+        event["result"] = json!("rejected");
+        event["error"] = json!(msg);
+        event["applied"] = json!([]);
+        event["rolled_back"] = json!(applied.iter().map(|k| k.as_str()).collect::<Vec<_>>());
         audit_event(&self.config, event);
+    }
+
+    /// Writes one of Envoy's files and waits until Envoy has taken it.
+    async fn put(&self, kind: Kind, value: &Value) -> Result<(), String> {
+        let before = self.counters().await;
+        write(&self.layout, kind, value)?;
+        if self.confirm(kind, &before).await {
+            Ok(())
+        } else {
+            Err(format!(
+                "Envoy refused the new {} configuration and keeps the previous one; Envoy's log above says why",
+                kind.as_str()
+            ))
+        }
     }
 
     fn validate(&self, text: &[u8]) -> Result<Config, String> {
@@ -205,6 +272,7 @@ impl Reloader {
             "config": self.path.display().to_string(),
             "result": "rejected",
             "error": msg,
+            "applied": [],
         });
         audit_event(&self.config, event);
     }
@@ -222,33 +290,30 @@ impl Reloader {
             .collect()
     }
 
-    /// Waits (bounded) until Envoy has taken or refused each changed file.
-    async fn confirm(&self, changed: &[Kind], before: &BTreeMap<String, u64>) -> (Vec<Kind>, Vec<Kind>) {
+    /// Waits (bounded) until Envoy has taken or refused a written file:
+    /// true when taken (or not refused within 5 s: Envoy may still be warming it).
+    async fn confirm(&self, kind: Kind, before: &BTreeMap<String, u64>) -> bool {
         let deadline = Instant::now() + Duration::from_secs(5);
-        let mut pending: Vec<Kind> = changed.to_vec();
-        let (mut applied, mut refused) = (Vec::new(), Vec::new());
-        while !pending.is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let (ok, bad) = stat_names(kind);
+        while Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
             let now = self.counters().await;
             let grew = |name: &str| total(&now, name) > total(before, name);
-            pending.retain(|kind| {
-                let (ok, bad) = stat_names(*kind);
-                if bad.iter().any(|b| grew(b)) {
-                    refused.push(*kind);
-                    false
-                } else if grew(&ok) {
-                    applied.push(*kind);
-                    false
-                } else {
-                    true
-                }
-            });
+            if bad.iter().any(|b| grew(b)) {
+                return false;
+            }
+            if grew(&ok) {
+                return true;
+            }
         }
-        // Not confirmed in time: Envoy may still be warming it; not a refusal.
-        applied.extend(pending);
-        (applied, refused)
+        true
     }
 }
+
+/// The order Envoy's parts are staged in: clusters first, so new routes
+/// find them; the filter (the policy) is not here: it goes last, after the
+/// stdio bridge.
+const STAGES: [Kind; 3] = [Kind::Clusters, Kind::Routes, Kind::Listener];
 
 /// The sum of the counters whose names end with `suffix`.
 fn total(counters: &BTreeMap<String, u64>, suffix: &str) -> u64 {
@@ -365,9 +430,9 @@ mod tests {
         let d = tempdir("hook");
         let mut r = reloader(&d);
         let before = std::fs::read(r.layout.file_of(Kind::Filter)).unwrap();
-        r.before_apply(Box::new(|c: &Config| {
+        r.bridge(Box::new(|c: &Config| {
             if c.servers[0].policy.deny_tools.is_empty() {
-                Ok(())
+                Ok(Value::Null)
             } else {
                 Err("the bridge cannot apply it".into())
             }

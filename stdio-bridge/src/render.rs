@@ -24,8 +24,8 @@ pub struct RenderOptions {
     pub wasm_path: String,
     /// The stdio bridge, when the config has stdio servers.
     pub bridge: Option<SocketAddr>,
-    /// The operator control listener (integrity baseline); always loopback.
-    pub control: Option<SocketAddr>,
+    /// The operator control listener (integrity baseline): a Unix socket path.
+    pub control: Option<String>,
 }
 
 /// The Envoy cluster name of a server (the filter's `/health` probes use it too).
@@ -65,28 +65,31 @@ fn socket_address(host: &str, port: u16) -> Value {
 
 fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
     let mut all = vec![listener(config, opts)?];
-    if let Some(addr) = opts.control {
-        all.push(control_listener(&opts.wasm_path, addr)?);
+    if let Some(path) = &opts.control {
+        all.push(control_listener(&opts.wasm_path, path)?);
     }
     Ok(all)
 }
 
 /// The operator listener: the same filter in the same VM (`vm_id`), so it
 /// sees the same shared-data baseline, but with the control root id, which
-/// serves only `/baseline` (docs/integrity.md). Loopback only; the main
-/// listener never serves these endpoints.
-pub fn control_listener(wasm_path: &str, addr: SocketAddr) -> Result<Value, String> {
+/// serves only `/baseline` (docs/integrity.md); the main listener never
+/// serves these endpoints. It listens on a Unix socket with mode 0600, not on
+/// a TCP port: a port on loopback is open to every local process, and these
+/// endpoints can reset the integrity pins.
+pub fn control_listener(wasm_path: &str, path: &str) -> Result<Value, String> {
     // The control root reads no policy: a fixed configuration keeps this
     // listener unchanged across reloads, so a policy change stays ECDS-only.
     let control_config =
         Config::from_yaml("servers: [{name: mcpx-control}]", Mode::Plugin).map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() {
-        return Err(format!("the control address {addr} is not a loopback address; keep it on 127.0.0.1"));
+    if !path.starts_with('/') {
+        return Err(format!("the control socket {path} is not an absolute path; pass --control /path/to/control.sock"));
     }
     Ok(json!({
         "name": "mcpx_control",
-        "address": socket_address(&addr.ip().to_string(), addr.port()),
-        // Loopback only: the operator keeps access when clients hold every slot.
+        // 0600: only the operator's account may connect.
+        "address": { "pipe": { "path": path, "mode": 0o600 } },
+        // The operator keeps access when clients hold every connection slot.
         "ignore_global_conn_limit": true,
         "filter_chains": [{
             "filters": [{
@@ -118,6 +121,13 @@ pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> 
     Ok(json!({
         "name": "mcpx",
         "address": socket_address(host, *port),
+        // Envoy shares a port with any same-user socket that also set
+        // SO_REUSEPORT (an Envoy left running, say), and clients would reach
+        // either: a taken port must fail to bind instead.
+        "enable_reuse_port": false,
+        // With one shared socket the kernel no longer spreads connections
+        // over the workers; Envoy's exact balancer does.
+        "connection_balance_config": { "exact_balance": {} },
         "per_connection_buffer_limit_bytes": buffer_limit(config),
         "filter_chains": [{
             "filters": [{
@@ -821,7 +831,7 @@ mod tests {
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
-            control: Some("127.0.0.1:9902".parse().unwrap()),
+            control: Some("/run/mcpx/control.sock".into()),
         }
     }
 
@@ -906,7 +916,7 @@ mod tests {
     }
 
     #[test]
-    fn control_listener_shares_the_vm_and_stays_on_loopback() {
+    fn control_listener_shares_the_vm_on_an_owner_only_socket() {
         let b = render("servers:\n  - name: demo\n    url: http://127.0.0.1:3001/mcp\n");
         let listeners = b["static_resources"]["listeners"].as_array().unwrap();
         assert_eq!(listeners.len(), 2);
@@ -917,8 +927,9 @@ mod tests {
         assert_eq!(main["root_id"], "mcpx");
         assert_eq!(control["root_id"], CONTROL_ROOT_ID);
         assert_eq!(main["vm_config"], control["vm_config"]);
-        assert_eq!(listeners[1]["address"]["socket_address"]["address"], "127.0.0.1");
-        assert!(control_listener("/x.wasm", "0.0.0.0:9902".parse().unwrap()).is_err());
+        assert_eq!(listeners[1]["address"]["pipe"], json!({"path": "/run/mcpx/control.sock", "mode": 0o600}));
+        assert_eq!(listeners[0]["enable_reuse_port"], false, "a taken port must fail to bind");
+        assert!(control_listener("/x.wasm", "control.sock").is_err());
     }
 
     fn hcm(b: &Value) -> &Value {

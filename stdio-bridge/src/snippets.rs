@@ -192,7 +192,7 @@ mod tests {
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
-            control: Some("127.0.0.1:9902".parse().unwrap()),
+            control: Some("/run/mcpx/control.sock".into()),
         };
         render::bootstrap(&Config::from_yaml(yaml, Mode::Gateway).unwrap(), &opts).unwrap()
     }

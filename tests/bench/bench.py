@@ -243,8 +243,8 @@ _RENDER_FLAGS: set[str] | None = None
 
 
 def render_flags() -> set[str]:
-    """The options `mcpx render` has in this tree (some branches add e.g. a
-    loopback --control listener, which then needs a free port too)."""
+    """The options `mcpx render` has in this tree (e.g. --no-control, to
+    leave out the operator control socket)."""
     global _RENDER_FLAGS
     if _RENDER_FLAGS is None:
         r = subprocess.run([MCPX_BIN, "render", "--help"], capture_output=True, text=True, timeout=30)
@@ -255,8 +255,8 @@ def render_flags() -> set[str]:
 def render(config_path: Path, port: int, admin: int) -> dict:
     argv = [MCPX_BIN, "render", "-c", str(config_path), "--format", "json", "--listen", f"127.0.0.1:{port}",
             "--admin", f"127.0.0.1:{admin}", "--wasm", WASM]
-    if "--control" in render_flags():
-        argv += ["--control", f"127.0.0.1:{free_port()}"]
+    if "--no-control" in render_flags():
+        argv += ["--no-control"]  # the bench needs no operator socket
     r = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if r.returncode != 0:
         raise BenchError(f"`mcpx render` failed for {config_path}:\n{r.stderr.strip()}")

@@ -87,6 +87,30 @@ def request(port: int, method: str, path: str, body: bytes | str | None = None,
         conn.close()
 
 
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.unix_path)
+
+
+def unix_request(path: str, method: str, target: str, headers: dict[str, str] | None = None,
+                 timeout: float = 10.0) -> Response:
+    """One HTTP/1.1 request over a Unix socket (the operator control socket)."""
+    conn = _UnixConnection(path, timeout)
+    try:
+        conn.request(method, target, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read()
+        return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    finally:
+        conn.close()
+
+
 def jsonrpc(method: str, params: dict | None = None, id: int | str | None = 1) -> dict:
     msg: dict = {"jsonrpc": "2.0", "method": method}
     if id is not None:
@@ -184,10 +208,11 @@ class Gateway:
         self.config_path.write_text(self.config)
         self.port = free_port()
         self.admin_port = free_port()
-        self.control_port = free_port()
+        # The operator control socket, in a directory only this user can enter.
+        self.control_path = self.dir / "control" / "control.sock"
         argv = [MCPX_BIN, "run", "-c", str(self.config_path), "--listen", f"127.0.0.1:{self.port}",
                 "--admin", f"127.0.0.1:{self.admin_port}", "--wasm", WASM, "--envoy", ENVOY_BIN,
-                "--control", f"127.0.0.1:{self.control_port}",
+                "--control", str(self.control_path),
                 "--workdir", str(self.dir / "run"), "--concurrency", str(self.concurrency), *self.extra_args]
         self.process = Process("gateway", argv, self.env)
         try:
@@ -210,7 +235,7 @@ class Gateway:
 
     def control(self, method: str, path: str, headers: dict[str, str] | None = None) -> Response:
         """The operator control listener (integrity baseline)."""
-        return request(self.control_port, method, path, headers=headers)
+        return unix_request(str(self.control_path), method, path, headers=headers)
 
     def stop(self) -> int:
         return self.process.stop()

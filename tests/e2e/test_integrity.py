@@ -297,7 +297,7 @@ def test_control_endpoints_are_separate_and_protected(demo, gateway_factory):
     assert gw.control("DELETE", "/baseline", {"Host": "evil.example"}).status == 403
     assert "echo" in baseline(gw)["servers"]["demo"]
     # The CLI shows and resets.
-    control = f"127.0.0.1:{gw.control_port}"
+    control = str(gw.control_path)
     shown = subprocess.run([MCPX_BIN, "baseline", "show", "--control", control], capture_output=True, text=True,
                            timeout=30)
     assert shown.returncode == 0, shown.stderr
