@@ -238,7 +238,7 @@ fn check_cmd(c: &CheckArgs) -> Result<ExitCode, String> {
             listen: None,
             admin: SocketAddr::from(([127, 0, 0, 1], 9901)),
             wasm: None,
-            control: DEFAULT_CONTROL.parse().map_err(|e| format!("{e}"))?,
+            control: None,
             no_control: false,
         };
         let opts =
