@@ -66,18 +66,19 @@ unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic li
 	$(CARGO) test --workspace
 	$(CARGO) clippy -p mcpx-filter --lib -- -D warnings
 
-e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
+e2e: dist ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	scripts/e2e-tools.sh; \
 	set -x; \
 	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
-	  "$$py" -m pytest -q tests/e2e $(PYTEST_ARGS)
+	  "$$py" -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs cargo-fuzz if missing)
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
-fuzz-smoke: ## A short fuzz run of every target with a fixed seed (part of make test)
-	@FUZZ_SEED=1 scripts/fuzz.sh 10
+fuzz-smoke: ## A short, reproducible fuzz run of every target: committed seeds, fixed seed and input count (part of make test)
+	@FUZZ_SEED=1 FUZZ_RUNS=$${FUZZ_RUNS:-20000} scripts/fuzz.sh 8
 
 SOAK_SECONDS ?= 180
 soak: build ## Soak with faults for SOAK_SECONDS (default 180) through the real gateway; regenerates docs/soak.md
