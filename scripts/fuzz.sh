@@ -39,7 +39,7 @@ if [[ ${#targets[@]} -eq 0 ]]; then
 fi
 
 # Build every target once, before any runs (a compile error fails here).
-(cd fuzz && cargo "${toolchain[@]}" fuzz build "${targets[@]}") >target/fuzz-build.log 2>&1 \
+(cd fuzz && cargo "${toolchain[@]}" fuzz build) >target/fuzz-build.log 2>&1 \
   || { tail -n 40 target/fuzz-build.log >&2; echo "fuzz: build FAILED" >&2; exit 1; }
 
 for t in "${targets[@]}"; do
@@ -47,8 +47,8 @@ for t in "${targets[@]}"; do
   if [[ -n ${FUZZ_SEED:-} ]]; then
     corpus="target/fuzz-smoke/$t"
     rm -rf "$corpus"
-    limit=(-seed="$FUZZ_SEED" -runs="${FUZZ_RUNS:-20000}")
-    echo "fuzz: $t: $(ls "fuzz/seeds/$t" | wc -l) seeds, then up to ${FUZZ_RUNS:-20000} inputs (seed $FUZZ_SEED, at most ${seconds}s)"
+    limit=(-seed="$FUZZ_SEED" -runs="${FUZZ_RUNS:-5000}")
+    echo "fuzz: $t: $(ls "fuzz/seeds/$t" | wc -l) seeds, then up to ${FUZZ_RUNS:-5000} inputs (seed $FUZZ_SEED, at most ${seconds}s)"
   else
     corpus="target/fuzz-corpus/$t"
     limit=()
