@@ -14,6 +14,11 @@ OUT=$ROOT/tests/.artifacts/tools
 BUDGET=${E2E_TOOLS_SECONDS:-300}
 mkdir -p "$OUT"
 
+everything_help() {
+  npx -y @modelcontextprotocol/server-everything --help 2>&1 | tee /dev/stderr | grep -q stdio
+}
+export -f everything_help
+
 record() { # name, command...
   local name=$1; shift
   local log=$OUT/$name.log start=$SECONDS status
@@ -29,15 +34,10 @@ record() { # name, command...
   echo "e2e-tools: $name: $(cat "$OUT/$name") ($((SECONDS - start))s)"
 }
 
-everything() {
-  command -v npx >/dev/null || { echo "npx is not installed"; return 1; }
-  # --help starts nothing; it only makes npx fetch the package into its cache.
-  local out; out=$(npx -y @modelcontextprotocol/server-everything --help 2>&1) || true
-  grep -q stdio <<<"$out" || { echo "$out" | tail -5; return 1; }
-}
-
+# --help starts nothing; it only makes npx fetch the package into its cache
+# (and prints a usage that names the stdio transport).
 if command -v npx >/dev/null; then
-  record npx-everything everything
+  record npx-everything bash -c everything_help
 else
   echo "npx is not installed (Node.js and npm)" >"$OUT/npx-everything"
 fi
