@@ -78,7 +78,7 @@ fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs 
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
 fuzz-smoke: ## A short, reproducible fuzz run of every target: committed seeds, fixed seed and input count (part of make test)
-	@FUZZ_SEED=1 FUZZ_RUNS=$${FUZZ_RUNS:-5000} scripts/fuzz.sh 8
+	@FUZZ_SEED=1 FUZZ_RUNS=$${FUZZ_RUNS:-3000} scripts/fuzz.sh 10
 
 SOAK_SECONDS ?= 180
 soak: build ## Soak with faults for SOAK_SECONDS (default 180) through the real gateway; regenerates docs/soak.md

@@ -79,6 +79,13 @@ def main() -> None:
     }
     for name, doc in lists.items():
         write("tools_list", name, json.dumps(doc).encode())
+    for i, tool in enumerate(tools[:3] + [{"name": "n", "inputSchema": {"type": "object", "properties": {
+            "x": {"type": "number", "default": 1.5e300}, "y": {"enum": ["\u00e9", "e\u0301", None, True]}}}}]):
+        write("canonical_hash", f"tool-{i}", json.dumps(tool, indent=i).encode())
+    configs = yaml.safe_load((ROOT / "tests" / "vectors" / "policy.yaml").read_text())["configs"]
+    for name, text in configs.items():
+        write("config", f"vector-{name}", text.encode())
+    write("config", "example-demo", (ROOT / "examples" / "demo.yaml").read_bytes())
     write("tools_list", "duplicate-result",
           b'{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"echo"}]},"result":{"tools":[{"name":"x"}]}}')
 
