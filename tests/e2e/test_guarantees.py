@@ -11,20 +11,24 @@ docs that prove what they claim"), each through the real Envoy + wasm +
   down, and tells nothing else;
 - docs/security-model.md: rendered Envoy files are owner-only;
 - docs/bridge.md: a stdio server's `request_timeout` answers 504 in the
-  envelope through the gateway, with the request's id.
+  envelope through the gateway, with the request's id; concurrent first
+  requests share one child start; shutdown lets in-flight requests finish.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import signal
 import stat
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from harness import DemoServer, free_port, jsonrpc, wait_until
+from test_bridge import bridges, stdio_server  # noqa: F401 (fixture)
 from test_auth import KEY_A, KEY_B, OAUTH_CONFIG, bearer, call, jwks_server, wait_for_keys  # noqa: F401 (fixture)
 
 HERE = Path(__file__).resolve().parent
@@ -214,3 +218,41 @@ def test_stdio_request_timeout_is_a_504_envelope_through_the_gateway(gateway_fac
     # The child is fine and answers the next call.
     ok = gw.post("t", jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "after"}}, id=2))
     assert ok.status == 200 and ok.json()["result"]["content"][0]["text"] == "after"
+
+
+def test_concurrent_first_requests_share_one_child_start(bridges):
+    """docs/bridge.md: the child starts on the first request and concurrent
+    first requests wait for the same start."""
+    b = bridges(stdio_server("t"))
+    gate = threading.Barrier(12)
+    pids: list[int] = []
+
+    def first(i: int):
+        gate.wait(30)
+        r = b.call("t", "stats", id=i)
+        pids.append(json.loads(r.json()["result"]["content"][0]["text"])["pid"])
+
+    threads = [threading.Thread(target=first, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(pids) == 12 and len(set(pids)) == 1, pids
+    assert b.log().count("started server `t`") == 1, b.log()[-2000:]
+
+
+def test_bridge_shutdown_lets_in_flight_requests_finish(bridges):
+    """docs/bridge.md: on SIGTERM, in-flight requests get up to
+    min(request_timeout, 10 s) to finish before the child is stopped."""
+    b = bridges(stdio_server("t"))
+    outcome = []
+    t = threading.Thread(target=lambda: outcome.append(b.call("t", "slow", {"ms": 1500, "tag": "in-flight"}, id="s")))
+    t.start()
+    wait_until(lambda: b.stats("t")["in_flight"] >= 2, what="the slow call in the child")  # it + the stats call
+    b.process.proc.send_signal(signal.SIGTERM)
+    t.join(30)
+    assert outcome, "the in-flight request got no answer"
+    r = outcome[0]
+    assert r.status == 200, (r.status, r.text)
+    assert json.loads(r.json()["result"]["content"][0]["text"])["tag"] == "in-flight"
+    assert b.process.proc.wait(30) == 0
