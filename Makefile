@@ -77,7 +77,7 @@ FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs cargo-fuzz if missing)
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 
-fuzz-smoke: ## A short, reproducible fuzz run of every target: committed seeds, fixed seed and input count (part of make test)
+fuzz-smoke: ## A short fuzz run of every target: all committed seeds, then a fixed seed and input count (part of make test)
 	@FUZZ_SEED=1 FUZZ_RUNS=$${FUZZ_RUNS:-3000} scripts/fuzz.sh 10
 
 SOAK_SECONDS ?= 180

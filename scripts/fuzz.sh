@@ -6,7 +6,10 @@
 # `make test`): libFuzzer's random seed is fixed, the run starts from the
 # committed seeds alone (fuzz/seeds/<target>, copied to a fresh directory so
 # no local corpus leaks in) and stops after FUZZ_RUNS inputs (or the time
-# limit, whichever comes first), so every machine replays the same inputs.
+# limit, whichever comes first). Every committed seed is replayed on every
+# machine (libFuzzer's INITED line shows the same coverage each time); the
+# mutations after them are steered by coverage feedback, so they can differ
+# between runs even with the same seed.
 # Without it (`make fuzz`), each target explores freely from the seeds plus
 # the growing corpus in target/fuzz-corpus/<target> (not committed).
 # Regenerate the seeds with fuzz/make_seeds.py. A crash fails the run and
