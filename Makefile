@@ -70,19 +70,20 @@ unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic li
 	@# the same no-panic lints hold there (checked, never linked).
 	$(CARGO) clippy -p mcpx-filter --lib --features lint-glue -- -D warnings
 
-e2e: build ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
+e2e: dist ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	scripts/e2e-tools.sh; \
 	set -x; \
 	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
-	  "$$py" -m pytest -q tests/e2e $(PYTEST_ARGS)
+	  "$$py" -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: ## Fuzz every target for FUZZ_SECONDS each (cargo-fuzz, nightly; installs cargo-fuzz if missing)
 	@scripts/fuzz.sh $(FUZZ_SECONDS)
 	@$(MAKE) differential DIFF_SEED=$(DIFF_LONG_SEED) DIFF_RANDOM=$(DIFF_LONG_RANDOM) DIFF_RANDOM_RESPONSES=$(DIFF_LONG_RANDOM_RESPONSES)
 
-fuzz-smoke: ## A short fuzz run of every target with a fixed seed (part of make test)
-	@FUZZ_SEED=1 scripts/fuzz.sh 10
+fuzz-smoke: ## A short fuzz run of every target: all committed seeds, then a fixed seed and input count (part of make test)
+	@FUZZ_SEED=1 FUZZ_RUNS=$${FUZZ_RUNS:-3000} scripts/fuzz.sh 10
 
 DIFF_SEED ?= 1
 DIFF_RANDOM ?= 100

@@ -1,27 +1,85 @@
-//! tools/list response rewriting on arbitrary backend answers.
-//! Properties: no panic; a rewritten body is JSON and never gains tools.
+//! tools/list response inspection on arbitrary backend answers, through the
+//! real `Gateway` with a policy (integrity off, so only policy removes).
+//! Properties: no panic; an answer the gateway passes unchanged needed no
+//! change (the client gets the backend's bytes); a rewritten answer is, as a
+//! value, exactly the backend's with the tools the policy forbids removed
+//! from each list result (and `cacheScope: private` added for a client with
+//! its own view), every other message and field untouched; the removed names
+//! are exactly those tools.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpx_filter::toolslist::rewrite;
+use mcpx_filter::gateway::{Gateway, McpRequest};
+use mcpx_filter::integrity::MemoryStore;
 use serde_json::{json, Value};
+use std::sync::OnceLock;
 
-fn count_tools(v: &Value) -> usize {
-    let one = |m: &Value| m.pointer("/result/tools").and_then(Value::as_array).map_or(0, Vec::len);
-    match v {
-        Value::Array(items) => items.iter().map(one).sum(),
+const CONFIG: &str = r#"
+servers:
+  - name: demo
+    policy:
+      deny_tools: [dangerous_delete, x]
+clients:
+  bot:
+    servers:
+      demo: { allow_tools: [echo, read_file, x] }
+inspection: { tool_integrity: "off", filter_tools_list: true }
+"#;
+
+fn gateway() -> &'static Gateway {
+    static GW: OnceLock<Gateway> = OnceLock::new();
+    GW.get_or_init(|| Gateway::from_plugin_config(CONFIG).expect("fuzz config is valid"))
+}
+
+/// The policy, read from CONFIG by hand: may this caller see the tool?
+fn visible(tool: &Value, bot: bool) -> bool {
+    let Some(name) = tool.get("name").and_then(Value::as_str) else { return false };
+    name != "dangerous_delete" && name != "x" && (!bot || name == "echo" || name == "read_file")
+}
+
+/// The expected answer: `before` with the forbidden tools removed from every
+/// list result; also returns the removed tools' names.
+fn expected(before: &Value, ids: &[Value], bot: bool) -> (Value, Vec<String>) {
+    let mut after = before.clone();
+    let mut removed = Vec::new();
+    let mut one = |msg: &mut Value| {
+        let is_list = msg.get("id").is_some_and(|id| ids.contains(id));
+        let Some(result) = msg.get_mut("result").filter(|_| is_list).and_then(Value::as_object_mut) else { return };
+        if let Some(Value::Array(tools)) = result.get_mut("tools") {
+            for t in tools.iter().filter(|t| !visible(t, bot)) {
+                removed.push(t.get("name").and_then(Value::as_str).unwrap_or("<unnamed>").to_string());
+            }
+            tools.retain(|t| visible(t, bot));
+        }
+        if bot {
+            result.insert("cacheScope".into(), json!("private"));
+        }
+    };
+    match &mut after {
+        Value::Array(items) => items.iter_mut().for_each(&mut one),
         other => one(other),
     }
+    (after, removed)
 }
 
 fuzz_target!(|data: &[u8]| {
     let ids = [json!(1), json!("a")];
-    let keep = |t: &Value| t.get("name").and_then(Value::as_str).is_some_and(|n| !n.starts_with('x'));
-    if let Ok(r) = rewrite(data, &ids, true, keep) {
-        if let Some(body) = r.body {
-            let after: Value = serde_json::from_slice(&body).expect("rewritten body is JSON");
-            let before: Value = serde_json::from_slice(data).expect("input was JSON");
-            assert!(count_tools(&after) <= count_tools(&before));
+    for identity in [None, Some("bot".to_string())] {
+        let bot = identity.is_some();
+        let req = McpRequest { server: "demo".into(), identity, mcp_headers: Default::default(), grant: None };
+        let Ok(inspection) = gateway().rewrite_tools_list(&req, &ids, data, &mut MemoryStore::default()) else {
+            continue;
+        };
+        let before: Value = serde_json::from_slice(data).expect("an inspected answer is JSON");
+        assert!(before.is_object() || before.is_array(), "a scalar answer was passed as a list");
+        let (want, removed) = expected(&before, &ids, bot);
+        match inspection.body {
+            None => assert_eq!(want, before, "passed unchanged although the policy forbids some of it"),
+            Some(body) => {
+                let after: Value = serde_json::from_slice(&body).expect("the rewritten answer is JSON");
+                assert_eq!(after, want, "the rewrite changed more, or less, than the forbidden tools");
+            }
         }
+        assert_eq!(inspection.removed, removed);
     }
 });

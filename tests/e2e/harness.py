@@ -36,6 +36,16 @@ WASM = env_path("MCPX_WASM", "target/wasm32-wasip1/wasm/mcpx_filter.wasm")
 ENVOY_BIN = os.environ.get("ENVOY_BIN", "envoy")
 
 
+def optional_tool(name: str) -> str | None:
+    """None when the optional tool `name` was prepared by scripts/e2e-tools.sh
+    (`make e2e` runs it before pytest), else why not: the skip reason."""
+    status = ARTIFACTS / "tools" / name
+    if not status.exists():
+        return f"{name} was not prepared: run scripts/e2e-tools.sh first (make e2e does)"
+    text = status.read_text().strip()
+    return None if text == "ok" else f"{name}: {text}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -123,6 +133,21 @@ def jsonrpc(method: str, params: dict | None = None, id: int | str | None = 1) -
 JSON = {"Content-Type": "application/json"}
 
 
+def tool_calls_in(bodies: list[str]) -> list[str]:
+    """The tool names of the tools/call messages in these JSON-RPC bodies
+    (single messages and batches; bodies that are not JSON count as none)."""
+    names = []
+    for body in bodies:
+        try:
+            msg = json.loads(body)
+        except ValueError:
+            continue
+        for m in msg if isinstance(msg, list) else [msg]:
+            if isinstance(m, dict) and m.get("method") == "tools/call" and isinstance(m.get("params"), dict):
+                names.append(m["params"].get("name"))
+    return names
+
+
 class Process:
     """A child process in its own group, with its output kept in a log file."""
 
@@ -183,6 +208,17 @@ class DemoServer:
     def received_bodies(self) -> list[str]:
         return [r.get("body", "") for r in self.received()]
 
+    def count(self) -> int:
+        """How many MCP requests reached this backend (since the last reset).
+        Refusal tests compare it before and after: a refused request must
+        add nothing."""
+        return len(self.received())
+
+    def tool_calls(self) -> list[str]:
+        """The tool names of every tools/call that reached this backend, in
+        order (batches included), read by parsing each body as JSON."""
+        return tool_calls_in(self.received_bodies())
+
     def reset(self) -> None:
         request(self.port, "POST", "/_reset")
 
@@ -191,6 +227,92 @@ class DemoServer:
 
     def stop(self) -> None:
         self.process.stop()
+
+
+class StreamBackend:
+    """An MCP backend whose tool `stream` answers with an event stream the
+    test drives: each `send()` lets one progress event out, `finish()` sends
+    the result and ends the stream. No timing is involved: the test decides
+    when each event exists, so it can check what arrived before the next one
+    was even written. Other tools answer "ok" at once, other methods an empty
+    result. `calls` counts the `stream` calls that arrived."""
+
+    def __init__(self):
+        import queue
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self._queue: "queue.Queue[object]" = queue.Queue()
+        self.calls = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server API)
+                msg = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
+                if msg.get("method") != "tools/call" or params.get("name") != "stream":
+                    result = {"content": [{"type": "text", "text": "ok"}]} if msg.get("method") == "tools/call" else {}
+                    body = json.dumps({"jsonrpc": "2.0", "id": msg.get("id"), "result": result}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                owner.calls += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.flush()
+                sent = 0
+                while True:
+                    item = owner._queue.get(timeout=120)
+                    if item is None:
+                        result = {"jsonrpc": "2.0", "id": msg.get("id"),
+                                  "result": {"content": [{"type": "text", "text": f"streamed {sent} events"}]}}
+                        self.wfile.write(f"event: message\ndata: {json.dumps(result)}\n\n".encode())
+                        self.wfile.flush()
+                        return
+                    sent += 1
+                    note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progress": sent}}
+                    self.wfile.write(f"event: message\ndata: {json.dumps(note)}\n\n".encode())
+                    self.wfile.flush()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
+
+    def send(self) -> None:
+        """Lets the next progress event out."""
+        self._queue.put(True)
+
+    def finish(self) -> None:
+        """Sends the result and ends the stream."""
+        self._queue.put(None)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def read_sse_event(resp) -> dict | None:
+    """Reads one event's JSON data from an http.client response (None at the
+    end of the stream)."""
+    data = []
+    while True:
+        line = resp.readline()
+        if not line:
+            return None
+        line = line.decode().rstrip("\r\n")
+        if line.startswith("data:"):
+            data.append(line[5:].strip())
+        elif line == "" and data:
+            return json.loads("\n".join(data))
 
 
 @dataclass

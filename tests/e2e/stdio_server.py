@@ -6,7 +6,10 @@ own thread, so slow calls overlap. Tools:
 
   echo {text}            the text back
   slow {ms, tag}         sleeps, returns {tag, start, end} (wall-clock seconds)
-  stats                  pid, how many initialize / initialized / cancelled it saw, in-flight calls
+  gather {n, group, tag} waits until n calls of the group are inside the server at once (at most
+                         60 s), returns {tag, together}: together is true only if all n met
+  stats                  pid, how many initialize / initialized / cancelled it saw, in-flight calls,
+                         and `calls`: the name of every tools/call that reached this server, in order
   big {bytes}            a text of that many bytes, written to stdout in small pieces
   size {data}            length and sha256 of the argument (for big requests)
   garbage {text}         writes non-JSON lines to stdout, then answers
@@ -35,13 +38,16 @@ if "--tag" in sys.argv:
 
 out_lock = threading.Lock()
 state_lock = threading.Lock()
-state = {"initialize": 0, "initialized": 0, "cancelled": 0, "in_flight": 0, "replies_to_server_requests": []}
+state = {"initialize": 0, "initialized": 0, "cancelled": 0, "in_flight": 0, "replies_to_server_requests": [],
+         "calls": []}
+gathered: dict[str, int] = {}
+gather_cond = threading.Condition()
 stdout = sys.stdout.buffer
 
 TOOLS = [
     {"name": n, "description": f"test tool {n}", "inputSchema": {"type": "object"}}
     for n in ["echo", "slow", "stats", "big", "size", "garbage", "env", "cwd", "spawn_grandchild",
-              "server_initiated", "crash"]
+              "server_initiated", "crash", "gather"]
 ]
 
 
@@ -68,6 +74,13 @@ def call_tool(name, args):
         start = time.time()
         time.sleep(args.get("ms", 1000) / 1000)
         return text(json.dumps({"tag": args.get("tag"), "start": start, "end": time.time()}))
+    if name == "gather":
+        group, n = str(args.get("group", "")), int(args.get("n", 1))
+        with gather_cond:
+            gathered[group] = gathered.get(group, 0) + 1
+            gather_cond.notify_all()
+            together = gather_cond.wait_for(lambda: gathered[group] >= n, timeout=60)
+        return text(json.dumps({"tag": args.get("tag"), "together": together}))
     if name == "stats":
         with state_lock:
             s = {k: v for k, v in state.items()}
@@ -129,6 +142,8 @@ def handle(msg):
             result = {"tools": TOOLS}
         elif method == "tools/call":
             p = msg.get("params", {})
+            with state_lock:
+                state["calls"].append(p.get("name"))
             try:
                 result = call_tool(p.get("name"), p.get("arguments") or {})
             except KeyError:

@@ -9,8 +9,6 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
 from harness import MCPX_BIN, ROOT, WASM
 
 
@@ -25,11 +23,14 @@ def test_dist_layout_finds_the_filter_next_to_mcpx(tmp_path):
     assert f'"filename": "{tmp_path / "mcpx_filter.wasm"}"' in out
 
 
-def test_dist_checksum_matches_when_present():
+def test_dist_checksum_matches():
+    """`make e2e` (and so `make test`) runs `make dist` first."""
     dist = ROOT / "dist"
-    if not (dist / "mcpx_filter.wasm.sha256").exists():
-        pytest.skip("`make dist` has not been run in this checkout")
+    assert (dist / "mcpx_filter.wasm.sha256").exists(), "dist/ is missing: run `make dist` (make e2e does)"
     digest, name = (dist / "mcpx_filter.wasm.sha256").read_text().split()
     assert name == "mcpx_filter.wasm"
     assert hashlib.sha256((dist / name).read_bytes()).hexdigest() == digest
     assert (dist / "mcpx").stat().st_mode & 0o111
+    # dist/ holds this build, not a stale one.
+    assert (dist / name).read_bytes() == open(WASM, "rb").read(), "dist/ is stale: run `make dist`"
+    assert (dist / "mcpx").read_bytes() == open(MCPX_BIN, "rb").read(), "dist/ is stale: run `make dist`"

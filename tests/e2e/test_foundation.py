@@ -38,14 +38,16 @@ def test_denied_call_is_403_and_never_reaches_backend(demo, gateway_factory):
     body = r.json()
     assert body["id"] == 42 and body["jsonrpc"] == "2.0"
     assert "dangerous_delete" in body["error"]["message"]
-    assert not any("dangerous_delete" in b for b in demo.received_bodies())
+    assert demo.count() == 0, demo.received()
 
 
 def test_tool_outside_allow_list_is_denied(demo, gateway_factory):
     gw = start(demo, gateway_factory)
+    demo.reset()
     r = gw.post("demo", jsonrpc("tools/call", {"name": "slow", "arguments": {"ms": 1}}))
     assert r.status == 403
     assert "allow_tools" in r.json()["error"]["message"]
+    assert demo.count() == 0, demo.received()
 
 
 def test_allowed_call_passes_intact(demo, gateway_factory):
@@ -76,22 +78,26 @@ def test_every_response_has_a_request_id(demo, gateway_factory):
 
 def test_unknown_server_and_paths_are_404_in_the_envelope(demo, gateway_factory):
     gw = start(demo, gateway_factory)
+    demo.reset()
     r = gw.post("nope", jsonrpc("ping"))
     assert r.status == 404
     assert r.json()["error"]["code"] == -32004
     assert "demo" in r.json()["error"]["message"]
     r = gw.request("GET", "/nothing/here")
     assert r.status == 404 and "error" in r.json()
+    assert demo.count() == 0, demo.received()
 
 
 def test_bad_bodies_get_the_envelope(demo, gateway_factory):
     gw = start(demo, gateway_factory)
+    demo.reset()
     r = gw.post("demo", "{not json")
     assert r.status == 400
     assert r.json() == {"jsonrpc": "2.0", "id": None, "error": r.json()["error"]}
     assert r.json()["error"]["code"] == -32700
     r = gw.request("POST", "/mcp/demo", '{"jsonrpc":"2.0","id":1,"method":"ping"}', {"Content-Type": "text/plain"})
     assert r.status == 415 and r.json()["error"]["code"] == -32015
+    assert demo.count() == 0, demo.received()
 
 
 def test_notifications_and_session_headers_pass(demo, gateway_factory):

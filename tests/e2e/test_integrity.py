@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import JSON, MCPX_BIN, DemoServer, jsonrpc, wait_until
+from harness import JSON, MCPX_BIN, DemoServer, StreamBackend, jsonrpc, read_sse_event, wait_until
 
 CONFIG = """
 servers:
@@ -73,7 +73,7 @@ def test_rug_pull_enforce_drops_and_refuses(demo, gateway_factory):
     assert err["id"] == 99
     assert "rug pull" in err["error"]["message"] and "echo" in err["error"]["message"]
     assert err["error"]["data"]["reason"] == "integrity_rug_pull"
-    assert not any('"echo"' in b and "tools/call" in b for b in demo.received_bodies())
+    assert demo.tool_calls() == [], "the refused call reached the backend"
     # Other tools keep working.
     assert call(gw, "read_file", {"path": "/x"}).status == 200
 
@@ -142,11 +142,16 @@ inspection: {{ tool_integrity: enforce }}
         # Every tool `second` shares with `first` is a shadow; its own are fine.
         assert names(gw, "second") == ["tool_0", "tool_1"]
         logged(gw, 'integrity violation kind=shadowing server=second tool="echo"')
+        second.reset()
         r = call(gw, "echo", {"text": "hi"}, server="second")
         assert r.status == 403 and "shadowing" in r.json()["error"]["message"]
+        assert second.tool_calls() == [], "the shadowing tool's call reached its server"
         assert call(gw, "tool_0", server="second").status == 200
+        assert second.tool_calls() == ["tool_0"]
         # The first server's tools are untouched.
+        first.reset()
         assert call(gw, "echo", {"text": "hi"}, server="first").status == 200
+        assert first.tool_calls() == ["echo"]
         assert "echo" in names(gw, "first")
         v = baseline(gw)["violations"]
         assert v["second"]["echo"]["other_server"] == "first"
@@ -191,7 +196,9 @@ def test_four_workers_agree_on_one_baseline(demo, gateway_factory):
 
     demo.mode(rug_pull=True)
     lists = parallel(40, lambda i: names(gw))
+    demo.reset()
     calls = parallel(40, lambda i: call(gw, "echo", {"text": "x"}, id=i).status)
+    assert demo.tool_calls() == [], "a refused concurrent call reached the backend"
     after = worker_connections(gw)
     # Every worker served some of these requests, and every answer caught it.
     assert all(after[w] > before[w] for w in before), (before, after)
@@ -237,33 +244,34 @@ def test_tools_list_answered_as_sse_is_still_inspected(demo, gateway_factory):
     assert [t["name"] for t in msg["result"]["tools"]] == ["read_file", "slow", "stream"]
 
 
-def test_other_event_streams_are_not_buffered(demo, gateway_factory):
-    gw = start(demo, gateway_factory, "enforce")
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
-    body = json.dumps(jsonrpc("tools/call", {"name": "stream", "arguments": {"count": 3, "interval_ms": 700}}))
-    conn.request("POST", "/mcp/demo", body, {**JSON, "Accept": "application/json, text/event-stream"})
-    r = conn.getresponse()
-    assert r.status == 200 and r.getheader("content-type").startswith("text/event-stream")
-    arrivals = []  # (ms when we read it, the event)
-    buf = ""
-    while True:
-        line = r.readline().decode()
-        if not line:
-            break
-        buf += line
-        if line in ("\n", "\r\n"):
-            [event] = sse_events(buf.encode())
-            arrivals.append((time.time() * 1000, event))
-            buf = ""
-            if "result" in event:
-                break
-    conn.close()
-    progress = [(t, e) for t, e in arrivals if e.get("method") == "notifications/progress"]
-    assert len(progress) == 3 and "result" in arrivals[-1][1]
-    # Each event arrived before the backend had even sent the next one: the
-    # gateway passed them on one by one, not as one buffered body.
-    for (arrived, _), (_, nxt) in zip(progress, progress[1:]):
-        assert arrived < nxt["params"]["ts_ms"], progress
+def test_other_event_streams_are_not_buffered(gateway_factory):
+    """Each event of a (non-list) stream reaches the client while the backend
+    has not yet written the next one: the backend writes event i+1 only after
+    the test has read event i through the gateway. A gateway that buffered
+    the stream would deliver nothing until the end, and the read would time
+    out. No clocks are compared."""
+    backend = StreamBackend()
+    try:
+        gw = gateway_factory(CONFIG.format(url=backend.url, mode="enforce"))
+        conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+        body = json.dumps(jsonrpc("tools/call", {"name": "stream", "arguments": {}}, id="s"))
+        conn.request("POST", "/mcp/demo", body, {**JSON, "Accept": "application/json, text/event-stream"})
+        backend.send()  # the first event is written before the headers are even read
+        r = conn.getresponse()
+        assert r.status == 200 and r.getheader("content-type").startswith("text/event-stream")
+        for i in range(1, 4):
+            event = read_sse_event(r)
+            assert event and event["params"]["progress"] == i, event
+            if i < 3:
+                backend.send()  # only now does event i+1 exist
+        backend.finish()
+        last = read_sse_event(r)
+        assert last["id"] == "s" and last["result"]["content"][0]["text"] == "streamed 3 events", last
+        conn.close()
+        assert backend.calls == 1
+    finally:
+        backend.finish()
+        backend.stop()
 
 
 def test_five_thousand_tools(gateway_factory):

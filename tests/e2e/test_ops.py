@@ -76,8 +76,11 @@ audit: {{ output: {audit} }}
     # Another tool has its own bucket.
     other = gw.post("demo", call("read_file", path="/a"))
     assert other.status == 200, other.text
-    # The limited call never reached the backend.
-    assert not any(f'"id":{100 + allowed}' in b for b in demo.received_bodies())
+    # Exactly the allowed calls reached the backend; the limited one did not
+    # (ids read from the parsed bodies, not searched for as text).
+    arrived = [json.loads(b)["id"] for b in demo.received_bodies() if json.loads(b).get("method") == "tools/call"]
+    assert arrived[:allowed] == list(range(100, 100 + allowed)), arrived
+    assert 100 + allowed not in arrived, arrived
     # Counted as rate_limited, not allow.
     lines = wait_until(lambda: [l for l in audit_lines(audit) if l["decision"] == "rate_limited"],
                        what="rate_limited audit line")
@@ -95,9 +98,11 @@ rate_limit: { enabled: true, rps: 1000, burst: 1000, per_tool: true, tool_rps: 1
     allowed, _, _ = until_limited(gw, lambda i: call("echo", id=i))
     assert allowed >= 2
     # Claiming another bucket (or none) through the internal header does not help.
+    before = demo.count()
     for forged in ("demo/read_file", "", "demo/_other"):
         r = gw.post("demo", call("echo"), headers={"X-MCPX-Tool": forged})
         assert r.status == 429, (forged, r.status, r.text)
+    assert demo.count() == before, "a rate-limited call reached the backend"
     demo.reset()
     assert gw.post("demo", call("read_file", path="/x"), headers={"x-mcpx-tool": "demo/echo"}).status == 200
     seen = demo.received()[-1]["headers"]
@@ -108,8 +113,11 @@ def test_global_limit_applies_to_every_mcp_request(demo, gateway_factory):
     gw = gateway_factory(BASE.format(url=demo.url) + """
 rate_limit: { enabled: true, rps: 1, burst: 4 }
 """)
+    demo.reset()
     allowed, r, elapsed = until_limited(gw, lambda i: jsonrpc("ping", id=i))
     assert 4 <= allowed <= 4 + math.ceil(elapsed) + 1, (allowed, elapsed)
+    # The allowed pings reached the backend, the refused one did not.
+    assert [json.loads(b)["id"] for b in demo.received_bodies()] == list(range(allowed))
     assert r.json()["error"]["code"] == -32029 and r.header("retry-after")
     # /metrics has its own budget: scraping is not blocked by MCP traffic.
     assert gw.request("GET", "/metrics").status == 200
@@ -183,9 +191,11 @@ def test_audit_lines_are_json_with_the_decision(demo, gateway_factory):
 audit: {{ output: {audit} }}
 """)
     assert gw.post("demo", call("echo", id=1), headers={"X-Request-ID": "rid-allow"}).status == 200
+    before = demo.count()
     assert gw.post("demo", call("dangerous_delete", id=2, path="/"),
                    headers={"X-Request-ID": "rid-deny"}).status == 403
     assert gw.post("demo", "{broken", headers={"X-Request-ID": "rid-error"}).status == 400
+    assert demo.count() == before, "a refused request reached the backend"
     gw.request("GET", "/metrics")  # not an MCP request: no audit line
     def requests():
         ls = audit_lines(audit)
@@ -228,8 +238,10 @@ def test_metrics_series_with_labels(demo, gateway_factory):
 circuit_breaker: { enabled: true, failure_threshold: 5, cooldown: 30s }
 """)
     assert gw.post("demo", call("echo")).status == 200
+    before = demo.count()
     assert gw.post("demo", call("dangerous_delete", path="/")).status == 403
     assert gw.post("demo", call("invented_tool_name")).status == 403
+    assert demo.count() == before, "a denied call reached the backend"
     assert gw.post("demo", jsonrpc("tools/list")).status == 200
     r = gw.request("GET", "/metrics")
     assert r.status == 200 and "text/plain" in (r.header("content-type") or "")

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import Process, free_port, wait_until
+from harness import Process, free_port, optional_tool, wait_until
 from harness import request as http_request
 
-mcp = pytest.importorskip("mcp")
-from mcp import Client  # noqa: E402
+from mcp import Client  # noqa: E402  (a test dependency: tests/requirements.txt)
 from mcp.shared.exceptions import MCPError  # noqa: E402
 
 SERVER = Path(__file__).with_name("sdk_server.py")
@@ -87,20 +86,21 @@ def test_sdk_client_through_gateway(mode, sdk_server, gateway_factory):
     assert "one_of" in got["denied:weather"][2]
 
 
-def conformance_command() -> list[str] | None:
-    """The official conformance runner (scripts/conformance.sh installs it with
-    Node 22 from npm), or None when npm cannot provide it here."""
+def conformance_command() -> list[str]:
+    """The official conformance runner, installed before pytest by
+    scripts/e2e-tools.sh (scripts/conformance.sh: Node 22 and the runner from
+    npm). Once installed, any error here fails the test."""
     script = Path(__file__).resolve().parents[2] / "scripts" / "conformance.sh"
-    try:
-        out = subprocess.run([str(script)], capture_output=True, text=True, timeout=600, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    return out.split() or None
+    out = subprocess.run([str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, f"scripts/conformance.sh failed after e2e-tools installed it:\n{out.stderr[-2000:]}"
+    cmd = out.stdout.split()
+    assert cmd, "scripts/conformance.sh printed no command"
+    return cmd
 
 
 def conformance_results(cmd: list[str], url: str) -> dict[str, bool]:
     """Scenario -> passed, from the runner's summary lines (`✓ name: …` / `✗ name: …`)."""
-    out = subprocess.run([*cmd, "server", "--url", url], capture_output=True, text=True, timeout=300).stdout
+    out = subprocess.run([*cmd, "server", "--url", url], capture_output=True, text=True, timeout=240).stdout
     results = {}
     for line in out.splitlines():
         m = re.match(r"^([✓✗]) ([\w.-]+): \d+ passed, \d+ failed", line)
@@ -110,13 +110,15 @@ def conformance_results(cmd: list[str], url: str) -> dict[str, bool]:
     return results
 
 
+@pytest.mark.timeout(540)  # two runs of the runner, 240 s each at most
 def test_conformance_runner_direct_vs_gateway(sdk_server, gateway_factory):
     """Every conformance scenario that passes against the server addressed
     directly also passes through the gateway."""
     kind, url = sdk_server
+    why = optional_tool("conformance")
+    if why:
+        pytest.skip(why)
     cmd = conformance_command()
-    if cmd is None:
-        pytest.skip("the conformance runner could not be installed from npm (scripts/conformance.sh)")
     gw = gateway_factory(CONFIG.format(url=url))
     direct = conformance_results(cmd, url)
     via = conformance_results(cmd, f"http://127.0.0.1:{gw.port}/mcp/sdk")
