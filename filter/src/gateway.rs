@@ -400,7 +400,8 @@ impl Gateway {
     pub fn body_not_allowed(method: &str, attrs: &mut Attributes) -> Reply {
         attrs.decision = Some("error");
         attrs.reason = Some("body_not_allowed".into());
-        let msg = format!("a {method} request to an MCP endpoint must not carry a body; send JSON-RPC messages with POST");
+        let msg =
+            format!("a {method} request to an MCP endpoint must not carry a body; send JSON-RPC messages with POST");
         Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::Http)
     }
 
@@ -853,12 +854,8 @@ clients:
 
     fn run_body(g: &Gateway, version: Option<&str>, b: &str) -> (BodyOutcome, Attributes) {
         let h: Vec<(&str, &str)> = version.map(|v| ("mcp-protocol-version", v)).into_iter().collect();
-        let req = McpRequest {
-            server: "demo".into(),
-            identity: None,
-            mcp_headers: McpHeaders::capture(h),
-            grant: None,
-        };
+        let req =
+            McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::capture(h), grant: None };
         let mut a = Attributes::default();
         (g.on_request_body(&req, b.as_bytes(), &mut a), a)
     }

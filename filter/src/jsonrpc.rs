@@ -334,7 +334,10 @@ mod tests {
             ("\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", PARSE_ERROR),
             (r#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#, PARSE_ERROR),
             (r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#, INVALID_REQUEST),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#, INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+                INVALID_REQUEST,
+            ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"p":{"x":1,"x":2}}}}"#,
                 INVALID_REQUEST,
@@ -374,7 +377,8 @@ mod tests {
         let e = parse_body(r#"{"jsonrpc":"2.0","id":1,"method":"x","Method":"y"}"#.as_bytes()).unwrap_err();
         assert!(e.message.contains("\"Method\"") && e.message.contains("\"method\""), "{e:?}");
         // Distinct keys that only look alike pass (no Turkic or multi-character folds).
-        assert!(parse_body(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"i":1,"ı":2,"ss":3,"ß":4}}"#.as_bytes()).is_ok());
+        assert!(parse_body(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"i":1,"ı":2,"ss":3,"ß":4}}"#.as_bytes())
+            .is_ok());
     }
 
     #[test]
@@ -398,7 +402,16 @@ mod tests {
     #[test]
     fn method_names_with_control_characters_or_surrounding_whitespace_are_refused() {
         // JSON escapes, decoded by the parser.
-        for m in [r"tools/call ", r" tools/call", r"tools/call\n", r"tools/\u0000call", r"\ufefftools/call", r"tools/call\u00a0", r"tools/call\u2028", r"\ttools/call"] {
+        for m in [
+            r"tools/call ",
+            r" tools/call",
+            r"tools/call\n",
+            r"tools/\u0000call",
+            r"\ufefftools/call",
+            r"tools/call\u00a0",
+            r"tools/call\u2028",
+            r"\ttools/call",
+        ] {
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}","params":{{"name":"x"}}}}"#);
             let e = parse_body(body.as_bytes()).unwrap_err();
             assert_eq!(e.code, INVALID_REQUEST, "{m:?}: {e:?}");

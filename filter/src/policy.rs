@@ -202,7 +202,13 @@ impl ArgCheck {
         }
         if self.has_string_rule() {
             let Value::String(s) = value else {
-                let rule = if self.prefix.is_some() { "prefix" } else if self.suffix.is_some() { "suffix" } else { "regex" };
+                let rule = if self.prefix.is_some() {
+                    "prefix"
+                } else if self.suffix.is_some() {
+                    "suffix"
+                } else {
+                    "regex"
+                };
                 return fail(format!("{rule}: the value must be a JSON string"));
             };
             if let Some(p) = &self.prefix {

@@ -75,9 +75,15 @@ fn normalise_file(rest: &str) -> Result<String, String> {
             let auth_end = after.find('/').unwrap_or(after.len());
             let (auth, path) = after.split_at(auth_end);
             if !auth.is_empty() && !auth.eq_ignore_ascii_case("localhost") {
-                return Err(format!("it is a file: URI naming the host {auth:?}; only local files (file:///path) are accepted"));
+                return Err(format!(
+                    "it is a file: URI naming the host {auth:?}; only local files (file:///path) are accepted"
+                ));
             }
-            if path.is_empty() { "/" } else { path }
+            if path.is_empty() {
+                "/"
+            } else {
+                path
+            }
         }
         None => rest,
     };

@@ -33,7 +33,7 @@ impl Typed {
         match (self, v) {
             (Typed::Str(a), Value::String(b)) => a == b,
             (Typed::Bool(a), Value::Bool(b)) => a == b,
-            (Typed::Num(a), Value::Number(b)) => *a == normalise_number(b),
+            (Typed::Num(a), Value::Number(b)) => exact_everywhere(b) && *a == normalise_number(b),
             _ => false,
         }
     }
@@ -64,6 +64,23 @@ pub fn normalise(v: &Value) -> Option<String> {
         Value::Number(n) => Some(normalise_number(n)),
         _ => None,
     }
+}
+
+/// 2^53: beyond it JavaScript (and Go's float64) round integers while
+/// Python keeps them exact, so decoders disagree on the value.
+const SAFE: f64 = 9_007_199_254_740_992.0;
+
+/// Whether every common decoder reads `n` as the same value: magnitude
+/// within 2^53. (An integer too large for u64 reaches here as a float, so
+/// it is excluded too.) Outside that range a numeric rule is never met.
+fn exact_everywhere(n: &serde_json::Number) -> bool {
+    if let Some(i) = n.as_i64() {
+        return i.unsigned_abs() <= SAFE as u64;
+    }
+    if let Some(u) = n.as_u64() {
+        return u <= SAFE as u64;
+    }
+    n.as_f64().is_some_and(|f| f.abs() <= SAFE)
 }
 
 fn normalise_number(n: &serde_json::Number) -> String {
@@ -99,6 +116,12 @@ mod tests {
         assert!(!t(json!("5")).matches(&json!(5)));
         assert!(t(json!("a")).matches(&json!("a")));
         assert!(!t(json!(0)).matches(&json!(null)));
+        // Beyond 2^53 decoders disagree on the value: never a match.
+        let big = |s: &str| serde_json::from_str::<Value>(s).unwrap();
+        assert!(t(big("9007199254740992")).matches(&big("9007199254740992")));
+        assert!(!t(big("9007199254740993")).matches(&big("9007199254740993")));
+        assert!(!t(big("100000000000000000000")).matches(&big("100000000000000000001")));
+        assert!(!t(big("1e300")).matches(&big("1e300")));
         assert!(!t(json!("x")).matches(&json!(["x"])));
         assert_eq!(Typed::from_json(&json!(null)), None);
         assert_eq!(t(json!(5)).to_string(), "5");

@@ -872,7 +872,10 @@ mod tests {
         // The global bucket is a descriptor charged one token per message.
         assert_eq!(rl["rate_limits"][0]["actions"][0]["generic_key"]["descriptor_key"], "mcpx_global");
         assert_eq!(rl["rate_limits"][0]["hits_addend"]["format"], "%REQ(x-mcpx-hits)%");
-        assert_eq!(rl["descriptors"][0]["token_bucket"], json!({"max_tokens": 9, "tokens_per_fill": 7, "fill_interval": "1s"}));
+        assert_eq!(
+            rl["descriptors"][0]["token_bucket"],
+            json!({"max_tokens": 9, "tokens_per_fill": 7, "fill_interval": "1s"})
+        );
         // Per tool: one wildcard bucket per tool, charged one token per call.
         assert_eq!(rl["rate_limits"][1]["actions"][0]["request_headers"]["header_name"], "x-mcpx-tool");
         assert_eq!(rl["rate_limits"][1]["hits_addend"]["format"], "%REQ(x-mcpx-tool-hits)%");

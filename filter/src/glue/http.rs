@@ -205,7 +205,9 @@ impl HttpFilter {
                     // Tokens: one per message (a batch costs what its messages would alone).
                     host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
                 }
-                if let (true, true, Some(tool), true) = (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0) {
+                if let (true, true, Some(tool), true) =
+                    (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
+                {
                     // The per-tool bucket key and its cost.
                     let label = tool_label(gateway, &req.server, tool);
                     host::set_request_header(ops::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
