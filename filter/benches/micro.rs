@@ -129,6 +129,31 @@ fn cases() -> Vec<Case> {
         },
     ));
 
+    // Forwarding a re-serialised canonical body instead of the client's
+    // bytes (SECURITY.md "Parser differentials"): its extra cost per request.
+    let parsed = jsonrpc::parse_strict(TOOLS_CALL.as_bytes()).expect("the benchmark body parses");
+    out.push(case(
+        "re-serialise: tools/call",
+        "serde_json::to_vec of the already parsed tools/call (extra cost of forwarding a canonical body)",
+        move || {
+            black_box(serde_json::to_vec(black_box(&parsed)).ok());
+        },
+    ));
+    let wide: String = {
+        let keys: Vec<String> = (0..1000).map(|i| format!("\"key_{i}\":{i}")).collect();
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{{}}}}}}}"#,
+            keys.join(",")
+        )
+    };
+    out.push(case(
+        "parse: 1000 argument keys",
+        format!("jsonrpc::parse_body with the case-folded duplicate check on a wide object, {} bytes", wide.len()),
+        move || {
+            black_box(jsonrpc::parse_body(black_box(wide.as_bytes())).ok());
+        },
+    ));
+
     for (name, identity, body, allowed) in [
         ("parse + decide: tools/call allowed", None, TOOLS_CALL, true),
         ("parse + decide: tools/call, client override", Some("ci-bot"), TOOLS_CALL, true),

@@ -143,15 +143,15 @@ pub struct ArgRule {
     pub required: Option<bool>,
 }
 
-/// A scalar written in the config (string, number or bool), held in its
-/// normalised string form so it compares equal to the same value in a request.
+/// A scalar written in the config (string, number or bool), with its JSON
+/// type: rules compare typed (see `crate::scalar`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scalar(pub String);
+pub struct Scalar(pub crate::scalar::Typed);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
-        crate::scalar::normalise(&v)
+        crate::scalar::Typed::from_json(&v)
             .map(Scalar)
             .ok_or_else(|| serde::de::Error::custom("expected a string, number or boolean"))
     }
@@ -159,7 +159,7 @@ impl<'de> Deserialize<'de> for Scalar {
 
 impl Serialize for Scalar {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.0)
+        self.0.to_json().serialize(s)
     }
 }
 

@@ -22,7 +22,14 @@ pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
 
 /// The internal headers the filter sets for Envoy (rate-limit descriptors,
 /// routing). Rendered routes remove them before forwarding.
-pub const INTERNAL_HEADERS: &[&str] = &["x-mcpx-server", "x-mcpx-method", "x-mcpx-tool", "x-mcpx-client"];
+pub const INTERNAL_HEADERS: &[&str] = &[
+    "x-mcpx-server",
+    "x-mcpx-method",
+    "x-mcpx-tool",
+    "x-mcpx-client",
+    crate::ops::RATE_LIMIT_HITS_HEADER,
+    crate::ops::RATE_LIMIT_TOOL_HITS_HEADER,
+];
 
 /// The `Accept` a `tools/list` is forwarded with when it will be inspected.
 pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
@@ -70,6 +77,87 @@ impl<'a> RequestHead<'a> {
     /// The client-sent copies of internal headers, to be removed on entry.
     pub fn internal_headers(&self) -> impl Iterator<Item = &'a str> {
         self.headers.iter().map(|(k, _)| k.as_str()).filter(|k| starts_with_ignore_case(k, INTERNAL_HEADER_PREFIX))
+    }
+}
+
+/// Whether the request head announces a body (`Content-Length` above 0, or
+/// any `Transfer-Encoding`).
+fn head_declares_body(head: &RequestHead<'_>) -> bool {
+    head.headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding")
+            || (k.eq_ignore_ascii_case("content-length") && v.trim().parse::<u64>().map_or(true, |n| n > 0))
+    })
+}
+
+/// Accepts `application/json` with no `charset` parameter or exactly one
+/// that is `utf-8` (any case, quoted or not). Anything else would let a
+/// backend that honours the charset (Express's JSON parser does) decode the
+/// bytes into a message the gateway never saw. Malformed parameters are
+/// refused too: parsers disagree on them.
+pub fn check_json_content_type(ct: &str) -> Result<(), String> {
+    let mut parts = ct.split(';');
+    let media = parts.next().unwrap_or("").trim();
+    if !media.eq_ignore_ascii_case("application/json") {
+        return Err(format!("Content-Type must be application/json, got {ct:?}"));
+    }
+    let rest = ct.get(ct.find(';').unwrap_or(ct.len())..).unwrap_or("");
+    let mut charsets = 0;
+    for (name, value) in media_params(rest).map_err(|why| format!("Content-Type {ct:?}: {why}"))? {
+        if name.eq_ignore_ascii_case("charset") {
+            charsets += 1;
+            if !value.eq_ignore_ascii_case("utf-8") || charsets > 1 {
+                return Err(format!(
+                    "Content-Type {ct:?}: only UTF-8 JSON is accepted (no charset parameter, or one charset=utf-8)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `; name=value` parameters of a media type, values unquoted
+/// (RFC 9110 quoted-string, with `\` escapes). Whitespace around `;` and `=`
+/// is tolerated, as common parsers do.
+fn media_params(mut s: &str) -> Result<Vec<(&str, String)>, String> {
+    let mut out = Vec::new();
+    loop {
+        s = s.trim_start();
+        if s.is_empty() {
+            return Ok(out);
+        }
+        s = s.strip_prefix(';').ok_or("a parameter must follow \";\"")?.trim_start();
+        if s.is_empty() {
+            return Ok(out); // a trailing ";"
+        }
+        let eq = s.find('=').ok_or("a parameter has no \"=\"")?;
+        let (name, after) = s.split_at(eq);
+        let name = name.trim();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+.^_`|~-".contains(&b)) {
+            return Err(format!("malformed parameter name {name:?}"));
+        }
+        let after = after.get(1..).unwrap_or("").trim_start();
+        let (value, rest) = if let Some(q) = after.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = q.char_indices();
+            let end = loop {
+                match chars.next() {
+                    Some((_, '\\')) => v.push(chars.next().ok_or("unterminated quoted value")?.1),
+                    Some((i, '"')) => break i + 1,
+                    Some((_, c)) => v.push(c),
+                    None => return Err("unterminated quoted value".into()),
+                }
+            };
+            (v, q.get(end..).unwrap_or(""))
+        } else {
+            let end = after.find(';').unwrap_or(after.len());
+            let (v, rest) = after.split_at(end);
+            (v.trim().to_string(), rest)
+        };
+        if value.is_empty() || value.contains(|c: char| c.is_control()) {
+            return Err(format!("parameter {name:?} has an empty or malformed value"));
+        }
+        out.push((name, value));
+        s = rest;
     }
 }
 
@@ -125,6 +213,12 @@ pub struct Forward {
     pub response: ResponsePlan,
     /// Whom an error made later (by Envoy: 429, 503) must answer.
     pub reply_to: ReplyTo,
+    /// Rate-limit tokens this request costs: one per message, so a batch
+    /// costs what its messages would cost sent alone (global bucket).
+    pub hits: u32,
+    /// Tokens for the called tool's bucket: one per `tools/call` (all calls
+    /// of a batch name the same tool when per-tool limits are on).
+    pub tool_hits: u32,
 }
 
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -227,20 +321,14 @@ impl Gateway {
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;
         };
-        if !self.servers.contains_key(server) {
-            // Only an authenticated caller learns which servers exist.
-            if let Err(reply) = self.authenticate(head) {
-                attrs.decision = Some("auth_failed");
-                return HeadOutcome::Reply(reply);
-            }
-            let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
-            let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
-            attrs.decision = Some("error");
-            attrs.reason = Some("unknown_server".into());
-            return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
+        let known = self.servers.contains_key(server);
+        if known {
+            attrs.server = Some(server.to_string());
         }
-        attrs.server = Some(server.to_string());
-        // Auth before anything else, for every method (GET and DELETE too).
+        // Auth before anything else, for every method (GET and DELETE too),
+        // and the same way for unknown names: the 401 (its challenge's
+        // resource_metadata URL included) must not tell a caller without a
+        // credential which server names exist.
         let principal = match self.auth.check(head, Some(server), auth::now_secs()) {
             Check::Open => None,
             Check::Allowed(p) => Some(p),
@@ -255,6 +343,13 @@ impl Gateway {
                 return HeadOutcome::AwaitKeys(r.reply);
             }
         };
+        if !known {
+            let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
+            let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
+            attrs.decision = Some("error");
+            attrs.reason = Some("unknown_server".into());
+            return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
+        }
         attrs.client = principal.as_ref().map(|p| p.identity.clone());
         let (identity, grant) = principal.map_or((None, None), |p| (Some(p.identity), p.grant));
         let mcp_headers = McpHeaders::capture(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -270,6 +365,9 @@ impl Gateway {
             },
             "GET" | "DELETE" => {
                 attrs.method = Some(head.method().to_string());
+                if head_declares_body(head) {
+                    return HeadOutcome::Reply(Self::body_not_allowed(head.method(), attrs));
+                }
                 attrs.decision = Some("allow");
                 HeadOutcome::Forward(req)
             }
@@ -291,23 +389,31 @@ impl Gateway {
 
     /// RFC 9728 metadata (oauth only), served without auth.
     fn metadata(&self, head: &RequestHead<'_>) -> Option<Reply> {
-        let rest = head.path().strip_prefix(auth::oauth::METADATA_PATH)?;
-        let reply = self.auth.metadata(head)?;
-        match rest.strip_prefix(MCP_PREFIX) {
-            Some(server) if !self.servers.contains_key(server) => {
-                let msg = format!("no protected resource metadata: unknown MCP server {server:?}");
-                Some(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http))
-            }
-            _ => Some(reply),
-        }
+        // Every name under /mcp/ gets a document, known or not: a 404 for
+        // unknown names would list the servers to anyone (docs/auth.md).
+        self.auth.metadata(head)
+    }
+
+    /// The refusal of a body on a method other than POST: the gateway only
+    /// parses (and so only decides on) POST bodies, so a body elsewhere would
+    /// reach the backend unread.
+    pub fn body_not_allowed(method: &str, attrs: &mut Attributes) -> Reply {
+        attrs.decision = Some("error");
+        attrs.reason = Some("body_not_allowed".into());
+        let msg =
+            format!("a {method} request to an MCP endpoint must not carry a body; send JSON-RPC messages with POST");
+        Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::Http)
     }
 
     /// Content type, encoding and declared size of a JSON-RPC POST.
     fn check_post_headers(&self, head: &RequestHead<'_>) -> Option<Reply> {
+        let types = head.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("content-type")).count();
         let ct = head.get("content-type").unwrap_or("");
-        let media = ct.split(';').next().unwrap_or("").trim();
-        if !media.eq_ignore_ascii_case("application/json") {
-            let msg = format!("Content-Type must be application/json, got {ct:?} (with curl, add -H 'Content-Type: application/json')");
+        if let Err(why) = check_json_content_type(ct).and_then(|()| match types {
+            0 | 1 => Ok(()),
+            _ => Err("Content-Type appears more than once".to_string()),
+        }) {
+            let msg = format!("{why} (with curl, add -H 'Content-Type: application/json')");
             return Some(Reply::error(415, code::UNSUPPORTED_MEDIA_TYPE, &msg, &ReplyTo::Http));
         }
         if let Some(enc) = head.get("content-encoding").filter(|e| !e.trim().eq_ignore_ascii_case("identity")) {
@@ -375,7 +481,13 @@ impl Gateway {
             attrs.reason = Some("header_mismatch".into());
             return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));
         }
+        if let Body::Batch(_) = &parsed {
+            if let Some(reply) = self.check_batch_version(req, attrs) {
+                return BodyOutcome::Reply(reply);
+            }
+        }
         let mut list_ids = Vec::new();
+        let mut calls: Vec<&str> = Vec::new();
         for m in messages {
             let Some(method) = m.method() else { continue };
             let action = match Action::classify(method, m.params()) {
@@ -406,6 +518,7 @@ impl Gateway {
                 ));
             }
             if let Action::CallTool { name, .. } = action {
+                calls.push(name);
                 if let Some(reply) = self.check_call_integrity(&req.server, name, violation, &reply_to, attrs) {
                     return BodyOutcome::Reply(reply);
                 }
@@ -425,8 +538,13 @@ impl Gateway {
                 }
             }
         }
+        if let Some(reply) = self.check_batch_charge(&calls, attrs) {
+            return BodyOutcome::Reply(reply);
+        }
         attrs.decision = Some("allow");
-        let mut forward = Forward { reply_to, ..Forward::default() };
+        let hits = u32::try_from(messages.len()).unwrap_or(u32::MAX);
+        let tool_hits = u32::try_from(calls.len()).unwrap_or(u32::MAX);
+        let mut forward = Forward { reply_to, hits, tool_hits, ..Forward::default() };
         if !list_ids.is_empty() && self.inspects_lists() {
             // Pin uncompressed JSON so the list can be inspected: no streaming
             // or encoding bypass. SSE stays acceptable (at low preference) only
@@ -437,6 +555,40 @@ impl Gateway {
             forward.response = ResponsePlan::FilterToolsList { list_ids };
         }
         BodyOutcome::Forward(forward)
+    }
+
+    /// Batches exist only in protocol revision 2025-03-26 (and are tolerated
+    /// from clients that send no version); from 2025-06-18 on, a batch is not
+    /// an MCP message and is refused rather than guessed at.
+    fn check_batch_version(&self, req: &McpRequest, attrs: &mut Attributes) -> Option<Reply> {
+        let v = req.mcp_headers.version().filter(|v| *v >= crate::mcpheaders::FIRST_VERSION_WITHOUT_BATCHES)?;
+        attrs.decision = Some("error");
+        attrs.reason = Some("batch_not_allowed".into());
+        let msg = format!(
+            "JSON-RPC batches are not part of MCP protocol version {v} (only 2025-03-26 has them); send each message in its own POST"
+        );
+        Some(Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::message(None)))
+    }
+
+    /// A batch is charged to the rate limits as its messages would be sent
+    /// alone: N tokens from the global bucket and one per call from the
+    /// called tool's bucket. One request can charge only one tool bucket, so
+    /// with per-tool limits on, a batch calling two different tools is
+    /// refused rather than under-charged.
+    fn check_batch_charge(&self, calls: &[&str], attrs: &mut Attributes) -> Option<Reply> {
+        let rl = &self.config.rate_limit;
+        let first = calls.first()?;
+        let other = calls.iter().find(|c| *c != first)?;
+        if !(rl.enabled && rl.per_tool) {
+            return None;
+        }
+        attrs.decision = Some("error");
+        attrs.reason = Some("batch_mixed_tools".into());
+        let msg = format!(
+            "a batch may call only one tool while per-tool rate limits are on (each call is charged to its tool's \
+             bucket); send the calls to {first:?} and {other:?} as separate requests"
+        );
+        Some(Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::message(None)))
     }
 
     fn inspects_lists(&self) -> bool {
@@ -604,6 +756,35 @@ clients:
     }
 
     #[test]
+    fn oauth_answers_do_not_reveal_which_server_names_exist() {
+        let cfg = "servers:\n  - name: demo\n  - name: scoped\nauth:\n  enabled: true\n  type: oauth\n  oauth:\n    resource: https://gw.example.com/mcp\n    jwks_uri: https://auth.example.com/jwks.json\n    issuer: https://auth.example.com\n    scopes: { scoped: [mcp:s] }\n";
+        let g = Gateway::from_plugin_config(cfg).unwrap();
+        let answer = |m: &str, path: &str| {
+            let h = headers(m, path, &[JSON, (":authority", "gw.local")]);
+            let mut a = Attributes::default();
+            match g.on_request_headers(&RequestHead { headers: &h }, &mut a) {
+                HeadOutcome::Reply(r) | HeadOutcome::AwaitKeys(r) => r,
+                o => panic!("{o:?}"),
+            }
+        };
+        // The 401 for an unknown name is the known one's with the name swapped.
+        for m in ["POST", "GET", "DELETE"] {
+            let known = answer(m, "/mcp/demo");
+            let unknown = answer(m, "/mcp/nope");
+            assert_eq!(known.status, 401);
+            let swap = |r: &Reply| format!("{} {:?} {}", r.status, r.headers, r.body).replace("/nope", "/demo");
+            assert_eq!(swap(&unknown), swap(&known), "{m}");
+        }
+        // Metadata: a document for any name, shaped like a known server's.
+        let known = answer("GET", "/.well-known/oauth-protected-resource/mcp/demo");
+        let unknown = answer("GET", "/.well-known/oauth-protected-resource/mcp/nope");
+        assert_eq!((known.status, unknown.status), (200, 200));
+        assert_eq!(unknown.body.replace("/nope", "/demo"), known.body);
+        // What is revealed: a server with `scopes` advertises them (docs/auth.md).
+        assert!(answer("GET", "/mcp/scoped").headers.iter().any(|(_, v)| v.contains("scope=\"mcp:s\"")));
+    }
+
+    #[test]
     fn post_header_checks() {
         assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[])), 415);
         assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[("content-type", "text/plain")])), 415);
@@ -611,6 +792,125 @@ clients:
         assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[JSON, ("content-length", "99999999")])), 413);
         let ok = head_outcome("POST", "/mcp/demo", &[("content-type", "Application/JSON; charset=utf-8")]);
         assert!(matches!(ok, HeadOutcome::ReadBody(_)));
+    }
+
+    #[test]
+    fn only_utf8_json_is_accepted() {
+        let ct = |v: &str| status(&head_outcome("POST", "/mcp/demo", &[("content-type", v)]));
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json; charset=\"UTF-8\"",
+            "application/json ; charset = utf-8",
+            "application/json; charset=\"utf\\-8\"",
+            "application/json; profile=x",
+            "application/json;",
+        ] {
+            assert_eq!(ct(ok), 0, "{ok}");
+        }
+        for bad in [
+            "application/json; charset=utf-7",
+            "application/json; charset=UTF-16",
+            "application/json; charset=\"UTF-16\"",
+            "application/json; CHARSET=utf-16le",
+            "application/json; charset=utf-8; charset=utf-7",
+            "application/json; charset=utf-8; charset=utf-8",
+            "application/json; charset=latin1",
+            "application/json; charset= utf-7 ",
+            "application/json;charset=\"utf-8",
+            "application/json; charset",
+            "application/json; =utf-8",
+            "application/json; charset=",
+            "application/json; charset=\"\"",
+            "application/json, text/plain",
+            "text/json",
+        ] {
+            assert_eq!(ct(bad), 415, "{bad}");
+        }
+        let two = [("content-type", "application/json"), ("content-type", "application/json; charset=utf-7")];
+        assert_eq!(status(&head_outcome("POST", "/mcp/demo", &two)), 415);
+    }
+
+    #[test]
+    fn bodies_only_on_post() {
+        for (m, extra) in [
+            ("GET", ("content-length", "5")),
+            ("DELETE", ("content-length", "12")),
+            ("GET", ("transfer-encoding", "chunked")),
+            ("DELETE", ("Transfer-Encoding", "chunked")),
+            ("GET", ("content-length", "x")),
+        ] {
+            let mut a = Attributes::default();
+            let h = headers(m, "/mcp/demo", &[extra]);
+            let o = gw().on_request_headers(&RequestHead { headers: &h }, &mut a);
+            assert_eq!(status(&o), 400, "{m} {extra:?}");
+            assert_eq!(a.reason.as_deref(), Some("body_not_allowed"));
+        }
+        assert!(matches!(head_outcome("GET", "/mcp/demo", &[("content-length", "0")]), HeadOutcome::Forward(_)));
+    }
+
+    const RL: &str = "rate_limit: { enabled: true, rps: 10, burst: 10, per_tool: true, tool_rps: 1, tool_burst: 2 }\n";
+
+    fn run_body(g: &Gateway, version: Option<&str>, b: &str) -> (BodyOutcome, Attributes) {
+        let h: Vec<(&str, &str)> = version.map(|v| ("mcp-protocol-version", v)).into_iter().collect();
+        let req =
+            McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::capture(h), grant: None };
+        let mut a = Attributes::default();
+        (g.on_request_body(&req, b.as_bytes(), &mut a), a)
+    }
+
+    fn calls(tools: &[&str]) -> String {
+        let items: Vec<String> = tools
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"tools/call","params":{{"name":"{t}"}}}}"#))
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    #[test]
+    fn a_batch_is_charged_per_message_and_per_call() {
+        let g = Gateway::from_plugin_config(&format!("{CONFIG}{RL}")).unwrap();
+        let (o, a) = run_body(&g, None, &calls(&["echo"; 200]));
+        let BodyOutcome::Forward(f) = o else { panic!("refused") };
+        assert_eq!((f.hits, f.tool_hits, a.tool.as_deref()), (200, 200, Some("echo")));
+        let mixed = r#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}},{"jsonrpc":"2.0","id":2,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#;
+        let BodyOutcome::Forward(f) = run_body(&g, Some("2025-03-26"), mixed).0 else { panic!("refused") };
+        assert_eq!((f.hits, f.tool_hits), (3, 1));
+        let BodyOutcome::Forward(f) = run_body(&g, None, r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#).0 else {
+            panic!()
+        };
+        assert_eq!((f.hits, f.tool_hits), (1, 0));
+    }
+
+    #[test]
+    fn a_batch_that_cannot_be_charged_exactly_is_refused() {
+        let g = Gateway::from_plugin_config(&format!("{CONFIG}{RL}")).unwrap();
+        let (o, a) = run_body(&g, None, &calls(&["echo", "echo", "read_file"]));
+        let BodyOutcome::Reply(r) = o else { panic!("forwarded") };
+        assert_eq!(r.status, 400);
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(v["error"]["code"], -32600);
+        assert!(v["error"]["message"].as_str().unwrap().contains("read_file"), "{v}");
+        assert_eq!(a.reason.as_deref(), Some("batch_mixed_tools"));
+        // Without per-tool limits one request charges only the global bucket.
+        assert!(matches!(run_body(&gw(), None, &calls(&["echo", "read_file"])).0, BodyOutcome::Forward(_)));
+    }
+
+    #[test]
+    fn batches_are_refused_where_the_protocol_has_none() {
+        for v in ["2025-06-18", "2025-11-25", "2026-07-28"] {
+            let (o, a) = run_body(&gw(), Some(v), &calls(&["echo"]));
+            assert!(matches!(o, BodyOutcome::Reply(ref r) if r.status == 400), "{v}");
+            assert_eq!(a.reason.as_deref(), Some("batch_not_allowed"));
+        }
+        for v in [None, Some("2025-03-26"), Some("2024-11-05")] {
+            assert!(matches!(run_body(&gw(), v, &calls(&["echo"])).0, BodyOutcome::Forward(_)), "{v:?}");
+        }
+        // A single message is fine in every revision.
+        let one = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+        assert!(matches!(run_body(&gw(), Some("2025-11-25"), one).0, BodyOutcome::Forward(_)));
     }
 
     #[test]

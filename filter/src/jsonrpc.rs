@@ -2,11 +2,18 @@
 //!
 //! The gateway decides on what it parses, and the backend acts on what *it*
 //! parses; any difference between the two is a bypass. So the parser refuses
-//! everything two JSON parsers might read differently: duplicate keys at any
-//! depth, trailing data, byte-order marks, invalid UTF-8, nested batches.
+//! everything two JSON parsers might read differently: keys that are equal or
+//! equal under Unicode simple case folding at any depth (Go's decoder matches
+//! `Method` and `paramſ` to `method` and `params`, last one winning; see
+//! [`crate::fold`]), member names spelled in another case, a message mixing
+//! request and response members, method names with control characters or
+//! surrounding whitespace, trailing data, byte-order marks, invalid UTF-8 and
+//! nested batches.
 
+use crate::fold;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
+use std::cell::RefCell;
 use std::fmt;
 
 pub const PARSE_ERROR: i64 = -32700;
@@ -115,24 +122,75 @@ pub fn parse_body(bytes: &[u8]) -> Result<Body, ParseError> {
     }
 }
 
-/// Parses JSON, refusing duplicate object keys at every depth and anything
-/// after the value. Invalid UTF-8 and a BOM are syntax errors.
+/// Parses JSON, refusing duplicate object keys (equal, or equal under simple
+/// case folding: -32600) at every depth and anything after the value
+/// (-32700). Invalid UTF-8 and a BOM are syntax errors.
 pub fn parse_strict(bytes: &[u8]) -> Result<Value, ParseError> {
+    let duplicate = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue.deserialize(&mut de).map_err(|e| ParseError::parse(format!("invalid JSON: {e}")))?;
+    let value = StrictValue { duplicate: &duplicate }.deserialize(&mut de).map_err(|e| {
+        match duplicate.borrow_mut().take() {
+            Some((a, b)) if a == b => ParseError::invalid(format!("duplicate key {b:?} in an object"), None),
+            Some((a, b)) => ParseError::invalid(
+                format!(
+                    "duplicate key {b:?}: it equals {a:?} under Unicode case folding, and some JSON decoders \
+                     (Go's) read the two as one key"
+                ),
+                None,
+            ),
+            None => ParseError::parse(format!("invalid JSON: {e}")),
+        }
+    })?;
     de.end().map_err(|e| ParseError::parse(format!("invalid JSON: trailing data after the message ({e})")))?;
     Ok(value)
+}
+
+/// The top-level members of a JSON-RPC message.
+const MEMBERS: [&str; 6] = ["jsonrpc", "id", "method", "params", "result", "error"];
+
+/// Refuses a key of `obj` that is a case variant of one of `names` (exact
+/// duplicates and fold-duplicates were refused while parsing, so a variant
+/// is the only spelling present): a lenient decoder would read it as the
+/// member the gateway did not see.
+pub fn check_spelling(obj: &Map<String, Value>, names: &[&str], what: &str) -> Result<(), String> {
+    for k in obj.keys() {
+        if let Some(n) = names.iter().find(|n| fold::fold_eq(k, n) && k != *n) {
+            return Err(format!(
+                "{what} {k:?} is a case variant of {n:?}; member names are case-sensitive and some decoders \
+                 would read it as {n:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Why a name (method, tool, prompt) cannot be decided on: control
+/// characters anywhere, or whitespace (or a BOM) at either end, which some
+/// backends strip or read differently.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    let edge = |c: char| c.is_whitespace() || c == '\u{feff}';
+    if name.chars().any(|c| c.is_control() || c == '\u{feff}') {
+        Some("contains a control character")
+    } else if name.starts_with(edge) || name.ends_with(edge) {
+        Some("has surrounding whitespace")
+    } else {
+        None
+    }
 }
 
 fn to_message(v: Value) -> Result<Message, ParseError> {
     let Value::Object(mut obj) = v else {
         return Err(ParseError::invalid("a JSON-RPC message must be an object", None));
     };
+    let spelling = check_spelling(&obj, &MEMBERS, "member");
     let id = match obj.remove("id") {
         None => None,
         Some(id @ (Value::String(_) | Value::Number(_) | Value::Null)) => Some(id),
         Some(_) => return Err(ParseError::invalid("\"id\" must be a string, number or null", None)),
     };
+    if let Err(msg) = spelling {
+        return Err(ParseError::invalid(msg, id));
+    }
     match obj.get("jsonrpc") {
         Some(Value::String(v)) if v == "2.0" => {}
         _ => return Err(ParseError::invalid("\"jsonrpc\" must be \"2.0\"", id)),
@@ -144,6 +202,9 @@ fn to_message(v: Value) -> Result<Message, ParseError> {
     };
     match obj.remove("method") {
         Some(Value::String(method)) => {
+            if let Some(why) = name_problem(&method) {
+                return Err(ParseError::invalid(format!("method name {method:?} {why}"), id));
+            }
             if obj.contains_key("result") || obj.contains_key("error") {
                 return Err(ParseError::invalid("a message cannot have both \"method\" and \"result\"/\"error\"", id));
             }
@@ -165,19 +226,25 @@ fn to_message(v: Value) -> Result<Message, ParseError> {
     }
 }
 
-/// A `serde_json::Value` seed that errors on duplicate keys.
-struct StrictValue;
+/// A `serde_json::Value` seed that errors on keys equal under simple case
+/// folding, recording the pair in `duplicate` (the error type cannot carry it).
+#[derive(Clone, Copy)]
+struct StrictValue<'a> {
+    duplicate: &'a RefCell<Option<(String, String)>>,
+}
 
-impl<'de> DeserializeSeed<'de> for StrictValue {
+impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
     type Value = Value;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        d.deserialize_any(StrictVisitor)
+        d.deserialize_any(StrictVisitor { duplicate: self.duplicate })
     }
 }
 
-struct StrictVisitor;
+struct StrictVisitor<'a> {
+    duplicate: &'a RefCell<Option<(String, String)>>,
+}
 
-impl<'de> Visitor<'de> for StrictVisitor {
+impl<'de> Visitor<'de> for StrictVisitor<'_> {
     type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -205,22 +272,26 @@ impl<'de> Visitor<'de> for StrictVisitor {
         Ok(Value::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let seed = StrictValue { duplicate: self.duplicate };
         let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
-        while let Some(v) = seq.next_element_seed(StrictValue)? {
+        while let Some(v) = seq.next_element_seed(seed)? {
             out.push(v);
         }
         Ok(Value::Array(out))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
+        let seed = StrictValue { duplicate: self.duplicate };
+        let mut entries: Vec<(String, Value)> = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            if out.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {key:?}")));
-            }
-            let v = map.next_value_seed(StrictValue)?;
-            out.insert(key, v);
+            let v = map.next_value_seed(seed)?;
+            entries.push((key, v));
         }
-        Ok(Value::Object(out))
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        if let Some((a, b)) = fold::duplicate(&keys) {
+            *self.duplicate.borrow_mut() = Some((a.to_string(), b.to_string()));
+            return Err(de::Error::custom("duplicate key"));
+        }
+        Ok(Value::Object(entries.into_iter().collect()))
     }
 }
 
@@ -262,11 +333,14 @@ mod tests {
             ("{", PARSE_ERROR),
             ("\u{feff}{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", PARSE_ERROR),
             (r#"{"jsonrpc":"2.0","id":1,"method":"ping"} {}"#, PARSE_ERROR),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#, PARSE_ERROR),
-            (r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#, PARSE_ERROR),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"ping","method":"tools/call"}"#, INVALID_REQUEST),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","n\u0061me":"b"}}"#,
+                INVALID_REQUEST,
+            ),
             (
                 r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{"p":{"x":1,"x":2}}}}"#,
-                PARSE_ERROR,
+                INVALID_REQUEST,
             ),
             (r#"[]"#, INVALID_REQUEST),
             (r#"[[{"jsonrpc":"2.0","id":1,"method":"ping"}]]"#, INVALID_REQUEST),
@@ -283,6 +357,67 @@ mod tests {
             assert_eq!(e.code, *code, "{body:?}: {e:?}");
         }
         assert!(parse_body(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}").is_err());
+    }
+
+    #[test]
+    fn keys_equal_under_case_folding_are_refused_at_any_depth() {
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Method":"tools/call"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","Name":"rm"}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"path":"/a","PATH":"/b"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{},"paramſ":{"x":1}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"e","arguments":{"key":1,"\u212Aey":2}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":[{"deep":{"σ":1,"ς":2}}]}}"#,
+            r#"[{"jsonrpc":"2.0","id":1,"method":"ping","METHOD":"x"}]"#,
+        ] {
+            let e = parse_body(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, INVALID_REQUEST, "{body}: {e:?}");
+            assert!(e.message.contains("duplicate key"), "{body}: {e:?}");
+        }
+        let e = parse_body(r#"{"jsonrpc":"2.0","id":1,"method":"x","Method":"y"}"#.as_bytes()).unwrap_err();
+        assert!(e.message.contains("\"Method\"") && e.message.contains("\"method\""), "{e:?}");
+        // Distinct keys that only look alike pass (no Turkic or multi-character folds).
+        assert!(parse_body(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"i":1,"ı":2,"ss":3,"ß":4}}"#.as_bytes())
+            .is_ok());
+    }
+
+    #[test]
+    fn members_in_another_spelling_and_mixed_messages_are_refused() {
+        for body in [
+            // A response to the gateway, a request to Go.
+            r#"{"jsonrpc":"2.0","id":1,"Method":"tools/call","result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","Result":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","ERROR":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","error":{"code":1,"message":"x"}}"#,
+            r#"{"jsonrpc":"2.0","ID":1,"method":"ping"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","Params":{}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping","paramſ":{}}"#,
+            r#"{"JSONRPC":"2.0","jsonrpc":"2.0","id":1,"method":"ping"}"#,
+        ] {
+            let e = parse_body(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, INVALID_REQUEST, "{body}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn method_names_with_control_characters_or_surrounding_whitespace_are_refused() {
+        // JSON escapes, decoded by the parser.
+        for m in [
+            r"tools/call ",
+            r" tools/call",
+            r"tools/call\n",
+            r"tools/\u0000call",
+            r"\ufefftools/call",
+            r"tools/call\u00a0",
+            r"tools/call\u2028",
+            r"\ttools/call",
+        ] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}","params":{{"name":"x"}}}}"#);
+            let e = parse_body(body.as_bytes()).unwrap_err();
+            assert_eq!(e.code, INVALID_REQUEST, "{m:?}: {e:?}");
+        }
+        assert_eq!(name_problem("tools/call"), None);
+        assert_eq!(name_problem("a b"), None);
     }
 
     #[test]

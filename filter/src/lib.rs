@@ -13,6 +13,8 @@ pub mod config;
 pub mod control;
 pub mod endpoints;
 pub mod envelope;
+pub mod fold;
+mod fold_table;
 pub mod gateway;
 pub mod health;
 pub mod hostmap;

@@ -32,6 +32,10 @@ use serde_json::{Map, Value};
 /// refused with -32022.
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
+/// The first protocol revision without JSON-RPC batches (they exist only in
+/// 2025-03-26). Revisions are dates, so they compare as strings.
+pub const FIRST_VERSION_WITHOUT_BATCHES: &str = "2025-06-18";
+
 /// The `params._meta` key carrying a modern request's protocol version.
 pub const META_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
@@ -92,6 +96,11 @@ impl McpHeaders {
             *slot = Some(value.to_string());
         }
         h
+    }
+
+    /// The `MCP-Protocol-Version` header, if sent.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
 
     pub fn is_empty(&self) -> bool {

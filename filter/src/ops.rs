@@ -23,6 +23,14 @@ pub const OTHER: &str = "_other";
 /// `server/tool` (one header, so one descriptor and one route re-match).
 pub const RATE_LIMIT_HEADER: &str = "x-mcpx-tool";
 
+/// The internal request header carrying how many tokens the request costs
+/// in the global bucket (one per JSON-RPC message; Envoy's `hits_addend`).
+pub const RATE_LIMIT_HITS_HEADER: &str = "x-mcpx-hits";
+
+/// The internal request header carrying how many tokens the request costs
+/// in its tool's bucket (one per `tools/call`).
+pub const RATE_LIMIT_TOOL_HITS_HEADER: &str = "x-mcpx-tool-hits";
+
 /// At most this many tools per server are learned from `tools/list`
 /// answers; the rest share the `_other` label and bucket.
 pub const MAX_LEARNED_TOOLS: usize = 256;

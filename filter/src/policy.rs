@@ -6,7 +6,7 @@
 
 use crate::config::{ArgRule, PolicyConfig};
 use crate::resource_uri;
-use crate::scalar;
+use crate::scalar::Typed;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -50,20 +50,37 @@ impl<'a> Action<'a> {
                 _ => Err(InvalidParams(format!("{method} needs \"params.{key}\" as a string"))),
             }
         };
+        // A case variant of a member the decision reads (`Name`, `Arguments`,
+        // `URI`) is what a case-insensitive backend reads instead.
+        let spelled = |o: &'a Map<String, Value>, members: &[&str]| -> Result<&'a Map<String, Value>, InvalidParams> {
+            crate::jsonrpc::check_spelling(o, members, "params member").map_err(InvalidParams)?;
+            Ok(o)
+        };
+        let clean = |what: &str, name: &'a str| -> Result<&'a str, InvalidParams> {
+            match crate::jsonrpc::name_problem(name) {
+                Some(why) => Err(InvalidParams(format!("{method}: {what} {name:?} {why}"))),
+                None => Ok(name),
+            }
+        };
         match method {
             "tools/call" => {
-                let o = obj()?;
+                let o = spelled(obj()?, &["name", "arguments"])?;
                 let args = match o.get("arguments") {
                     None | Some(Value::Null) => None,
                     Some(Value::Object(a)) => Some(a),
                     Some(_) => return Err(InvalidParams("tools/call needs \"params.arguments\" as an object".into())),
                 };
-                Ok(Action::CallTool { name: string(o, "name")?, args })
+                Ok(Action::CallTool { name: clean("tool name", string(o, "name")?)?, args })
             }
             // Subscribing to a resource one may not read would still leak its
             // update notifications, so it is held to the same URI rules.
-            "resources/read" | "resources/subscribe" => Ok(Action::ReadResource { uri: string(obj()?, "uri")? }),
-            "prompts/get" => Ok(Action::GetPrompt { name: string(obj()?, "name")? }),
+            "resources/read" | "resources/subscribe" => {
+                Ok(Action::ReadResource { uri: string(spelled(obj()?, &["uri"])?, "uri")? })
+            }
+            "prompts/get" => {
+                let o = spelled(obj()?, &["name", "arguments"])?;
+                Ok(Action::GetPrompt { name: clean("prompt name", string(o, "name")?)? })
+            }
             m if POLICED_METHODS.iter().any(|p| p.eq_ignore_ascii_case(m)) => {
                 Err(InvalidParams(format!("method {m:?} is not a valid MCP method; method names are case-sensitive")))
             }
@@ -109,12 +126,17 @@ fn deny(reason: DenyReason, message: String) -> Result<(), Denial> {
     Err(Denial { reason, message })
 }
 
-/// One argument's compiled conditions.
+/// One argument's compiled conditions. Comparisons are typed, as the backend
+/// will read the value: `equals` / `one_of` hold JSON scalars and are met only
+/// by a value of the same type (`equals: false` is not met by `"false"`);
+/// `prefix`, `suffix` and `regex` are string rules, met only by JSON strings
+/// (`prefix` is a literal byte prefix). A rule on an argument whose value is
+/// an array, object or null fails closed.
 #[derive(Debug, Clone)]
 struct ArgCheck {
     arg: String,
-    equals: Option<String>,
-    one_of: Option<Vec<String>>,
+    equals: Option<Typed>,
+    one_of: Option<Vec<Typed>>,
     prefix: Option<String>,
     suffix: Option<String>,
     /// Anchored: the pattern must match the whole value.
@@ -141,46 +163,79 @@ impl ArgCheck {
         })
     }
 
+    fn has_string_rule(&self) -> bool {
+        self.prefix.is_some() || self.suffix.is_some() || self.regex.is_some()
+    }
+
     fn check(&self, tool: &str, args: Option<&Map<String, Value>>) -> Result<(), Denial> {
         let a = &self.arg;
         let Some(value) = args.and_then(|m| m.get(a)) else {
+            // `PATH` for a rule on `path`: a case-insensitive decoder (Go's)
+            // hands it to the backend as `path`, so it is not "absent".
+            if let Some(k) = args.into_iter().flat_map(|m| m.keys()).find(|k| crate::fold::fold_eq(k, a)) {
+                return deny(
+                    DenyReason::ArgumentRule,
+                    format!("tool {tool:?}: argument {k:?} is a case variant of {a:?}, which a policy rule governs; send it as {a:?}"),
+                );
+            }
             if self.optional {
                 return Ok(());
             }
             return deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} is required by policy"));
         };
-        let Some(s) = scalar::normalise(value) else {
-            return deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} must be a string, number or boolean (rules fail closed on other values)"));
-        };
         let fail = |rule: String| {
             deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} violates rule {rule}"))
         };
+        if Typed::from_json(value).is_none() {
+            return deny(DenyReason::ArgumentRule, format!("tool {tool:?}: argument {a:?} must be a string, number or boolean (rules fail closed on other values)"));
+        }
         if let Some(e) = &self.equals {
-            if &s != e {
-                return fail(format!("equals {e:?}"));
+            if !e.matches(value) {
+                return fail(format!("equals {e} (typed: a {} of that value)", kind(e)));
             }
         }
         if let Some(set) = &self.one_of {
-            if !set.contains(&s) {
-                return fail(format!("one_of {set:?}"));
+            if !set.iter().any(|e| e.matches(value)) {
+                let list: Vec<String> = set.iter().map(Typed::to_string).collect();
+                return fail(format!("one_of [{}] (typed)", list.join(", ")));
             }
         }
-        if let Some(p) = &self.prefix {
-            if !s.starts_with(p.as_str()) {
-                return fail(format!("prefix {p:?}"));
+        if self.has_string_rule() {
+            let Value::String(s) = value else {
+                let rule = if self.prefix.is_some() {
+                    "prefix"
+                } else if self.suffix.is_some() {
+                    "suffix"
+                } else {
+                    "regex"
+                };
+                return fail(format!("{rule}: the value must be a JSON string"));
+            };
+            if let Some(p) = &self.prefix {
+                if !s.starts_with(p.as_str()) {
+                    return fail(format!("prefix {p:?}"));
+                }
             }
-        }
-        if let Some(p) = &self.suffix {
-            if !s.ends_with(p.as_str()) {
-                return fail(format!("suffix {p:?}"));
+            if let Some(p) = &self.suffix {
+                if !s.ends_with(p.as_str()) {
+                    return fail(format!("suffix {p:?}"));
+                }
             }
-        }
-        if let Some((src, re)) = &self.regex {
-            if !re.is_match(&s) {
-                return fail(format!("regex {src:?}"));
+            if let Some((src, re)) = &self.regex {
+                if !re.is_match(s) {
+                    return fail(format!("regex {src:?}"));
+                }
             }
         }
         Ok(())
+    }
+}
+
+fn kind(t: &Typed) -> &'static str {
+    match t {
+        Typed::Str(_) => "string",
+        Typed::Num(_) => "number",
+        Typed::Bool(_) => "boolean",
     }
 }
 
@@ -405,6 +460,70 @@ mod tests {
         }
         let opt = json!({"name": "t", "arguments": {"path": "/data/a.txt", "n": true, "id": "a", "mode": true}});
         assert!(p.check(&call(&opt)).unwrap_err().message.contains("equals"));
+    }
+
+    #[test]
+    fn argument_rules_are_typed() {
+        let p = policy(
+            r#"{tool_rules: {t: {args: {
+            dry_run: {equals: false},
+            n: {one_of: [1, 2], required: false},
+            s: {one_of: ["1"], required: false},
+            path: {prefix: "/data/", required: false},
+            id: {regex: "[0-9]+", required: false}}}}}"#,
+        );
+        let check = |args: Value| p.check(&call(&json!({"name": "t", "arguments": args})));
+        assert!(check(json!({"dry_run": false})).is_ok());
+        assert!(check(json!({"dry_run": false, "n": 2.0, "s": "1", "path": "/data/x", "id": "42"})).is_ok());
+        for (args, why) in [
+            // "false" is truthy in JavaScript and Python: it is not `false`.
+            (json!({"dry_run": "false"}), "equals false"),
+            (json!({"dry_run": 0}), "equals false"),
+            (json!({"dry_run": null}), "must be a string, number or boolean"),
+            (json!({"dry_run": [false]}), "must be a string, number or boolean"),
+            (json!({"dry_run": {"v": false}}), "must be a string, number or boolean"),
+            (json!({"dry_run": false, "n": "1"}), "one_of"),
+            (json!({"dry_run": false, "s": 1}), "one_of"),
+            (json!({"dry_run": false, "path": ["/data/x"]}), "must be a string, number or boolean"),
+            (json!({"dry_run": false, "id": 42}), "regex: the value must be a JSON string"),
+            (json!({"dry_run": false, "path": "/data"}), "prefix"),
+            // Literal prefix: no normalisation of the value.
+            (json!({"dry_run": false, "path": "/data/../etc"}), "__ok__"),
+        ] {
+            match check(args.clone()) {
+                Ok(()) => assert_eq!(why, "__ok__", "{args}"),
+                Err(e) => assert!(e.message.contains(why), "{args}: {}", e.message),
+            }
+        }
+    }
+
+    #[test]
+    fn a_case_variant_of_a_governed_argument_is_refused() {
+        let p = policy(r#"{tool_rules: {t: {args: {path: {prefix: "/data/", required: false}}}}}"#);
+        let check = |args: Value| p.check(&call(&json!({"name": "t", "arguments": args})));
+        assert!(check(json!({})).is_ok());
+        for variant in ["PATH", "Path", "pAth"] {
+            let e = check(json!({ variant: "/etc/passwd" })).unwrap_err();
+            assert!(e.message.contains("case variant"), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn names_and_params_members_must_be_exact() {
+        for params in [
+            json!({"Name": "echo"}),
+            json!({"name": "echo", "Arguments": {}}),
+            json!({"name": "echo ", "arguments": {}}),
+            json!({"name": " echo"}),
+            json!({"name": "echo\u{0}"}),
+            json!({"name": "ec\nho"}),
+            json!({"name": "\u{feff}echo"}),
+        ] {
+            assert!(Action::classify("tools/call", Some(&params)).is_err(), "{params}");
+        }
+        assert!(Action::classify("prompts/get", Some(&json!({"name": "p\t"}))).is_err());
+        assert!(Action::classify("resources/read", Some(&json!({"URI": "file:///etc/passwd"}))).is_err());
+        assert!(Action::classify("tools/call", Some(&json!({"name": "a b"}))).is_ok());
     }
 
     #[test]

@@ -7,8 +7,17 @@
 //! (scheme and host lowercased, percent-encoded unreserved characters decoded,
 //! remaining escapes uppercased), and URIs a backend might resolve differently
 //! from the text are refused outright (fail closed): `.` or `..` segments
-//! (also when percent-encoded), encoded `/`, `\` or NUL, backslashes, control
-//! characters and malformed escapes.
+//! anywhere, also after `?` or `#` and when percent-encoded (a backend that
+//! treats the URI as a path resolves `/a?/../b` to `/b`), encoded `/`, `\` or
+//! NUL, backslashes, control characters and malformed escapes.
+//!
+//! `file:` URIs have one normal form, `file:///absolute/path`: the spellings
+//! `file:/p`, `file://localhost/p` and `file:////p` name the same file, and so
+//! do empty path segments (`/data//secret` is `/data/secret` to the OS), so
+//! they are normalised to it. A `file:` URI naming another host, a relative
+//! path, or carrying `?` or `#` (which backends either strip or keep as part
+//! of the file name) is refused. Normalising is idempotent and never widens:
+//! the normal form names the same file as the original.
 
 /// The normalised URI, or why it is refused.
 pub fn normalise(uri: &str) -> Result<String, String> {
@@ -25,12 +34,17 @@ pub fn normalise(uri: &str) -> Result<String, String> {
         Some((s, r)) if is_scheme(s) => (Some(s.to_ascii_lowercase()), r),
         _ => (None, decoded.as_str()),
     };
+    // A dot segment anywhere (path, query or fragment) is refused: a backend
+    // that treats the whole URI as a path would resolve it.
+    if rest.split(['/', '?', '#']).any(|seg| seg == "." || seg == "..") {
+        return Err("it contains a \".\" or \"..\" segment".into());
+    }
+    if scheme.as_deref() == Some("file") {
+        return normalise_file(rest);
+    }
     // Path (and authority) end at the query or fragment.
     let end = rest.find(['?', '#']).unwrap_or(rest.len());
     let (hier, tail) = rest.split_at(end);
-    if hier.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err("it contains a \".\" or \"..\" path segment".into());
-    }
     let hier = match hier.strip_prefix("//") {
         Some(after) => {
             let auth_end = after.find('/').unwrap_or(after.len());
@@ -48,6 +62,44 @@ pub fn normalise(uri: &str) -> Result<String, String> {
         Some(s) => format!("{s}:{hier}{tail}"),
         None => format!("{hier}{tail}"),
     })
+}
+
+/// The one form of a `file:` URI (after the scheme): `file:///` and the
+/// absolute path with empty segments removed.
+fn normalise_file(rest: &str) -> Result<String, String> {
+    if rest.contains(['?', '#']) {
+        return Err("it is a file: URI with \"?\" or \"#\", which backends resolve differently".into());
+    }
+    let path = match rest.strip_prefix("//") {
+        Some(after) => {
+            let auth_end = after.find('/').unwrap_or(after.len());
+            let (auth, path) = after.split_at(auth_end);
+            if !auth.is_empty() && !auth.eq_ignore_ascii_case("localhost") {
+                return Err(format!(
+                    "it is a file: URI naming the host {auth:?}; only local files (file:///path) are accepted"
+                ));
+            }
+            if path.is_empty() {
+                "/"
+            } else {
+                path
+            }
+        }
+        None => rest,
+    };
+    if !path.starts_with('/') {
+        return Err("it is a file: URI without an absolute path (use file:///path)".into());
+    }
+    let mut out = String::with_capacity(path.len() + 7);
+    out.push_str("file://");
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        out.push('/');
+        out.push_str(seg);
+    }
+    if path.ends_with('/') || out.len() == "file://".len() {
+        out.push('/');
+    }
+    Ok(out)
 }
 
 fn is_scheme(s: &str) -> bool {
@@ -98,6 +150,65 @@ mod tests {
         assert_eq!(normalise("https://Bob@EXAMPLE.com/").unwrap(), "https://Bob@example.com/");
         assert_eq!(normalise("file:///a%20b%c3%a9").unwrap(), "file:///a%20b%C3%A9");
         assert_eq!(normalise("memo://x").unwrap(), "memo://x");
+        assert_eq!(normalise("memo://x?y#z").unwrap(), "memo://x?y#z");
+    }
+
+    #[test]
+    fn file_uris_have_one_normal_form() {
+        for uri in [
+            "file:///data/secret/key",
+            "file:///data//secret/key",
+            "file://localhost/data/secret/key",
+            "file://LOCALHOST/data/secret/key",
+            "file:/data/secret/key",
+            "file:////data/secret/key",
+            "FILE:///data/secret///key",
+            "file:///dat%61/secret/key",
+            "file:///data/secret/%6Bey",
+        ] {
+            assert_eq!(normalise(uri).unwrap(), "file:///data/secret/key", "{uri}");
+        }
+        assert_eq!(normalise("file:///data/").unwrap(), "file:///data/");
+        assert_eq!(normalise("file:///data//").unwrap(), "file:///data/");
+        assert_eq!(normalise("file://localhost").unwrap(), "file:///");
+        assert_eq!(normalise("file:///").unwrap(), "file:///");
+        assert_eq!(normalise("file:///a%20b").unwrap(), "file:///a%20b");
+    }
+
+    #[test]
+    fn normalising_is_idempotent() {
+        for uri in [
+            "file:///data//secret/key",
+            "file:/x/",
+            "file://localhost",
+            "FILE:////a//b//",
+            "https://EXAMPLE.com/A?q=..",
+            "file:///dat%61/%7e",
+            "memo://x",
+            "file:///a%20b%c3%a9",
+        ] {
+            let once = normalise(uri).unwrap();
+            assert_eq!(normalise(&once).unwrap(), once, "{uri}");
+        }
+    }
+
+    #[test]
+    fn file_refusals() {
+        for uri in [
+            "file:///data/secret/key?x",
+            "file:///data/public?/../secret/key",
+            "file:///data/public#/../secret/key",
+            "file:///data/public#x",
+            "file://evil.example/data/secret/key",
+            "file://localhost:80/data/secret/key",
+            "file:data/secret/key",
+            "file:",
+            "https://h/a?/../b",
+            "https://h/a#..",
+            "memo://x/%2e%2e",
+        ] {
+            assert!(normalise(uri).is_err(), "{uri}");
+        }
     }
 
     #[test]

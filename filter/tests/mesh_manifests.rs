@@ -128,7 +128,15 @@ fn rate_limits_key_on_the_filters_internal_headers() {
                 "envoy.filters.http.router"
             );
             for rl in value["typed_config"]["rate_limits"].as_array().unwrap() {
+                // Costs (hits_addend) come from the filter's headers too.
+                if let Some(f) = rl["hits_addend"]["format"].as_str() {
+                    let h = f.trim_start_matches("%REQ(").trim_end_matches(")%");
+                    assert!(INTERNAL_HEADERS.contains(&h), "{name}: {h} is not a header the filter sets");
+                }
                 for a in rl["actions"].as_array().unwrap() {
+                    if a.get("generic_key").is_some() {
+                        continue; // the global bucket: a constant key
+                    }
                     let h = a["request_headers"]["header_name"].as_str().unwrap();
                     assert!(INTERNAL_HEADERS.contains(&h), "{name}: {h} is not a header the filter sets");
                     keyed += 1;

@@ -69,8 +69,10 @@ impl Vector {
             h.push(("content-type".into(), "application/json".into()));
         }
         h.extend(self.headers.iter().filter(|(_, v)| !v.is_empty()).cloned());
-        if self.chunks.is_none() {
-            h.push(("content-length".into(), body_len.to_string()));
+        match self.chunks {
+            None => h.push(("content-length".into(), body_len.to_string())),
+            // What an HTTP/1.1 client sends with a chunked body.
+            Some(_) => h.push(("transfer-encoding".into(), "chunked".into())),
         }
         h
     }

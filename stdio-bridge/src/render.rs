@@ -497,31 +497,50 @@ pub fn local_rate_limit_filter() -> Value {
 }
 
 /// The rate limit policy of the virtual host (one bucket set shared by all
-/// routes and all worker threads): the global bucket (`rps`, `burst`) for
-/// every request and, with `per_tool`, one bucket per (server, tool) keyed on
-/// the `x-mcpx-tool: server/tool` header the filter sets from the parsed
-/// body (wildcard descriptor: one dynamic bucket per distinct value).
+/// routes and all worker threads). The global bucket (`rps`, `burst`) is a
+/// descriptor charged `x-mcpx-hits` tokens (Envoy `hits_addend`): one per
+/// JSON-RPC message, so a batch of N costs what N single requests cost. With
+/// `per_tool`, one bucket per (server, tool), keyed on the `x-mcpx-tool:
+/// server/tool` header and charged `x-mcpx-tool-hits` tokens (one per call).
+/// The filter sets all three from the parsed body (clients' copies are
+/// removed on entry). Requests the filter set no cost on (not MCP) fall to
+/// the default bucket, of the same size.
 pub fn rate_limit_policy(config: &Config) -> Option<Value> {
     let rl = &config.rate_limit;
     if !rl.enabled {
         return None;
     }
+    let hits = |header: &str| json!({ "format": format!("%REQ({header})%") });
     let mut policy = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         "stat_prefix": RATE_LIMIT_STATS,
         "token_bucket": token_bucket(rl.rps, rl.burst),
         "filter_enabled": { "default_value": percent(100.0) },
         "filter_enforced": { "default_value": percent(100.0) },
-        // The global bucket applies even when a per-tool bucket matched.
-        "always_consume_default_token_bucket": true,
+        // MCP requests are charged through the global descriptor below.
+        "always_consume_default_token_bucket": false,
     });
+    let mut limits = vec![json!({
+        "actions": [{ "generic_key": { "descriptor_key": "mcpx_global", "descriptor_value": "all" } }],
+        "hits_addend": hits(ops::RATE_LIMIT_HITS_HEADER),
+    })];
+    let mut descriptors = vec![json!({
+        "entries": [{ "key": "mcpx_global", "value": "all" }],
+        "token_bucket": token_bucket(rl.rps, rl.burst),
+    })];
     if rl.per_tool {
-        policy["rate_limits"] = json!([{ "actions": [{ "request_headers": {
-            "header_name": ops::RATE_LIMIT_HEADER, "descriptor_key": "mcpx_tool" } }] }]);
-        policy["descriptors"] = json!([{
+        limits.push(json!({
+            "actions": [{ "request_headers": { "header_name": ops::RATE_LIMIT_HEADER, "descriptor_key": "mcpx_tool" } }],
+            "hits_addend": hits(ops::RATE_LIMIT_TOOL_HITS_HEADER),
+        }));
+        descriptors.push(json!({
             "entries": [{ "key": "mcpx_tool", "value": "" }],
             "token_bucket": token_bucket(rl.tool_rps, rl.tool_burst),
-        }]);
+        }));
+    }
+    policy["rate_limits"] = Value::Array(limits);
+    policy["descriptors"] = Value::Array(descriptors);
+    if rl.per_tool {
         policy["max_dynamic_descriptors"] = json!(max_tool_buckets(config));
     }
     Some(policy)
@@ -969,10 +988,19 @@ mod tests {
         let rl = &hcm(&b)["route_config"]["virtual_hosts"][0]["typed_per_filter_config"]
             ["envoy.filters.http.local_ratelimit"];
         assert_eq!(rl["token_bucket"], json!({"max_tokens": 9, "tokens_per_fill": 7, "fill_interval": "1s"}));
-        assert_eq!(rl["always_consume_default_token_bucket"], true);
-        assert_eq!(rl["rate_limits"][0]["actions"][0]["request_headers"]["header_name"], "x-mcpx-tool");
-        assert_eq!(rl["descriptors"][0]["entries"][0]["value"], "");
-        assert_eq!(rl["descriptors"][0]["token_bucket"]["max_tokens"], 3);
+        assert_eq!(rl["always_consume_default_token_bucket"], false);
+        // The global bucket is a descriptor charged one token per message.
+        assert_eq!(rl["rate_limits"][0]["actions"][0]["generic_key"]["descriptor_key"], "mcpx_global");
+        assert_eq!(rl["rate_limits"][0]["hits_addend"]["format"], "%REQ(x-mcpx-hits)%");
+        assert_eq!(
+            rl["descriptors"][0]["token_bucket"],
+            json!({"max_tokens": 9, "tokens_per_fill": 7, "fill_interval": "1s"})
+        );
+        // Per tool: one wildcard bucket per tool, charged one token per call.
+        assert_eq!(rl["rate_limits"][1]["actions"][0]["request_headers"]["header_name"], "x-mcpx-tool");
+        assert_eq!(rl["rate_limits"][1]["hits_addend"]["format"], "%REQ(x-mcpx-tool-hits)%");
+        assert_eq!(rl["descriptors"][1]["entries"][0]["value"], "");
+        assert_eq!(rl["descriptors"][1]["token_bucket"]["max_tokens"], 3);
         assert!(rl["max_dynamic_descriptors"].as_u64().unwrap() > ops::MAX_LEARNED_TOOLS as u64);
     }
 

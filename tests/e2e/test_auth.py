@@ -324,7 +324,11 @@ def test_oauth_metadata_documents(demo, gateway_factory, jwks_server):
     assert "scopes_supported" in doc
     other = gw.request("GET", "/.well-known/oauth-protected-resource/mcp/other").json()
     assert other["resource"] == f"{RESOURCE}/other" and "scopes_supported" not in other
-    assert gw.request("GET", "/.well-known/oauth-protected-resource/mcp/nope").status == 404
+    # Unknown names get a document too (shaped like `other`'s): a 404 would
+    # tell anyone which server names exist.
+    nope = gw.request("GET", "/.well-known/oauth-protected-resource/mcp/nope")
+    assert nope.status == 200, nope.text
+    assert nope.json()["resource"] == f"{RESOURCE}/nope" and "scopes_supported" not in nope.json()
 
 
 BEARER_CONFIG = """

@@ -137,13 +137,22 @@ def test_mcpx_check_plugin_accepts_the_plugin_configs(tmp_path):
     assert r.returncode == 1 and "allow_tool" in r.stderr
 
 
+def descriptor(rl: dict, key: str) -> dict:
+    """The rate-limit config's descriptor for `key` (mcpx_global or mcpx_tool)."""
+    [d] = [d for d in rl["typed_config"]["descriptors"] if d["entries"][0]["key"] == key]
+    return d
+
+
 def limited_gateway(demo):
-    """The rate-limit EnvoyFilter's config with its bucket shrunk to 2 tokens
-    that never refill, so the third request is limited whatever the machine's speed."""
+    """The rate-limit EnvoyFilter's config with its global buckets (the
+    mcpx_global descriptor MCP requests are charged to, and the default one)
+    shrunk to 2 tokens that never refill, so the third request is limited
+    whatever the machine's speed."""
     boot, port, admin = mesh_bootstrap(envoyfilter_config(), demo.port)
     hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     [rl] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"]
     rl["typed_config"]["token_bucket"] = {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval": "3600s"}
+    descriptor(rl, "mcpx_global")["token_bucket"] = {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval": "3600s"}
     return UserEnvoy(boot, admin), port
 
 
@@ -153,8 +162,7 @@ def test_mesh_per_tool_bucket_is_keyed_by_the_filter(demo):
     boot, port, admin = mesh_bootstrap(envoyfilter_config(), demo.port)
     hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     [rl] = [f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"]
-    rl["typed_config"]["descriptors"][0]["token_bucket"] = {"max_tokens": 1, "tokens_per_fill": 1,
-                                                            "fill_interval": "3600s"}
+    descriptor(rl, "mcpx_tool")["token_bucket"] = {"max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "3600s"}
     envoy = UserEnvoy(boot, admin)
     try:
         def read(i):

@@ -129,7 +129,16 @@ impl HttpFilter {
                 self.key_wait = Some(KeyWait { headers, headers_end_stream: end_of_stream, body_done, deadline });
                 Action::Pause
             }
+            HeadOutcome::Forward(_) if !end_of_stream => {
+                // GET / DELETE with a body (HTTP/2 data, or one the headers did not announce).
+                let method = self.attrs.method.clone().unwrap_or_default();
+                let reply = Gateway::body_not_allowed(&method, &mut self.attrs);
+                self.reply(&reply)
+            }
             HeadOutcome::Forward(req) => {
+                if gateway.config().rate_limit.enabled {
+                    host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some("1"));
+                }
                 self.publish_attributes();
                 self.forwarded = Some((req, ResponsePlan::PassThrough));
                 Action::Continue
@@ -192,10 +201,17 @@ impl HttpFilter {
                     host::set_request_header(name, Some(value));
                 }
                 let rl = &gateway.config().rate_limit;
-                if let (true, true, Some(tool)) = (rl.enabled, rl.per_tool, self.attrs.tool.as_deref()) {
-                    // The per-tool bucket key: one header, so one route re-match.
+                if rl.enabled {
+                    // Tokens: one per message (a batch costs what its messages would alone).
+                    host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
+                }
+                if let (true, true, Some(tool), true) =
+                    (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
+                {
+                    // The per-tool bucket key and its cost.
                     let label = tool_label(gateway, &req.server, tool);
                     host::set_request_header(ops::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
+                    host::set_request_header(ops::RATE_LIMIT_TOOL_HITS_HEADER, Some(&f.tool_hits.to_string()));
                     self.tool_label = Some(label);
                 }
                 self.reply_to = f.reply_to;
