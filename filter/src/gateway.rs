@@ -24,6 +24,26 @@ pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
 /// routing). Rendered routes remove them before forwarding.
 pub const INTERNAL_HEADERS: &[&str] = &["x-mcpx-server", "x-mcpx-method", "x-mcpx-tool", "x-mcpx-client"];
 
+/// The caller's identity, set by the filter on requests to stdio servers so
+/// the bridge can keep one identity's session state (tasks) from another's on
+/// a shared child. Never taken from the client: every `x-mcpx-*` header a
+/// client sends is removed on entry; HTTP backends never get it.
+pub const IDENTITY_HEADER: &str = "x-mcpx-identity";
+
+/// The identity as a header value: visible ASCII only (an identity from a JWT
+/// claim may hold anything), `%XX` for every other byte and for `%` itself.
+pub fn encode_identity(identity: &str) -> String {
+    let mut out = String::with_capacity(identity.len());
+    for b in identity.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The `Accept` a `tools/list` is forwarded with when it will be inspected.
 pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
 
@@ -427,6 +447,7 @@ impl Gateway {
         }
         attrs.decision = Some("allow");
         let mut forward = Forward { reply_to, ..Forward::default() };
+        forward.set_headers.extend(self.bridge_identity(req));
         if !list_ids.is_empty() && self.inspects_lists() {
             // Pin uncompressed JSON so the list can be inspected: no streaming
             // or encoding bypass. SSE stays acceptable (at low preference) only
@@ -437,6 +458,16 @@ impl Gateway {
             forward.response = ResponsePlan::FilterToolsList { list_ids };
         }
         BodyOutcome::Forward(forward)
+    }
+
+    /// The identity header for a request to a stdio server (the bridge), if
+    /// auth established an identity.
+    pub fn bridge_identity(&self, req: &McpRequest) -> Option<(&'static str, String)> {
+        let server = self.config.server(&req.server)?;
+        if server.transport != crate::config::Transport::Stdio {
+            return None;
+        }
+        req.identity.as_deref().map(|id| (IDENTITY_HEADER, encode_identity(id)))
     }
 
     fn inspects_lists(&self) -> bool {
@@ -611,6 +642,28 @@ clients:
         assert_eq!(status(&head_outcome("POST", "/mcp/demo", &[JSON, ("content-length", "99999999")])), 413);
         let ok = head_outcome("POST", "/mcp/demo", &[("content-type", "Application/JSON; charset=utf-8")]);
         assert!(matches!(ok, HeadOutcome::ReadBody(_)));
+    }
+
+    #[test]
+    fn stdio_servers_get_the_encoded_identity_http_ones_never() {
+        let text = "servers:\n  - name: demo\n  - name: local\n    transport: stdio\n    command: x\n";
+        let g = Gateway::from_plugin_config(text).unwrap();
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+        let forwarded = |server: &str, identity: Option<&str>| {
+            let req = McpRequest {
+                server: server.into(),
+                identity: identity.map(String::from),
+                mcp_headers: McpHeaders::default(),
+                grant: None,
+            };
+            let BodyOutcome::Forward(f) = g.on_request_body(&req, call, &mut Attributes::default()) else { panic!() };
+            f.set_headers.into_iter().filter(|(k, _)| *k == IDENTITY_HEADER).map(|(_, v)| v).collect::<Vec<_>>()
+        };
+        assert_eq!(forwarded("local", Some("alice")), ["alice"]);
+        assert_eq!(forwarded("local", Some("a b%\n\u{e9}")), ["a%20b%25%0A%C3%A9"]);
+        assert!(forwarded("local", None).is_empty());
+        assert!(forwarded("demo", Some("alice")).is_empty());
+        assert!(IDENTITY_HEADER.starts_with(INTERNAL_HEADER_PREFIX), "client copies must be stripped on entry");
     }
 
     #[test]

@@ -130,6 +130,9 @@ impl HttpFilter {
                 Action::Pause
             }
             HeadOutcome::Forward(req) => {
+                if let Some((name, value)) = gateway.bridge_identity(&req) {
+                    host::set_request_header(name, Some(&value));
+                }
                 self.publish_attributes();
                 self.forwarded = Some((req, ResponsePlan::PassThrough));
                 Action::Continue
