@@ -261,7 +261,10 @@ def main():
             while True:
                 time.sleep(3600)
     if IGNORE_EOF:
-        print("stdio-test: stdin closed, ignoring it", file=sys.stderr, flush=True)
+        try:
+            print("stdio-test: stdin closed, ignoring it", file=sys.stderr, flush=True)
+        except OSError:
+            pass  # stderr closed too (mcpx is gone): keep lingering all the same
         while True:
             time.sleep(3600)
 

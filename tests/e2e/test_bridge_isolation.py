@@ -256,7 +256,7 @@ def envoy_pid(mcpx_pid: int) -> int:
 
 
 def test_user_runs_the_child_as_another_account_that_cannot_read_the_gateways_secrets(gateway_factory):
-    servers = stdio_server("t", env={"MINE": "x"}, command=SYSTEM_PY) + "    user: nobody\n"
+    servers = stdio_server("t", "--ignore-eof", env={"MINE": "x"}, command=SYSTEM_PY) + "    user: nobody\n"
     env = {"MCPX_GW_SECRET": "s3cret-in-mcpx-env"}
     gw = gateway_factory(stdio_config(servers) + AUTH, env=env)
     who = json.loads(tool_text(call(gw, ALICE, "whoami")))
@@ -271,7 +271,11 @@ def test_user_runs_the_child_as_another_account_that_cannot_read_the_gateways_se
     child = stats(gw)["pid"]
     gw.process.proc.kill()
     gw.process.proc.wait(10)
-    wait_until(lambda: not pid_alive(child), timeout=15, what="the child killed with mcpx")
+    try:
+        wait_until(lambda: not pid_alive(child), timeout=15, what="the child killed with mcpx")
+    finally:
+        if pid_alive(child):  # the test failed: leave no orphan behind
+            os.kill(child, signal.SIGKILL)
 
 
 def config_for_nobody(text: str) -> Path:

@@ -359,11 +359,9 @@ async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Write>, stuck
             Ok(Ok(())) if !close => {}
             Ok(_) => break,
             Err(_) => {
-                let why = format!("it stopped reading its input (a write did not complete within {} ms)", limit.as_millis());
-                eprintln!(
-                    "mcpx bridge: server `{}` (pid {}): {why}; killing its process group",
-                    stuck.name, stuck.pid
-                );
+                let why =
+                    format!("it stopped reading its input (a write did not complete within {} ms)", limit.as_millis());
+                eprintln!("mcpx bridge: server `{}` (pid {}): {why}; killing its process group", stuck.name, stuck.pid);
                 *stuck.killed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
                 kill_group(stuck.pid, libc::SIGKILL);
                 break;

@@ -124,7 +124,9 @@ pub fn after(plan: &Plan, reply: Reply, identity: &str, owners: &mut TaskOwners)
             match reply.result_value() {
                 Some(Value::Object(mut result)) => match result.get_mut("tasks").and_then(Value::as_array_mut) {
                     Some(tasks) => {
-                        tasks.retain(|t| t.get("taskId").and_then(Value::as_str).is_some_and(|id| owners.owns(id, identity)));
+                        tasks.retain(|t| {
+                            t.get("taskId").and_then(Value::as_str).is_some_and(|id| owners.owns(id, identity))
+                        });
                         Reply::result(&Value::Object(result))
                     }
                     None => withheld(),

@@ -16,8 +16,7 @@ pub const NAME_CHARS: usize = 120;
 pub fn for_log(bytes: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(bytes);
     let mut out = String::with_capacity(text.len().min(max) + 16);
-    let mut shown = 0;
-    for c in text.chars() {
+    for (shown, c) in text.chars().enumerate() {
         if shown >= max {
             out.push_str(&format!("…({} bytes in all)", bytes.len()));
             return out;
@@ -27,7 +26,6 @@ pub fn for_log(bytes: &[u8], max: usize) -> String {
         } else {
             out.push(c);
         }
-        shown += 1;
     }
     out
 }

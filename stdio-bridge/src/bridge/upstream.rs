@@ -282,7 +282,7 @@ impl Upstream {
 
     pub fn end_session(&self, id: &str, identity: &str) -> bool {
         let mut s = lock(&self.sessions);
-        if !s.known.get(id).is_some_and(|owner| owner == identity) {
+        if s.known.get(id).is_none_or(|owner| owner != identity) {
             return false;
         }
         s.known.remove(id);
