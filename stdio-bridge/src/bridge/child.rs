@@ -252,7 +252,7 @@ impl Child {
     }
 
     fn write_timeout(&self) -> Duration {
-        Duration::from_millis(self.write_timeout_ms.load(Ordering::Relaxed))
+        write_deadline(&self.write_timeout_ms)
     }
 
     /// Sends a notification (no answer expected). Bounded: a full queue in
@@ -327,6 +327,12 @@ fn kill_group(pid: u32, signal: libc::c_int) {
     }
 }
 
+/// The deadline of one write: the server's `request_timeout`, at least a
+/// second (a tiny timeout must not make every busy moment look like a hang).
+fn write_deadline(timeout_ms: &AtomicU64) -> Duration {
+    Duration::from_millis(timeout_ms.load(Ordering::Relaxed)).max(Duration::from_secs(1))
+}
+
 /// What the writer needs to deal with a child that stopped reading.
 struct Stuck {
     name: Arc<str>,
@@ -354,7 +360,7 @@ async fn write_stdin(mut stdin: ChildStdin, mut rx: mpsc::Receiver<Write>, stuck
                 Err(_) => break,
             }
         }
-        let limit = Duration::from_millis(stuck.timeout_ms.load(Ordering::Relaxed));
+        let limit = write_deadline(&stuck.timeout_ms);
         match tokio::time::timeout(limit, stdin.write_all(&buf)).await {
             Ok(Ok(())) if !close => {}
             Ok(_) => break,
