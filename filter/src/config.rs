@@ -83,6 +83,10 @@ pub struct ServerConfig {
     pub env: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// stdio: the account the child runs as (name or numeric uid); mcpx must
+    /// run as root to switch. Absent: mcpx's own account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Duration>,
 }
@@ -781,10 +785,11 @@ fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), Config
     let key = format!("servers.{}", s.name);
     match s.transport {
         Transport::Http => {
-            if s.command.is_some() || !s.args.is_empty() || !s.env.is_empty() || s.workdir.is_some() {
+            if s.command.is_some() || !s.args.is_empty() || !s.env.is_empty() || s.workdir.is_some() || s.user.is_some()
+            {
                 return Err(ConfigError::new(
                     &key,
-                    "command/args/env/workdir are for `transport: stdio`; add `transport: stdio` or remove them",
+                    "command/args/env/workdir/user are for `transport: stdio`; add `transport: stdio` or remove them",
                 ));
             }
             match &s.url {

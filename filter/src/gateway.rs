@@ -31,6 +31,26 @@ pub const INTERNAL_HEADERS: &[&str] = &[
     crate::ops::RATE_LIMIT_TOOL_HITS_HEADER,
 ];
 
+/// The caller's identity, set by the filter on requests to stdio servers so
+/// the bridge can keep one identity's session state (tasks) from another's on
+/// a shared child. Never taken from the client: every `x-mcpx-*` header a
+/// client sends is removed on entry; HTTP backends never get it.
+pub const IDENTITY_HEADER: &str = "x-mcpx-identity";
+
+/// The identity as a header value: visible ASCII only (an identity from a JWT
+/// claim may hold anything), `%XX` for every other byte and for `%` itself.
+pub fn encode_identity(identity: &str) -> String {
+    let mut out = String::with_capacity(identity.len());
+    for b in identity.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// The `Accept` a `tools/list` is forwarded with when it will be inspected.
 pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
 
@@ -545,6 +565,7 @@ impl Gateway {
         let hits = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let tool_hits = u32::try_from(calls.len()).unwrap_or(u32::MAX);
         let mut forward = Forward { reply_to, hits, tool_hits, ..Forward::default() };
+        forward.set_headers.extend(self.bridge_identity(req));
         if !list_ids.is_empty() && self.inspects_lists() {
             // Pin uncompressed JSON so the list can be inspected: no streaming
             // or encoding bypass. SSE stays acceptable (at low preference) only
@@ -589,6 +610,16 @@ impl Gateway {
              bucket); send the calls to {first:?} and {other:?} as separate requests"
         );
         Some(Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::message(None)))
+    }
+
+    /// The identity header for a request to a stdio server (the bridge), if
+    /// auth established an identity.
+    pub fn bridge_identity(&self, req: &McpRequest) -> Option<(&'static str, String)> {
+        let server = self.config.server(&req.server)?;
+        if server.transport != crate::config::Transport::Stdio {
+            return None;
+        }
+        req.identity.as_deref().map(|id| (IDENTITY_HEADER, encode_identity(id)))
     }
 
     fn inspects_lists(&self) -> bool {
@@ -911,6 +942,28 @@ clients:
         // A single message is fine in every revision.
         let one = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
         assert!(matches!(run_body(&gw(), Some("2025-11-25"), one).0, BodyOutcome::Forward(_)));
+    }
+
+    #[test]
+    fn stdio_servers_get_the_encoded_identity_http_ones_never() {
+        let text = "servers:\n  - name: demo\n  - name: local\n    transport: stdio\n    command: x\n";
+        let g = Gateway::from_plugin_config(text).unwrap();
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+        let forwarded = |server: &str, identity: Option<&str>| {
+            let req = McpRequest {
+                server: server.into(),
+                identity: identity.map(String::from),
+                mcp_headers: McpHeaders::default(),
+                grant: None,
+            };
+            let BodyOutcome::Forward(f) = g.on_request_body(&req, call, &mut Attributes::default()) else { panic!() };
+            f.set_headers.into_iter().filter(|(k, _)| *k == IDENTITY_HEADER).map(|(_, v)| v).collect::<Vec<_>>()
+        };
+        assert_eq!(forwarded("local", Some("alice")), ["alice"]);
+        assert_eq!(forwarded("local", Some("a b%\n\u{e9}")), ["a%20b%25%0A%C3%A9"]);
+        assert!(forwarded("local", None).is_empty());
+        assert!(forwarded("demo", Some("alice")).is_empty());
+        assert!(IDENTITY_HEADER.starts_with(INTERNAL_HEADER_PREFIX), "client copies must be stripped on entry");
     }
 
     #[test]

@@ -139,6 +139,9 @@ impl HttpFilter {
                 if gateway.config().rate_limit.enabled {
                     host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some("1"));
                 }
+                if let Some((name, value)) = gateway.bridge_identity(&req) {
+                    host::set_request_header(name, Some(&value));
+                }
                 self.publish_attributes();
                 self.forwarded = Some((req, ResponsePlan::PassThrough));
                 Action::Continue

@@ -17,6 +17,9 @@ use std::sync::Arc;
 const MAX_BODY: usize = 64 * 1024 * 1024 + 1024;
 /// The header Envoy adds so only it can reach the bridge (see `protect_routes`).
 pub const TOKEN_HEADER: &str = "x-mcpx-bridge-token";
+/// The caller's identity, set by the filter (client copies are removed on
+/// entry to Envoy); absent when auth is off.
+const IDENTITY_HEADER: &str = mcpx_filter::gateway::IDENTITY_HEADER;
 const SESSION: &str = "mcp-session-id";
 
 /// Bridge-made error codes (the gateway's table in mcpx_filter::envelope).
@@ -36,7 +39,12 @@ pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
     if let Some(expected) = &inner.token {
         let given = req.headers().get(TOKEN_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         if !constant_time_eq(given, expected.as_bytes()) {
-            return error(StatusCode::UNAUTHORIZED, None, UNAUTHORIZED, "this bridge only serves the mcpx gateway");
+            let msg = format!(
+                "missing or wrong {TOKEN_HEADER} header: this bridge only serves the mcpx gateway. With `mcpx bridge`, \
+                 set the same MCPX_BRIDGE_TOKEN for the bridge and in your Envoy route (request_headers_to_add: \
+                 {TOKEN_HEADER})"
+            );
+            return error(StatusCode::UNAUTHORIZED, None, UNAUTHORIZED, &msg);
         }
     }
     let upstream = req.uri().path().strip_prefix("/mcp/").and_then(|name| inner.server(name));
@@ -44,11 +52,14 @@ pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
         return error(StatusCode::NOT_FOUND, None, NOT_FOUND, "not found: stdio servers are at /mcp/{server}");
     };
     let session = req.headers().get(SESSION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    // Opaque: only compared. Not valid visible ASCII means not from the filter.
+    let identity: Arc<str> =
+        Arc::from(req.headers().get(IDENTITY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default());
     match *req.method() {
-        Method::POST => post(upstream, session, req.into_body()).await,
+        Method::POST => post(upstream, session, identity, req.into_body()).await,
         Method::DELETE => match session {
             None => error(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, "DELETE needs the Mcp-Session-Id header"),
-            Some(s) if upstream.end_session(&s) => empty(StatusCode::NO_CONTENT),
+            Some(s) if upstream.end_session(&s, &identity) => empty(StatusCode::NO_CONTENT),
             Some(_) => error(StatusCode::NOT_FOUND, None, NOT_FOUND, "unknown or already ended session"),
         },
         _ => {
@@ -64,7 +75,7 @@ pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
     }
 }
 
-async fn post(upstream: Arc<Upstream>, session: Option<String>, body: Incoming) -> Resp {
+async fn post(upstream: Arc<Upstream>, session: Option<String>, identity: Arc<str>, body: Incoming) -> Resp {
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -79,7 +90,7 @@ async fn post(upstream: Arc<Upstream>, session: Option<String>, body: Incoming) 
     drop(body);
     let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
     if let Some(s) = &session {
-        if !is_initialize && !upstream.has_session(s) {
+        if !is_initialize && !upstream.has_session(s, &identity) {
             return error(
                 StatusCode::NOT_FOUND,
                 message.get("id"),
@@ -92,8 +103,8 @@ async fn post(upstream: Arc<Upstream>, session: Option<String>, body: Incoming) 
         Value::Array(items) if items.is_empty() => {
             error(StatusCode::BAD_REQUEST, Some(&Value::Null), INVALID_REQUEST, "empty batch")
         }
-        Value::Array(items) => batch(upstream, items).await,
-        single => one(upstream, single).await,
+        Value::Array(items) => batch(upstream, items, identity).await,
+        single => one(upstream, single, &identity).await,
     }
 }
 
@@ -118,15 +129,15 @@ fn classify(m: &Value) -> Kind {
 }
 
 /// One message: a request gets its answer, a notification 202.
-async fn one(upstream: Arc<Upstream>, message: Value) -> Resp {
+async fn one(upstream: Arc<Upstream>, message: Value, identity: &str) -> Resp {
     match classify(&message) {
         Kind::Request(id) => {
             let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
-            match upstream.request(message).await {
+            match upstream.request(message, identity).await {
                 Ok(reply) => {
                     let mut r = bytes_response(StatusCode::OK, reply.message(&id).into_bytes());
                     if is_initialize && reply.is_result() {
-                        if let Ok(v) = HeaderValue::from_str(&upstream.new_session()) {
+                        if let Ok(v) = HeaderValue::from_str(&upstream.new_session(identity)) {
                             r.headers_mut().insert(SESSION, v);
                         }
                     }
@@ -149,13 +160,14 @@ async fn one(upstream: Arc<Upstream>, message: Value) -> Resp {
 
 /// A batch (2025-03-26): every element goes to the child on its own, all at
 /// once; the answers come back in the order of the requests.
-async fn batch(upstream: Arc<Upstream>, items: Vec<Value>) -> Resp {
+async fn batch(upstream: Arc<Upstream>, items: Vec<Value>, identity: Arc<str>) -> Resp {
     let mut tasks = Vec::with_capacity(items.len());
     for item in items {
         let upstream = upstream.clone();
+        let identity = identity.clone();
         tasks.push(tokio::spawn(async move {
             match classify(&item) {
-                Kind::Request(id) => Some(match upstream.request(item).await {
+                Kind::Request(id) => Some(match upstream.request(item, &identity).await {
                     Ok(reply) => reply.message(&id),
                     Err(f) => failure_object(&upstream, &id, f).1.to_string(),
                 }),

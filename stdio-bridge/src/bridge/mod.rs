@@ -8,6 +8,8 @@
 //! - `ids`: JSON-RPC id rewriting and the requests in flight.
 //! - `reply`: answers kept verbatim (only the id is swapped back).
 //! - `cache`: the handshake (`initialize` / `server/discover`) cache and replay.
+//! - `isolation`: what one identity may not do to another on a shared child.
+//! - `sanitize`: child output made safe for the log.
 //! - `upstream`: one server: lazy start, respawn with backoff, sessions.
 //! - `http`: the HTTP surface.
 
@@ -15,8 +17,10 @@ mod cache;
 mod child;
 mod http;
 mod ids;
+mod isolation;
 mod lines;
 mod reply;
+mod sanitize;
 pub mod spec;
 mod upstream;
 
@@ -78,6 +82,7 @@ impl Bridge {
     /// Binds `listen` and starts serving the stdio servers of `config`.
     /// Children start on their first request. `token`: see [`protect_routes`].
     pub async fn start(config: &Config, listen: SocketAddr, token: Option<String>) -> Result<Bridge, String> {
+        harden_process();
         let specs = spec::resolve(config, &spec::current_environ())?;
         let listener =
             TcpListener::bind(listen).await.map_err(|e| format!("the stdio bridge cannot listen on {listen}: {e}"))?;
@@ -166,6 +171,26 @@ impl Bridge {
             let _ = t.await;
         }
     }
+}
+
+/// Before any child exists: children must not be able to read mcpx's memory
+/// or environment (the gateway's secrets), and must not outlive a panic.
+fn harden_process() {
+    // Not dumpable: /proc/<mcpx>/{environ,mem,…} and ptrace are closed to
+    // processes of the same user (the stdio children), and no core dump
+    // holds the secrets. Children are not affected (execve resets it).
+    // SAFETY: prctl(PR_SET_DUMPABLE) only changes a flag of this process.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        eprintln!("mcpx bridge: warning: could not make mcpx non-dumpable: {}", std::io::Error::last_os_error());
+    }
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            child::kill_all();
+            previous(info);
+        }));
+    });
 }
 
 async fn accept_loop(listener: TcpListener, inner: Arc<Inner>) {

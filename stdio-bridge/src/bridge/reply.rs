@@ -36,12 +36,18 @@ impl Reply {
         }
     }
 
-    /// A result made up in tests.
-    #[cfg(test)]
+    /// A result the bridge made (e.g. a list filtered per caller).
     pub fn result(value: &Value) -> Reply {
         // Serialising a Value cannot fail; the default is `null`.
         let payload = serde_json::value::to_raw_value(value).unwrap_or_default();
         Reply { is_error: false, payload }
+    }
+
+    /// An error the bridge answers with instead of the child.
+    pub fn error(code: i64, message: &str) -> Reply {
+        let error = serde_json::json!({"code": code, "message": message});
+        let payload = serde_json::value::to_raw_value(&error).unwrap_or_default();
+        Reply { is_error: true, payload }
     }
 
     pub fn is_result(&self) -> bool {
@@ -49,7 +55,6 @@ impl Reply {
     }
 
     /// The parsed result; None for errors.
-    #[cfg(test)]
     pub fn result_value(&self) -> Option<Value> {
         (!self.is_error).then(|| serde_json::from_str(self.payload.get()).ok()).flatten()
     }

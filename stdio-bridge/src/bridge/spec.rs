@@ -28,6 +28,19 @@ pub struct Spec {
     /// The complete environment of the child (nothing else is inherited).
     pub env: BTreeMap<String, String>,
     pub workdir: Option<PathBuf>,
+    /// `user:`: the account the child runs as.
+    pub user: Option<Account>,
+}
+
+/// An account a child runs as, looked up when the config is (re)loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    /// Supplementary groups (from the group database), set before the uid.
+    pub groups: Vec<libc::gid_t>,
+    pub home: String,
 }
 
 /// A stdio server as the bridge runs it.
@@ -82,6 +95,28 @@ fn resolve_one(
             .map_err(|e| format!("{key}.env.{k}: {e}; export it before starting mcpx, or remove the reference"))?;
         env.insert(k.clone(), value);
     }
+    let user = match &s.user {
+        Some(u) => {
+            let a = account(u).map_err(|e| format!("{key}.user: {e}"))?;
+            // SAFETY: geteuid(2) cannot fail.
+            let euid = unsafe { libc::geteuid() };
+            if euid != 0 && euid != a.uid {
+                return Err(format!(
+                    "{key}.user: running the child as {u:?} needs mcpx to run as root (it runs as uid {euid}); \
+                     start mcpx as root, or remove `user:`"
+                ));
+            }
+            // Its own HOME and names, so npx/uvx caches land in its home,
+            // unless the server's `env:` says otherwise.
+            for (k, v) in [("HOME", &a.home), ("USER", &a.name), ("LOGNAME", &a.name)] {
+                if !s.env.contains_key(k) {
+                    env.insert(k.to_string(), v.clone());
+                }
+            }
+            Some(a)
+        }
+        None => None,
+    };
     let workdir = match &s.workdir {
         Some(w) => {
             let expanded = expand_env(w, |var| environ.get(var).cloned()).map_err(|e| format!("{key}.workdir: {e}"))?;
@@ -97,9 +132,42 @@ fn resolve_one(
         s.request_timeout.map(|t| Duration::from_millis(t.as_millis())).unwrap_or(DEFAULT_REQUEST_TIMEOUT);
     Ok(ServerSpec {
         name: s.name.clone(),
-        launch: Spec { command, args: s.args.clone(), env, workdir },
+        launch: Spec { command, args: s.args.clone(), env, workdir, user },
         request_timeout,
     })
+}
+
+/// Looks up an account by name or numeric uid in the system's user database.
+fn account(user: &str) -> Result<Account, String> {
+    use std::ffi::{CStr, CString};
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero passwd is a valid out-parameter for getpw*_r.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = match user.parse::<libc::uid_t>() {
+        // SAFETY: every pointer is valid for the call; buf's length is passed.
+        Ok(uid) => unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) },
+        Err(_) => {
+            let c = CString::new(user).map_err(|_| format!("{user:?} is not a valid account name"))?;
+            // SAFETY: as above; `c` is NUL-terminated.
+            unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) }
+        }
+    };
+    if rc != 0 || found.is_null() {
+        return Err(format!("no account {user:?} on this machine (see `getent passwd`); create it or fix the name"));
+    }
+    // SAFETY: on success the strings point into `buf`, NUL-terminated.
+    let (name, home) = unsafe { (CStr::from_ptr(pw.pw_name), CStr::from_ptr(pw.pw_dir)) };
+    let (name, home) = (name.to_string_lossy().into_owned(), home.to_string_lossy().into_owned());
+    let mut groups = vec![0 as libc::gid_t; 256];
+    let mut n = groups.len() as libc::c_int;
+    let c = CString::new(name.clone()).map_err(|_| format!("{name:?} is not a valid account name"))?;
+    // SAFETY: `groups` holds `n` entries; getgrouplist writes at most that many.
+    if unsafe { libc::getgrouplist(c.as_ptr(), pw.pw_gid, groups.as_mut_ptr(), &mut n) } < 0 {
+        return Err(format!("account {name:?} is in more than {} groups", groups.len()));
+    }
+    groups.truncate(n.max(0) as usize);
+    Ok(Account { name, uid: pw.pw_uid, gid: pw.pw_gid, groups, home })
 }
 
 /// Collects the names in `${VAR}` references of `s`.
@@ -211,6 +279,24 @@ auth:
         let text = "servers:\n  - name: a\n    transport: stdio\n    command: x\n    workdir: /nonexistent/dir\n";
         let e = resolve(&Config::from_yaml(text, Mode::Gateway).unwrap(), &environ()).unwrap_err();
         assert!(e.contains("servers.a.workdir"), "{e}");
+    }
+
+    #[test]
+    fn user_is_looked_up_and_gets_its_own_home() {
+        let text = "servers:\n  - name: a\n    transport: stdio\n    command: x\n    user: root\n";
+        let s = resolve(&Config::from_yaml(text, Mode::Gateway).unwrap(), &environ()).unwrap();
+        let a = s[0].launch.user.as_ref().unwrap();
+        assert_eq!((a.uid, a.gid, a.name.as_str()), (0, 0, "root"));
+        assert_eq!(s[0].launch.env["USER"], "root");
+        assert_eq!(s[0].launch.env["HOME"], a.home);
+        let by_uid = text.replace("user: root", "user: \"0\"");
+        let s = resolve(&Config::from_yaml(&by_uid, Mode::Gateway).unwrap(), &environ()).unwrap();
+        assert_eq!(s[0].launch.user.as_ref().unwrap().name, "root");
+        let bad = text.replace("user: root", "user: no-such-account-here");
+        let e = resolve(&Config::from_yaml(&bad, Mode::Gateway).unwrap(), &environ()).unwrap_err();
+        assert!(e.contains("servers.a.user") && e.contains("no account"), "{e}");
+        let http = "servers:\n  - name: a\n    url: http://h:1/mcp\n    user: root\n";
+        assert!(Config::from_yaml(http, Mode::Gateway).unwrap_err().to_string().contains("user"));
     }
 
     #[test]

@@ -4,10 +4,11 @@
 
 use super::cache::{initialized, Cache};
 use super::child::{CallError, Child};
+use super::isolation::{self, Plan, TaskOwners};
 use super::reply::Reply;
 use super::spec::ServerSpec;
 use serde_json::{json, Value};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -68,18 +69,22 @@ struct State {
 
 #[derive(Default)]
 struct Sessions {
-    known: HashSet<String>,
+    /// Session id -> the identity that opened it.
+    known: HashMap<String, String>,
     order: VecDeque<String>,
 }
 
 pub struct Upstream {
     pub spec: ServerSpec,
-    timeout_ms: AtomicU64,
+    /// `request_timeout` in ms; shared with the child (the deadline of each write).
+    timeout_ms: Arc<AtomicU64>,
     state: tokio::sync::Mutex<State>,
     cache: Mutex<Cache>,
     /// Serialises the first handshake so concurrent first clients share it.
     init_lock: tokio::sync::Mutex<()>,
     sessions: Mutex<Sessions>,
+    /// Whose task each task id is (see `isolation`).
+    tasks: Mutex<TaskOwners>,
     retired: AtomicBool,
 }
 
@@ -90,12 +95,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Upstream {
     pub fn new(spec: ServerSpec) -> Self {
         Self {
-            timeout_ms: AtomicU64::new(spec.request_timeout.as_millis() as u64),
+            timeout_ms: Arc::new(AtomicU64::new(spec.request_timeout.as_millis() as u64)),
             spec,
             state: Default::default(),
             cache: Default::default(),
             init_lock: Default::default(),
             sessions: Default::default(),
+            tasks: Default::default(),
             retired: AtomicBool::new(false),
         }
     }
@@ -149,7 +155,7 @@ impl Upstream {
                 retry_after: not_before - now,
             });
         }
-        let child = match Child::spawn(self.name(), &self.spec.launch) {
+        let child = match Child::spawn(self.name(), &self.spec.launch, self.timeout_ms.clone()) {
             Ok(c) => c,
             Err(e) => return Err(self.failed_start(&mut st, e)),
         };
@@ -187,9 +193,21 @@ impl Upstream {
         Failure::Unavailable { message: problem, retry_after: wait }
     }
 
-    /// A JSON-RPC request (it has an id). Returns the answer; the caller puts
-    /// the client's id on it.
-    pub async fn request(&self, message: Value) -> Result<Reply, Failure> {
+    /// A JSON-RPC request (it has an id) from `identity` ("" when auth is
+    /// off). Returns the answer; the caller puts the client's id on it.
+    pub async fn request(&self, message: Value, identity: &str) -> Result<Reply, Failure> {
+        let plan = isolation::plan(&message, identity, &lock(&self.tasks), self.name());
+        match plan {
+            Plan::Pass => self.forward(message).await,
+            Plan::Answer(reply) => Ok(reply),
+            plan => {
+                let reply = self.call(message).await?;
+                Ok(isolation::after(&plan, reply, identity, &mut lock(&self.tasks)))
+            }
+        }
+    }
+
+    async fn forward(&self, message: Value) -> Result<Reply, Failure> {
         match message.get("method").and_then(Value::as_str) {
             Some("initialize") => self.initialize(message).await,
             Some("server/discover") => {
@@ -244,7 +262,8 @@ impl Upstream {
         }
     }
 
-    pub fn new_session(&self) -> String {
+    /// A new session of `identity`; only the same identity may use or end it.
+    pub fn new_session(&self, identity: &str) -> String {
         let id = random_hex(16);
         let mut s = lock(&self.sessions);
         if s.order.len() >= MAX_SESSIONS {
@@ -252,22 +271,23 @@ impl Upstream {
                 s.known.remove(&old);
             }
         }
-        s.known.insert(id.clone());
+        s.known.insert(id.clone(), identity.to_string());
         s.order.push_back(id.clone());
         id
     }
 
-    pub fn has_session(&self, id: &str) -> bool {
-        lock(&self.sessions).known.contains(id)
+    pub fn has_session(&self, id: &str, identity: &str) -> bool {
+        lock(&self.sessions).known.get(id).is_some_and(|owner| owner == identity)
     }
 
-    pub fn end_session(&self, id: &str) -> bool {
+    pub fn end_session(&self, id: &str, identity: &str) -> bool {
         let mut s = lock(&self.sessions);
-        let known = s.known.remove(id);
-        if known {
-            s.order.retain(|x| x != id);
+        if s.known.get(id).is_none_or(|owner| owner != identity) {
+            return false;
         }
-        known
+        s.known.remove(id);
+        s.order.retain(|x| x != id);
+        true
     }
 
     /// Pid of the running child, if one is running.
@@ -334,17 +354,20 @@ mod tests {
                 args: vec![],
                 env: Default::default(),
                 workdir: None,
+                user: None,
             },
             request_timeout: Duration::from_secs(1),
         };
         let u = Upstream::new(spec);
-        let a = u.new_session();
-        let b = u.new_session();
+        let a = u.new_session("alice");
+        let b = u.new_session("alice");
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
-        assert!(u.has_session(&a));
-        assert!(u.end_session(&a));
-        assert!(!u.has_session(&a) && !u.end_session(&a));
-        assert!(u.has_session(&b));
+        assert!(u.has_session(&a, "alice"));
+        // Another identity can neither use nor end it.
+        assert!(!u.has_session(&a, "bob") && !u.end_session(&a, "bob") && !u.has_session(&a, ""));
+        assert!(u.end_session(&a, "alice"));
+        assert!(!u.has_session(&a, "alice") && !u.end_session(&a, "alice"));
+        assert!(u.has_session(&b, "alice"));
     }
 }
