@@ -439,7 +439,8 @@ impl Gateway {
         BodyOutcome::Forward(forward)
     }
 
-    fn inspects_lists(&self) -> bool {
+    /// Whether answers are inspected for lists (integrity or filtering on).
+    pub fn inspects_lists(&self) -> bool {
         self.config.inspection.filter_tools_list || self.config.inspection.tool_integrity != IntegrityMode::Off
     }
 
@@ -488,9 +489,11 @@ impl Gateway {
         })
     }
 
-    /// Response phase for [`ResponsePlan::FilterToolsList`] with a JSON body:
-    /// the new body, if it changed, and the integrity violations found. An
-    /// unreadable list is replaced by an error, never passed.
+    /// Response phase for a JSON answer: the new body, if it changed, and the
+    /// integrity violations found. The answer to a list request
+    /// (`list_ids` not empty) is always parsed; any other answer only when
+    /// it might hold a list. An answer that might hold a list but cannot be
+    /// inspected is replaced by an error, never passed.
     pub fn rewrite_tools_list(
         &self,
         req: &McpRequest,
@@ -501,7 +504,9 @@ impl Gateway {
         let Some(inspector) = self.list_inspector(req) else {
             return Ok(Default::default());
         };
-        inspector.inspect_json(body, list_ids, store).map_err(|e| Self::uninspectable(list_ids, &e.0))
+        let found =
+            if list_ids.is_empty() { inspector.inspect_any(body, store) } else { inspector.inspect_json(body, store) };
+        found.map_err(|e| Self::uninspectable(list_ids, &e.0))
     }
 
     /// The error that replaces a list that could not be inspected.
@@ -510,7 +515,7 @@ impl Gateway {
         Reply::error(
             502,
             code::UNAVAILABLE,
-            &format!("the backend's tools/list answer could not be inspected: {why}"),
+            &format!("the backend's answer could not be inspected for lists: {why}"),
             &to,
         )
     }
