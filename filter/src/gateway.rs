@@ -386,6 +386,7 @@ impl Gateway {
                     return BodyOutcome::Reply(Reply::error(400, code::INVALID_PARAMS, &e.0, &reply_to));
                 }
             };
+            let action = completion_target(method, m.params()).unwrap_or(action);
             if let Action::CallTool { name, .. } = action {
                 // A batch names its first tool; each denial names its own.
                 attrs.tool.get_or_insert_with(|| name.to_string());
@@ -518,6 +519,21 @@ impl Gateway {
             &format!("the backend's answer could not be inspected for lists: {why}"),
             &to,
         )
+    }
+}
+
+/// `completion/complete` asks about one prompt's or resource's arguments:
+/// it is judged as a `prompts/get` of that prompt or a `resources/read` of
+/// that resource, so a caller learns nothing about one it may not use.
+fn completion_target<'a>(method: &str, params: Option<&'a Value>) -> Option<Action<'a>> {
+    if method != "completion/complete" {
+        return None;
+    }
+    let r = params?.get("ref")?;
+    match r.get("type")?.as_str()? {
+        "ref/prompt" => Some(Action::GetPrompt { name: r.get("name")?.as_str()? }),
+        "ref/resource" => Some(Action::ReadResource { uri: r.get("uri")?.as_str()? }),
+        _ => None,
     }
 }
 
@@ -714,6 +730,32 @@ clients:
         // warn mode never refuses.
         let o = gw().on_request_body_with(&req, call.as_bytes(), &mut Attributes::default(), &lookup);
         assert!(matches!(o, BodyOutcome::Forward(_)));
+    }
+
+    #[test]
+    fn completion_for_a_denied_prompt_or_resource_is_refused() {
+        let g = Gateway::from_plugin_config(
+            "servers:\n  - name: demo\n    policy: {deny_prompts: [secret], deny_resources: [\"file:///data/secret\"]}\n",
+        )
+        .unwrap();
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default(), grant: None };
+        let run = |r: &str| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{{"ref":{r},"argument":{{"name":"a","value":""}}}}}}"#
+            );
+            g.on_request_body(&req, body.as_bytes(), &mut Attributes::default())
+        };
+        for denied in
+            [r#"{"type":"ref/prompt","name":"secret"}"#, r#"{"type":"ref/resource","uri":"file:///data/secret/{x}"}"#]
+        {
+            let BodyOutcome::Reply(r) = run(denied) else { panic!("{denied} not refused") };
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(v["error"]["code"], -32003, "{denied}");
+        }
+        for allowed in [r#"{"type":"ref/prompt","name":"greet"}"#, r#"{"type":"ref/resource","uri":"file:///data/ok"}"#]
+        {
+            assert!(matches!(run(allowed), BodyOutcome::Forward(_)), "{allowed}");
+        }
     }
 
     #[test]
