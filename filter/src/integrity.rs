@@ -38,11 +38,11 @@ pub const VIOLATIONS_KEY: &str = "mcpx.integrity.violations.v1";
 pub const MARK_PREFIX: &str = "mcpx.integrity.v1.mark.";
 
 /// At most this many tools are pinned per server.
-pub const MAX_PINS_PER_SERVER: usize = 1024;
+pub const MAX_PINS_PER_SERVER: usize = 10_000;
 
 /// At most this many violations are recorded per server; past it the whole
 /// server is marked (tool name [`WHOLE_SERVER`], kind `overflow`).
-pub const MAX_VIOLATIONS_PER_SERVER: usize = 256;
+pub const MAX_VIOLATIONS_PER_SERVER: usize = 1024;
 
 /// The record's tool name for "the whole server" (violation cap reached).
 pub const WHOLE_SERVER: &str = "*";
@@ -900,13 +900,13 @@ mod tests {
     fn the_call_check_reads_two_short_keys_whatever_the_record_size() {
         let mut store = MemoryStore::default();
         ensure_initialized(&mut store).unwrap();
-        check_tools(&mut store, "demo", &many(300, "a")).unwrap();
-        check_tools(&mut store, "demo", &many(300, "b")).unwrap();
+        check_tools(&mut store, "demo", &many(MAX_VIOLATIONS_PER_SERVER + 10, "a")).unwrap();
+        check_tools(&mut store, "demo", &many(MAX_VIOLATIONS_PER_SERVER + 10, "b")).unwrap();
         let long = "x".repeat(20_000);
         check_tools(&mut store, "demo", &[tool(&long, "a")]).unwrap();
         let counting = Counting(&store, Default::default());
         assert_eq!(recorded_violation(&counting, "demo", "t1").unwrap(), Some(Kind::RugPull));
-        assert_eq!(recorded_violation(&counting, "demo", "t299").unwrap(), Some(Kind::Overflow));
+        assert_eq!(recorded_violation(&counting, "demo", &format!("t{}", MAX_VIOLATIONS_PER_SERVER + 9)).unwrap(), Some(Kind::Overflow));
         assert_eq!(recorded_violation(&counting, "other", &long).unwrap(), None);
         let keys = counting.1.into_inner();
         assert!(keys.iter().all(|k| k.starts_with(MARK_PREFIX) && k.len() < 200), "{keys:?}");
