@@ -58,10 +58,16 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// escape. A NUL byte means the text is not UTF-8 JSON (a Python client reads
 /// UTF-16 and UTF-32 bodies too), so it must be parsed (and refused) as well.
 pub fn might_carry_list(body: &[u8]) -> bool {
-    const NEEDLES: [&[u8]; 3] = [b"tool", b"prompt", b"ource"];
-    body.contains(&0)
-        || body.windows(2).any(|w| w == b"\\u")
-        || NEEDLES.iter().any(|n| body.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n)))
+    // One pass: each byte either starts a needle or is skipped at once.
+    let at = |i: usize, n: &[u8]| body.get(i..i + n.len()).is_some_and(|w| w.eq_ignore_ascii_case(n));
+    body.iter().enumerate().any(|(i, b)| match b.to_ascii_lowercase() {
+        0 => true,
+        b'\\' => body.get(i + 1) == Some(&b'u'),
+        b't' => at(i, b"tool"),
+        b'p' => at(i, b"prompt"),
+        b'o' => at(i, b"ource"),
+        _ => false,
+    })
 }
 
 impl ListInspector<'_> {

@@ -906,7 +906,10 @@ mod tests {
         check_tools(&mut store, "demo", &[tool(&long, "a")]).unwrap();
         let counting = Counting(&store, Default::default());
         assert_eq!(recorded_violation(&counting, "demo", "t1").unwrap(), Some(Kind::RugPull));
-        assert_eq!(recorded_violation(&counting, "demo", &format!("t{}", MAX_VIOLATIONS_PER_SERVER + 9)).unwrap(), Some(Kind::Overflow));
+        assert_eq!(
+            recorded_violation(&counting, "demo", &format!("t{}", MAX_VIOLATIONS_PER_SERVER + 9)).unwrap(),
+            Some(Kind::Overflow)
+        );
         assert_eq!(recorded_violation(&counting, "other", &long).unwrap(), None);
         let keys = counting.1.into_inner();
         assert!(keys.iter().all(|k| k.starts_with(MARK_PREFIX) && k.len() < 200), "{keys:?}");
