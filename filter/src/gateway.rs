@@ -145,7 +145,7 @@ pub struct Attributes {
     pub decision: Option<&'static str>,
     pub reason: Option<String>,
     /// Integrity violations seen on this request, `kind:tool` comma-separated
-    /// (audit field `integrity`; see `ops::add_integrity`).
+    /// (audit field `integrity`; see `inspect::audit_note`).
     pub integrity: Option<String>,
 }
 
