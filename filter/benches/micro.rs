@@ -219,6 +219,7 @@ mod pending {
 
     pub fn cases() -> Vec<Case> {
         let mut out = integrity_cases();
+        out.extend(hostile_backend_cases());
         out.extend(jwt_cases());
         out
     }
@@ -233,6 +234,64 @@ mod pending {
                 black_box(mcpx_filter::integrity::tool_hash(black_box(&tool)));
             },
         )]
+    }
+
+    /// What the caps against hostile backends cost on the normal path.
+    fn hostile_backend_cases() -> Vec<Case> {
+        use mcpx_filter::integrity::{self, MemoryStore, MAX_VIOLATIONS_PER_SERVER};
+        use mcpx_filter::sse::SseRewriter;
+        let tool = |i: usize, d: &str| json!({"name": format!("t{i}"), "description": d});
+        // A record at its cap: every advertised tool changed once.
+        let mut store = MemoryStore::default();
+        integrity::ensure_initialized(&mut store).expect("init");
+        let n = MAX_VIOLATIONS_PER_SERVER + 100;
+        let v1: Vec<Value> = (0..n).map(|i| tool(i, "v1")).collect();
+        let v2: Vec<Value> = (0..n).map(|i| tool(i, "v2")).collect();
+        integrity::check_tools(&mut store, "demo", &v1).expect("pin");
+        integrity::check_tools(&mut store, "demo", &v2).expect("violate");
+        use mcpx_filter::integrity::BaselineStore;
+        let record = store.get(integrity::VIOLATIONS_KEY).ok().flatten().map(|(v, _)| v).unwrap_or_default();
+        let before = case(
+            format!("tools/call integrity check before the marks: {n} tools in violation"),
+            "what the check did before: parse the whole violations record, then look the tool up",
+            move || {
+                let all: integrity::Violations = serde_json::from_slice(black_box(&record)).expect("record");
+                black_box(all.get("demo").and_then(|t| t.get("untouched")).map(|v| v.kind));
+            },
+        );
+        let lookup = case(
+            format!("tools/call integrity check: {n} tools in violation"),
+            "integrity::recorded_violation with the record at its cap (reads the tool's and the server's mark)",
+            move || {
+                let k = integrity::recorded_violation(&store, "demo", black_box("untouched")).expect("lookup");
+                black_box(k);
+            },
+        );
+        let answer = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"hello from the mcpx benchmark this is a typical short answer"}],"isError":false}}"#.to_vec();
+        let prefilter = case(
+            "answer prefilter: typical tools/call answer",
+            "inspect::might_carry_list on a 150-byte answer (the cost every non-list answer pays)",
+            move || {
+                assert!(!mcpx_filter::inspect::might_carry_list(black_box(&answer)));
+            },
+        );
+        // One 1 MiB event arriving in 16 KiB chunks: scanned once, not per chunk.
+        let mut event = b"data: ".to_vec();
+        event.extend(std::iter::repeat_n(b'a', 1 << 20));
+        event.extend_from_slice(b"\n\n");
+        let sse = case(
+            "SSE: 1 MiB event in 16 KiB chunks",
+            "sse::SseRewriter::feed, 64 chunks, one event (pending-event cap and resumed scan)",
+            move || {
+                let mut r = SseRewriter::default();
+                let mut out = 0;
+                for chunk in event.chunks(16 * 1024) {
+                    out += r.feed(black_box(chunk), false, |_| Ok::<_, ()>(None)).map_or(0, |o| o.len());
+                }
+                assert_eq!(out, event.len());
+            },
+        );
+        vec![before, lookup, prefilter, sse]
     }
 
     fn jwt_cases() -> Vec<Case> {

@@ -259,7 +259,7 @@ pub struct Attributes {
     pub decision: Option<&'static str>,
     pub reason: Option<String>,
     /// Integrity violations seen on this request, `kind:tool` comma-separated
-    /// (audit field `integrity`; see `ops::add_integrity`).
+    /// (audit field `integrity`; see `inspect::audit_note`).
     pub integrity: Option<String>,
 }
 
@@ -518,6 +518,7 @@ impl Gateway {
                     return BodyOutcome::Reply(Reply::error(400, code::INVALID_PARAMS, &e.0, &reply_to));
                 }
             };
+            let action = completion_target(method, m.params()).unwrap_or(action);
             if let Action::CallTool { name, .. } = action {
                 // A batch names its first tool; each denial names its own.
                 attrs.tool.get_or_insert_with(|| name.to_string());
@@ -622,7 +623,8 @@ impl Gateway {
         req.identity.as_deref().map(|id| (IDENTITY_HEADER, encode_identity(id)))
     }
 
-    fn inspects_lists(&self) -> bool {
+    /// Whether answers are inspected for lists (integrity or filtering on).
+    pub fn inspects_lists(&self) -> bool {
         self.config.inspection.filter_tools_list || self.config.inspection.tool_integrity != IntegrityMode::Off
     }
 
@@ -671,9 +673,11 @@ impl Gateway {
         })
     }
 
-    /// Response phase for [`ResponsePlan::FilterToolsList`] with a JSON body:
-    /// the new body, if it changed, and the integrity violations found. An
-    /// unreadable list is replaced by an error, never passed.
+    /// Response phase for a JSON answer: the new body, if it changed, and the
+    /// integrity violations found. The answer to a list request
+    /// (`list_ids` not empty) is always parsed; any other answer only when
+    /// it might hold a list. An answer that might hold a list but cannot be
+    /// inspected is replaced by an error, never passed.
     pub fn rewrite_tools_list(
         &self,
         req: &McpRequest,
@@ -684,7 +688,9 @@ impl Gateway {
         let Some(inspector) = self.list_inspector(req) else {
             return Ok(Default::default());
         };
-        inspector.inspect_json(body, list_ids, store).map_err(|e| Self::uninspectable(list_ids, &e.0))
+        let found =
+            if list_ids.is_empty() { inspector.inspect_any(body, store) } else { inspector.inspect_json(body, store) };
+        found.map_err(|e| Self::uninspectable(list_ids, &e.0))
     }
 
     /// The error that replaces a list that could not be inspected.
@@ -693,9 +699,24 @@ impl Gateway {
         Reply::error(
             502,
             code::UNAVAILABLE,
-            &format!("the backend's tools/list answer could not be inspected: {why}"),
+            &format!("the backend's answer could not be inspected for lists: {why}"),
             &to,
         )
+    }
+}
+
+/// `completion/complete` asks about one prompt's or resource's arguments:
+/// it is judged as a `prompts/get` of that prompt or a `resources/read` of
+/// that resource, so a caller learns nothing about one it may not use.
+fn completion_target<'a>(method: &str, params: Option<&'a Value>) -> Option<Action<'a>> {
+    if method != "completion/complete" {
+        return None;
+    }
+    let r = params?.get("ref")?;
+    match r.get("type")?.as_str()? {
+        "ref/prompt" => Some(Action::GetPrompt { name: r.get("name")?.as_str()? }),
+        "ref/resource" => Some(Action::ReadResource { uri: r.get("uri")?.as_str()? }),
+        _ => None,
     }
 }
 
@@ -1062,6 +1083,32 @@ clients:
         // warn mode never refuses.
         let o = gw().on_request_body_with(&req, call.as_bytes(), &mut Attributes::default(), &lookup);
         assert!(matches!(o, BodyOutcome::Forward(_)));
+    }
+
+    #[test]
+    fn completion_for_a_denied_prompt_or_resource_is_refused() {
+        let g = Gateway::from_plugin_config(
+            "servers:\n  - name: demo\n    policy: {deny_prompts: [secret], deny_resources: [\"file:///data/secret\"]}\n",
+        )
+        .unwrap();
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default(), grant: None };
+        let run = |r: &str| {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"completion/complete","params":{{"ref":{r},"argument":{{"name":"a","value":""}}}}}}"#
+            );
+            g.on_request_body(&req, body.as_bytes(), &mut Attributes::default())
+        };
+        for denied in
+            [r#"{"type":"ref/prompt","name":"secret"}"#, r#"{"type":"ref/resource","uri":"file:///data/secret/{x}"}"#]
+        {
+            let BodyOutcome::Reply(r) = run(denied) else { panic!("{denied} not refused") };
+            let v: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(v["error"]["code"], -32003, "{denied}");
+        }
+        for allowed in [r#"{"type":"ref/prompt","name":"greet"}"#, r#"{"type":"ref/resource","uri":"file:///data/ok"}"#]
+        {
+            assert!(matches!(run(allowed), BodyOutcome::Forward(_)), "{allowed}");
+        }
     }
 
     #[test]

@@ -14,6 +14,16 @@
 //! * [`VIOLATIONS_KEY`]: the (server, tool) pairs found in violation,
 //!   `{S:{tool:{"kind":…,…}}}`. Sticky until an operator resets them; in
 //!   `enforce` mode a `tools/call` to a listed tool is refused.
+//! * One small mark per recorded violation (`mcpx.integrity.v1.mark.S/tool`,
+//!   value the kind), so the per-call check is one lookup of one short value
+//!   however many violations exist, never a parse of the whole record.
+//!
+//! A hostile backend cannot grow any of this without bound: at most
+//! [`MAX_PINS_PER_SERVER`] pins and [`MAX_VIOLATIONS_PER_SERVER`] violations
+//! are kept per server. A tool past the pin cap is not pinned and counts as a
+//! violation of kind `overflow`; past the violation cap the server itself is
+//! marked `overflow`, and in `enforce` every call to it is refused until an
+//! operator resets it (fail closed; `warn` only reports).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,6 +33,32 @@ use std::fmt::Write as _;
 
 pub const BASELINE_KEY: &str = "mcpx.integrity.baseline.v1";
 pub const VIOLATIONS_KEY: &str = "mcpx.integrity.violations.v1";
+
+/// Prefix of the per-violation marks (see the module comment).
+pub const MARK_PREFIX: &str = "mcpx.integrity.v1.mark.";
+
+/// At most this many tools are pinned per server.
+pub const MAX_PINS_PER_SERVER: usize = 10_000;
+
+/// At most this many violations are recorded per server; past it the whole
+/// server is marked (tool name [`WHOLE_SERVER`], kind `overflow`).
+pub const MAX_VIOLATIONS_PER_SERVER: usize = 1024;
+
+/// The record's tool name for "the whole server" (violation cap reached).
+pub const WHOLE_SERVER: &str = "*";
+
+/// Tool names longer than this are marked by their SHA-256, so no key is long.
+const MAX_MARK_NAME: usize = 128;
+
+/// The mark of one (server, tool) violation, or with `None` the whole-server
+/// mark. Server names are `[a-z0-9_-]+`, so `/` separates unambiguously.
+pub fn mark_key(server: &str, tool: Option<&str>) -> String {
+    match tool {
+        None => format!("{MARK_PREFIX}{server}"),
+        Some(t) if t.len() <= MAX_MARK_NAME => format!("{MARK_PREFIX}{server}/{t}"),
+        Some(t) => format!("{MARK_PREFIX}{server}/#{}", hex_sha256(t.as_bytes())),
+    }
+}
 
 /// How often a compare-and-swap update is retried before giving up.
 const CAS_RETRIES: usize = 32;
@@ -124,7 +160,11 @@ fn write_string(s: &str, out: &mut String) {
 /// SHA-256 (lowercase hex) of a tool object's canonical JSON: name,
 /// description, inputSchema and every other field.
 pub fn tool_hash(tool: &Value) -> String {
-    let digest = Sha256::digest(canonical_json(tool).as_bytes());
+    hex_sha256(canonical_json(tool).as_bytes())
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
     for b in digest {
         let _ = write!(hex, "{b:02x}");
@@ -182,7 +222,20 @@ pub fn ensure_initialized(store: &mut dyn BaselineStore) -> Result<(), StoreErro
     if store.get(VIOLATIONS_KEY)?.is_none() {
         store.set(VIOLATIONS_KEY, &to_bytes(&Violations::default())?, None)?;
     }
+    // The record survives VM reloads; its marks are rebuilt from it so the
+    // per-call check agrees with it whatever wrote it.
+    let (all, _) = load::<Violations>(store, VIOLATIONS_KEY)?;
+    for (server, tools) in &all {
+        for (tool, v) in tools {
+            set_mark(store, server, tool, Some(v.kind))?;
+        }
+    }
     Ok(())
+}
+
+fn set_mark(store: &mut dyn BaselineStore, server: &str, tool: &str, kind: Option<Kind>) -> Result<(), StoreError> {
+    let key = mark_key(server, (tool != WHOLE_SERVER).then_some(tool));
+    store.set(&key, kind.map_or("", Kind::as_str).as_bytes(), None)
 }
 
 fn to_bytes<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -267,6 +320,9 @@ pub enum Kind {
     Shadowing,
     /// Not a tool object with a string `name`: it cannot be pinned.
     Malformed,
+    /// Past a cap: more tools than are pinned, or (tool `*`) more violations
+    /// than are recorded for the server.
+    Overflow,
 }
 
 impl Kind {
@@ -275,7 +331,12 @@ impl Kind {
             Kind::RugPull => "rug_pull",
             Kind::Shadowing => "shadowing",
             Kind::Malformed => "malformed",
+            Kind::Overflow => "overflow",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        [Kind::RugPull, Kind::Shadowing, Kind::Malformed, Kind::Overflow].into_iter().find(|k| k.as_str() == s)
     }
 
     /// Why a call is refused, for the 403 message.
@@ -284,6 +345,10 @@ impl Kind {
             Kind::RugPull => "its definition changed after it was pinned (possible rug pull)",
             Kind::Shadowing => "another server advertised a tool of the same name first (possible shadowing)",
             Kind::Malformed => "its definition is malformed",
+            Kind::Overflow => {
+                "the server advertised more tools, or more changed tools, than tool integrity keeps per server \
+                 (it cannot be pinned)"
+            }
         }
     }
 }
@@ -366,7 +431,9 @@ pub fn check_tools(store: &mut dyn BaselineStore, server: &str, tools: &[Value])
         .zip(&hashed)
         .map(|(v, h)| match (&v, h, recorded) {
             (Verdict::Trusted | Verdict::Pinned, Some((name, _)), Some(rec)) => {
-                rec.get(*name).map_or(v, |r| Verdict::Violation(r.clone()))
+                // A server past the violation cap is in violation as a whole,
+                // so its lists agree with the calls refused to it.
+                rec.get(*name).or_else(|| rec.get(WHOLE_SERVER)).map_or(v, |r| Verdict::Violation(r.clone()))
             }
             _ => v,
         })
@@ -374,17 +441,34 @@ pub fn check_tools(store: &mut dyn BaselineStore, server: &str, tools: &[Value])
     let found: Vec<&Violation> =
         verdicts.iter().filter_map(Verdict::violation).filter(|v| v.kind != Kind::Malformed).collect();
     if !found.is_empty() {
-        update(store, VIOLATIONS_KEY, |all: &mut Violations| {
+        let marks = update(store, VIOLATIONS_KEY, |all: &mut Violations| {
             let entry = all.entry(server.to_string()).or_default();
-            let mut changed = false;
+            let mut marks = Vec::new();
             for v in &found {
-                if entry.get(&v.tool) != Some(*v) {
+                if entry.get(&v.tool) == Some(*v) {
+                    continue;
+                }
+                if entry.len() < MAX_VIOLATIONS_PER_SERVER || entry.contains_key(&v.tool) {
                     entry.insert(v.tool.clone(), (*v).clone());
-                    changed = true;
+                    marks.push((v.tool.clone(), v.kind));
+                } else if !entry.contains_key(WHOLE_SERVER) {
+                    let whole = Violation {
+                        kind: Kind::Overflow,
+                        tool: WHOLE_SERVER.to_string(),
+                        pinned: None,
+                        seen: None,
+                        other_server: None,
+                    };
+                    entry.insert(WHOLE_SERVER.to_string(), whole);
+                    marks.push((WHOLE_SERVER.to_string(), Kind::Overflow));
                 }
             }
-            ((), changed)
+            let changed = !marks.is_empty();
+            (marks, changed)
         })?;
+        for (tool, kind) in marks {
+            set_mark(store, server, &tool, Some(kind))?;
+        }
     }
     Ok(verdicts)
 }
@@ -394,6 +478,17 @@ pub fn check_tools(store: &mut dyn BaselineStore, server: &str, tools: &[Value])
 fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verdict, bool) {
     let owner = baseline.owner(name).map(|(s, _)| s.to_string());
     let pinned = baseline.servers.get(server).and_then(|tools| tools.get(name)).map(|p| p.sha256.clone());
+    let full = baseline.servers.get(server).is_some_and(|tools| tools.len() >= MAX_PINS_PER_SERVER);
+    if pinned.is_none() && full {
+        let v = Violation {
+            kind: Kind::Overflow,
+            tool: name.to_string(),
+            pinned: None,
+            seen: Some(hash.to_string()),
+            other_server: None,
+        };
+        return (Verdict::Violation(v), false);
+    }
     let mut changed = false;
     if let Some(pinned) = &pinned {
         if pinned != hash {
@@ -434,11 +529,22 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
     }
 }
 
-/// The violation recorded for a tool, if any: the `tools/call` check. One
-/// read of a small value.
+/// The violation recorded for a tool, if any: the `tools/call` check. At
+/// most two reads of short values (the tool's mark, the server's mark),
+/// whatever the size of the record.
 pub fn recorded_violation(store: &dyn BaselineStore, server: &str, tool: &str) -> Result<Option<Kind>, StoreError> {
-    let (all, _) = load::<Violations>(store, VIOLATIONS_KEY)?;
-    Ok(all.get(server).and_then(|t| t.get(tool)).map(|v| v.kind))
+    for key in [mark_key(server, Some(tool)), mark_key(server, None)] {
+        match store.get(&key)? {
+            Some((v, _)) if !v.is_empty() => {
+                let text = String::from_utf8_lossy(&v);
+                return Kind::parse(&text)
+                    .map(Some)
+                    .ok_or_else(|| StoreError::Corrupt(format!("{key}: unknown violation kind {text:?}")));
+            }
+            _ => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Everything pinned and recorded, for the operator view.
@@ -468,11 +574,19 @@ pub fn reset(
         let n = prune(&mut b.servers, matches);
         (n, n > 0)
     })?;
-    let violations_removed = update(store, VIOLATIONS_KEY, |v: &mut Violations| {
-        let n = prune(v, matches);
-        (n, n > 0)
+    let removed = update(store, VIOLATIONS_KEY, |v: &mut Violations| {
+        let mut removed = Vec::new();
+        for (s, tools) in v.iter() {
+            removed.extend(tools.keys().filter(|t| matches(s, t)).map(|t| (s.clone(), t.clone())));
+        }
+        prune(v, matches);
+        let changed = !removed.is_empty();
+        (removed, changed)
     })?;
-    Ok(ResetSummary { pins_removed, violations_removed })
+    for (s, t) in &removed {
+        set_mark(store, s, t, None)?;
+    }
+    Ok(ResetSummary { pins_removed, violations_removed: removed.len() })
 }
 
 fn prune<V>(map: &mut BTreeMap<String, BTreeMap<String, V>>, matches: impl Fn(&str, &str) -> bool) -> usize {
@@ -724,12 +838,102 @@ mod tests {
         assert_eq!(check_tools(&mut store, "a", &[tool("x", "3")]).unwrap(), [Verdict::Pinned]);
     }
 
+    /// Counts the keys read, to show the per-call check reads marks only.
+    struct Counting<'a>(&'a MemoryStore, std::cell::RefCell<Vec<String>>);
+
+    impl BaselineStore for Counting<'_> {
+        fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+            self.1.borrow_mut().push(key.to_string());
+            self.0.get(key)
+        }
+        fn set(&mut self, _: &str, _: &[u8], _: Option<u32>) -> Result<(), StoreError> {
+            Err(StoreError::Host("read only".into()))
+        }
+    }
+
+    fn many(n: usize, desc: &str) -> Vec<Value> {
+        (0..n).map(|i| tool(&format!("t{i}"), desc)).collect()
+    }
+
+    #[test]
+    fn pins_are_capped_and_the_rest_is_overflow() {
+        let mut store = MemoryStore::default();
+        ensure_initialized(&mut store).unwrap();
+        let v = check_tools(&mut store, "demo", &many(MAX_PINS_PER_SERVER + 3, "d")).unwrap();
+        let over: Vec<_> = v.iter().filter_map(Verdict::violation).collect();
+        assert_eq!(over.len(), 3);
+        assert!(over.iter().all(|o| o.kind == Kind::Overflow));
+        let (b, _) = load::<Baseline>(&store, BASELINE_KEY).unwrap();
+        assert_eq!(b.servers["demo"].len(), MAX_PINS_PER_SERVER);
+        let last = format!("t{}", MAX_PINS_PER_SERVER + 2);
+        assert_eq!(recorded_violation(&store, "demo", &last).unwrap(), Some(Kind::Overflow));
+        assert_eq!(recorded_violation(&store, "demo", "t0").unwrap(), None);
+    }
+
+    #[test]
+    fn violations_are_capped_then_the_whole_server_is_marked() {
+        let mut store = MemoryStore::default();
+        ensure_initialized(&mut store).unwrap();
+        let n = MAX_VIOLATIONS_PER_SERVER + 50;
+        check_tools(&mut store, "demo", &many(n, "before")).unwrap();
+        check_tools(&mut store, "ok", &[tool("fine", "x")]).unwrap();
+        let v = check_tools(&mut store, "demo", &many(n, "after")).unwrap();
+        assert!(v.iter().all(|v| v.violation().is_some()));
+        let (all, _) = load::<Violations>(&store, VIOLATIONS_KEY).unwrap();
+        assert_eq!(all["demo"].len(), MAX_VIOLATIONS_PER_SERVER + 1, "capped, plus the whole-server mark");
+        assert_eq!(all["demo"][WHOLE_SERVER].kind, Kind::Overflow);
+        // Past the cap every call to the server is refused, recorded or not ...
+        assert_eq!(recorded_violation(&store, "demo", "t0").unwrap(), Some(Kind::RugPull));
+        assert_eq!(recorded_violation(&store, "demo", &format!("t{}", n - 1)).unwrap(), Some(Kind::Overflow));
+        assert_eq!(recorded_violation(&store, "demo", "never-listed").unwrap(), Some(Kind::Overflow));
+        // ... and its lists agree: every tool is in violation.
+        let v = check_tools(&mut store, "demo", &[tool("t0", "before")]).unwrap();
+        assert!(v[0].violation().is_some());
+        assert_eq!(recorded_violation(&store, "ok", "fine").unwrap(), None);
+        // A reset of the server clears the marks.
+        reset(&mut store, Some("demo"), None).unwrap();
+        assert_eq!(recorded_violation(&store, "demo", "never-listed").unwrap(), None);
+        assert_eq!(recorded_violation(&store, "demo", "t0").unwrap(), None);
+    }
+
+    #[test]
+    fn the_call_check_reads_two_short_keys_whatever_the_record_size() {
+        let mut store = MemoryStore::default();
+        ensure_initialized(&mut store).unwrap();
+        check_tools(&mut store, "demo", &many(MAX_VIOLATIONS_PER_SERVER + 10, "a")).unwrap();
+        check_tools(&mut store, "demo", &many(MAX_VIOLATIONS_PER_SERVER + 10, "b")).unwrap();
+        let long = "x".repeat(20_000);
+        check_tools(&mut store, "demo", &[tool(&long, "a")]).unwrap();
+        let counting = Counting(&store, Default::default());
+        assert_eq!(recorded_violation(&counting, "demo", "t1").unwrap(), Some(Kind::RugPull));
+        assert_eq!(
+            recorded_violation(&counting, "demo", &format!("t{}", MAX_VIOLATIONS_PER_SERVER + 9)).unwrap(),
+            Some(Kind::Overflow)
+        );
+        assert_eq!(recorded_violation(&counting, "other", &long).unwrap(), None);
+        let keys = counting.1.into_inner();
+        assert!(keys.iter().all(|k| k.starts_with(MARK_PREFIX) && k.len() < 200), "{keys:?}");
+        assert_eq!(keys.len(), 1 + 2 + 2);
+    }
+
+    #[test]
+    fn marks_are_rebuilt_from_the_record_on_start() {
+        let mut store = MemoryStore::default();
+        let mut all = Violations::default();
+        let v = Violation { kind: Kind::Shadowing, tool: "x".into(), pinned: None, seen: None, other_server: None };
+        all.entry("a".into()).or_default().insert("x".into(), v);
+        store.set(VIOLATIONS_KEY, &serde_json::to_vec(&all).unwrap(), None).unwrap();
+        assert_eq!(recorded_violation(&store, "a", "x").unwrap(), None);
+        ensure_initialized(&mut store).unwrap();
+        assert_eq!(recorded_violation(&store, "a", "x").unwrap(), Some(Kind::Shadowing));
+    }
+
     #[test]
     fn corrupt_store_is_an_error_not_a_pass() {
         let mut store = MemoryStore::default();
         store.set(BASELINE_KEY, b"not json", None).unwrap();
         assert!(matches!(check_tools(&mut store, "a", &[tool("x", "1")]), Err(StoreError::Corrupt(_))));
-        store.set(VIOLATIONS_KEY, b"[]", None).unwrap();
+        store.set(&mark_key("a", Some("x")), b"bogus", None).unwrap();
         assert!(recorded_violation(&store, "a", "x").is_err());
     }
 }

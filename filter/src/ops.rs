@@ -256,31 +256,7 @@ pub fn breaker_series(prometheus: &str, servers: &[&str]) -> String {
 }
 
 /// Integrity violation kinds, as audit and metric words.
-pub const INTEGRITY_KINDS: &[&str] = &["rug_pull", "shadowing"];
-
-/// Adds `kind:tool` to a request's integrity audit field (comma-separated).
-pub fn add_integrity(existing: Option<&str>, kind: &str, tool: &str) -> String {
-    let note = format!("{kind}:{}", sanitize(tool));
-    match existing {
-        Some(e) if !e.is_empty() => format!("{e},{note}"),
-        _ => note,
-    }
-}
-
-/// Tool names in a `tools/list` answer (single or batch), for learning which
-/// tools exist. The backend, not the client, is the source.
-pub fn listed_tool_names(body: &[u8]) -> Vec<String> {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
-    let msgs = match &v {
-        serde_json::Value::Array(a) => a.iter().collect::<Vec<_>>(),
-        other => vec![other],
-    };
-    msgs.iter()
-        .filter_map(|m| m.get("result")?.get("tools")?.as_array())
-        .flatten()
-        .filter_map(|t| t.get("name")?.as_str().map(String::from))
-        .collect()
-}
+pub const INTEGRITY_KINDS: &[&str] = &["rug_pull", "shadowing", "malformed", "overflow"];
 
 #[cfg(test)]
 mod tests {
@@ -385,21 +361,5 @@ mod tests {
         assert!(out.contains("mcpx_breaker_trips_total{server=\"demo\"} 3\n"), "{out}");
         assert!(out.contains("mcpx_breaker_state{server=\"other\"} 0\n"), "{out}");
         assert!(out.contains("mcpx_breaker_state{server=\"missing\"} 0\n"), "{out}");
-    }
-
-    #[test]
-    fn integrity_notes_accumulate() {
-        let a = add_integrity(None, "rug_pull", "echo");
-        assert_eq!(add_integrity(Some(&a), "shadowing", "read.file"), "rug_pull:echo,shadowing:read_file");
-    }
-
-    #[test]
-    fn tool_names_from_lists() {
-        let one = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"},{"name":"b"}]}}"#;
-        assert_eq!(listed_tool_names(one), ["a", "b"]);
-        let batch =
-            br#"[{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"c"}]}},{"jsonrpc":"2.0","id":2,"result":{}}]"#;
-        assert_eq!(listed_tool_names(batch), ["c"]);
-        assert!(listed_tool_names(b"junk").is_empty());
     }
 }

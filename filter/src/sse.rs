@@ -117,21 +117,98 @@ fn rebuild(block: &[u8], data: Option<&[u8]>, drop_ids: bool) -> Vec<u8> {
     out
 }
 
+/// The UTF-8 byte order mark. A stream decoder strips one at the very start
+/// of the stream (WHATWG encoding "UTF-8 decode", which the event-stream
+/// parser uses), so the first line after it is read as a field line.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The largest unfinished event held by default: a backend cannot make the
+/// gateway buffer without bound by never ending an event.
+pub const MAX_PENDING_EVENT: usize = 8 * 1024 * 1024;
+
+/// Why a stream could not be passed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedError<E> {
+    /// An event grew past the limit (bytes held) before it ended.
+    TooLarge(usize),
+    /// The inspection refused an event.
+    Inspect(E),
+}
+
 /// Rewrites a stream event by event. `inspect` gets each event's data and
-/// returns the new data when it changed.
-#[derive(Debug, Default)]
+/// returns the new data when it changed. Each chunk is scanned once (the
+/// scan resumes where it stopped), so a long event costs linear time.
+#[derive(Debug)]
 pub struct SseRewriter {
     /// The start of an event that has not ended yet.
     pending: Vec<u8>,
+    /// How far `pending` has been scanned: no event ends before this.
+    scanned: usize,
+    /// Where the current line starts in `pending`.
+    line_start: usize,
+    /// The start of the stream (and any BOM) has been passed.
+    started: bool,
     /// Remove `id` fields, so the client has no `Last-Event-ID` to resume
-    /// the stream with (a replay would come on a GET stream, uninspected).
+    /// the stream with.
     pub drop_ids: bool,
+    /// The largest unfinished event held, in bytes.
+    pub max_event: usize,
+}
+
+impl Default for SseRewriter {
+    fn default() -> Self {
+        Self {
+            pending: Vec::new(),
+            scanned: 0,
+            line_start: 0,
+            started: false,
+            drop_ids: false,
+            max_event: MAX_PENDING_EVENT,
+        }
+    }
 }
 
 impl SseRewriter {
     /// A rewriter that drops `id` fields (see [`SseRewriter::drop_ids`]).
     pub fn dropping_ids() -> Self {
         Self { drop_ids: true, ..Default::default() }
+    }
+
+    /// Bytes held for an unfinished event.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Scans the new bytes of `pending`; returns the end offsets of the
+    /// events completed by them (each ends with its blank line).
+    fn scan(&mut self, eos: bool) -> Vec<usize> {
+        let buf = &self.pending;
+        let mut ends = Vec::new();
+        let mut i = self.scanned;
+        while let Some(&b) = buf.get(i) {
+            if b != b'\n' && b != b'\r' {
+                i += 1;
+                continue;
+            }
+            let term = if b == b'\r' {
+                match buf.get(i + 1) {
+                    Some(b'\n') => 2,
+                    Some(_) => 1,
+                    None if eos => 1,
+                    None => break,
+                }
+            } else {
+                1
+            };
+            let empty_line = i == self.line_start;
+            i += term;
+            self.line_start = i;
+            if empty_line {
+                ends.push(i);
+            }
+        }
+        self.scanned = i;
+        ends
     }
 
     /// Feeds the next chunk; returns what can go downstream now. At `eos` the
@@ -142,18 +219,29 @@ impl SseRewriter {
         chunk: &[u8],
         eos: bool,
         mut inspect: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>, E>,
-    ) -> Result<Vec<u8>, E> {
+    ) -> Result<Vec<u8>, FeedError<E>> {
         self.pending.extend_from_slice(chunk);
-        let buf = std::mem::take(&mut self.pending);
-        let (events, rest) = split_events(&buf, eos);
-        let mut out = Vec::with_capacity(buf.len());
-        let mut blocks = events;
-        if eos && !rest.is_empty() {
-            blocks.push(rest);
+        let mut out = Vec::new();
+        if !self.started {
+            if !eos && self.pending.len() < BOM.len() && BOM.starts_with(&self.pending) {
+                return Ok(out); // could still be a BOM
+            }
+            self.started = true;
+            if self.pending.starts_with(BOM) {
+                out.extend_from_slice(BOM);
+                self.pending.drain(..BOM.len());
+            }
         }
-        for block in &blocks {
+        let mut ends = self.scan(eos);
+        if eos && ends.last().copied().unwrap_or(0) < self.pending.len() {
+            ends.push(self.pending.len());
+        }
+        let mut start = 0;
+        for end in ends {
+            let block = self.pending.get(start..end).unwrap_or_default();
+            start = end;
             let new = match event_data(block) {
-                Some(data) => inspect(&data)?,
+                Some(data) => inspect(&data).map_err(FeedError::Inspect)?,
                 None => None,
             };
             if new.is_some() || (self.drop_ids && lines(block).any(|l| field(l).0 == b"id")) {
@@ -162,8 +250,11 @@ impl SseRewriter {
                 out.extend_from_slice(block);
             }
         }
-        if !eos {
-            self.pending = rest.to_vec();
+        self.pending.drain(..start);
+        self.scanned -= start.min(self.scanned);
+        self.line_start -= start.min(self.line_start);
+        if self.pending.len() > self.max_event {
+            return Err(FeedError::TooLarge(self.pending.len()));
         }
         Ok(out)
     }
@@ -218,6 +309,46 @@ mod tests {
     #[test]
     fn errors_stop_the_stream() {
         let mut r = SseRewriter::default();
-        assert!(r.feed(b"data: bad\n\n", false, |_| Err::<Option<Vec<u8>>, _>("no")).is_err());
+        let e = r.feed(b"data: bad\n\n", false, |_| Err::<Option<Vec<u8>>, _>("no"));
+        assert_eq!(e, Err(FeedError::Inspect("no")));
+    }
+
+    #[test]
+    fn a_leading_bom_is_stripped_once_so_the_first_event_is_inspected() {
+        let mut r = SseRewriter::default();
+        // The BOM may arrive split across chunks.
+        assert_eq!(r.feed(b"\xEF", false, upper).unwrap(), b"");
+        assert_eq!(r.feed(b"\xBB", false, upper).unwrap(), b"");
+        assert_eq!(r.feed(b"\xBFdata: xa\n\n", false, upper).unwrap(), b"\xEF\xBB\xBFdata: XA\n\n");
+        // Only at the start of the stream: a later BOM is part of a field name.
+        assert_eq!(r.feed(b"\xEF\xBB\xBFdata: xb\n\n", false, upper).unwrap(), b"\xEF\xBB\xBFdata: xb\n\n");
+        let mut r = SseRewriter::default();
+        let twice = b"\xEF\xBB\xBF\xEF\xBB\xBFdata: xb\n\n";
+        assert_eq!(r.feed(twice, false, upper).unwrap(), twice, "one BOM is stripped, not two");
+    }
+
+    #[test]
+    fn an_event_that_never_ends_is_refused_past_the_cap() {
+        let mut r = SseRewriter { max_event: 1000, ..Default::default() };
+        assert_eq!(r.feed(b"data: keep\n\ndata: ", false, upper).unwrap(), b"data: keep\n\n");
+        for _ in 0..9 {
+            assert!(r.feed(&[b'a'; 100], false, upper).is_ok());
+        }
+        assert_eq!(r.feed(&[b'a'; 100], false, upper), Err(FeedError::TooLarge(1006)));
+    }
+
+    #[test]
+    fn split_anywhere_gives_the_same_output() {
+        let stream: &[u8] = b"\xEF\xBB\xBFid: 1\r\ndata: xa\r\n\r\n: c\rdata: keep\r\rdata: x\ndata: y\n\nevent: e\n";
+        let whole = SseRewriter::default().feed(stream, true, upper).unwrap();
+        for cut in 0..stream.len() {
+            for cut2 in cut..stream.len() {
+                let mut r = SseRewriter::default();
+                let mut out = r.feed(&stream[..cut], false, upper).unwrap();
+                out.extend(r.feed(&stream[cut..cut2], false, upper).unwrap());
+                out.extend(r.feed(&stream[cut2..], true, upper).unwrap());
+                assert_eq!(out, whole, "cut at {cut}, {cut2}");
+            }
+        }
     }
 }

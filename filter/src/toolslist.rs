@@ -1,8 +1,82 @@
-//! Rewriting `tools/list` responses: dropping the tools a caller may not call
-//! (SPEC §3 tools/list) while keeping every other field (`nextCursor`,
-//! caching fields, `resultType`) as it was.
+//! Rewriting the lists a client reads from a backend's answers: dropping the
+//! tools (and prompts, resources, resource templates) a caller may not use
+//! while keeping every other field (`nextCursor`, caching fields,
+//! `resultType`) as it was.
+//!
+//! Every JSON-RPC response object carrying a list is rewritten, whatever its
+//! `id` and whatever request it answers: clients match ids loosely (the
+//! TypeScript SDK compares them as numbers, so `"1"`, `1.0` and `-0` answer
+//! requests 1 and 0), so the only safe rule is that no list passes
+//! uninspected. Member names are matched as the most lenient client decoder
+//! matches them: Go's `encoding/json` folds case (and `ſ` to `s`, the Kelvin
+//! sign to `k`), so `"Result"`/`"TOOLS"` are read as `result`/`tools`; two
+//! members that fold together make the message ambiguous, and it is refused.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+/// The lists a result can carry, by member name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+    ResourceTemplates,
+}
+
+impl ListKind {
+    pub const ALL: [ListKind; 4] =
+        [ListKind::Tools, ListKind::Prompts, ListKind::Resources, ListKind::ResourceTemplates];
+
+    /// The member name, as the MCP schema spells it.
+    pub fn member(self) -> &'static str {
+        match self {
+            ListKind::Tools => "tools",
+            ListKind::Prompts => "prompts",
+            ListKind::Resources => "resources",
+            ListKind::ResourceTemplates => "resourceTemplates",
+        }
+    }
+
+    /// The field that names an entry (for audit of what was removed).
+    fn name_field(self) -> &'static str {
+        match self {
+            ListKind::Tools | ListKind::Prompts => "name",
+            ListKind::Resources => "uri",
+            ListKind::ResourceTemplates => "uriTemplate",
+        }
+    }
+}
+
+/// Whether `key` reads as `target` (lowercase ASCII) for a decoder that folds
+/// case: ASCII case, `ſ` (U+017F) as `s`, the Kelvin sign (U+212A) as `k`.
+/// These are the only non-ASCII characters whose simple case fold is ASCII.
+pub fn folds_to(key: &str, target: &str) -> bool {
+    let mut t = target.chars();
+    for c in key.chars() {
+        let folded = match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c.to_ascii_lowercase(),
+        };
+        if t.next() != Some(folded.to_ascii_lowercase()) {
+            return false;
+        }
+    }
+    t.next().is_none()
+}
+
+/// The one member of `obj` that reads as `target`; an error when several do.
+fn member_key(obj: &Map<String, Value>, target: &str) -> Result<Option<String>, String> {
+    let mut found = obj.keys().filter(|k| folds_to(k, &target.to_ascii_lowercase()));
+    let first = found.next().cloned();
+    if let Some(second) = found.next() {
+        return Err(format!(
+            "the answer has members {:?} and {second:?}, which clients may read as the same \"{target}\"",
+            first.unwrap_or_default()
+        ));
+    }
+    Ok(first)
+}
 
 /// What the rewrite did, for audit.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -12,23 +86,20 @@ pub struct ListRewrite {
     pub removed: Vec<String>,
 }
 
-/// Filters the `result.tools` of every response whose id is in `list_ids`
-/// (a single response or a batch). `keep` decides per tool object. With
-/// `private`, a filtered result is marked `cacheScope: private` so no shared
-/// cache serves one caller's view to another.
+/// Filters the tools of every list result in a JSON-RPC body (a single
+/// message or a batch). `keep` decides per tool object; other lists are kept
+/// whole. With `private`, a result holding a list is marked
+/// `cacheScope: private` so no shared cache serves one caller's view to
+/// another.
 ///
-/// Returns `Err` when the body is not a JSON-RPC response: the caller must
-/// not let an uninspectable list through.
-pub fn rewrite(
-    body: &[u8],
-    list_ids: &[Value],
-    private: bool,
-    mut keep: impl FnMut(&Value) -> bool,
-) -> Result<ListRewrite, String> {
-    let mut doc: Value = serde_json::from_slice(body).map_err(|e| format!("tools/list response is not JSON: {e}"))?;
+/// Returns `Err` when the body is not a JSON-RPC message or batch, or is
+/// ambiguous: the caller must not let an uninspectable list through.
+pub fn rewrite(body: &[u8], private: bool, mut keep: impl FnMut(&Value) -> bool) -> Result<ListRewrite, String> {
+    let mut doc: Value = serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
     let mut out = ListRewrite::default();
-    let changed =
-        rewrite_value(&mut doc, list_ids, private, |tools| Ok::<_, String>(tools.iter().map(&mut keep).collect()))?;
+    let changed = rewrite_value(&mut doc, private, |kind, items| {
+        Ok::<_, String>(items.iter().map(|t| kind != ListKind::Tools || keep(t)).collect())
+    })?;
     out.removed = changed.removed;
     if changed.changed {
         out.body = Some(serde_json::to_vec(&doc).map_err(|e| e.to_string())?);
@@ -40,41 +111,46 @@ pub fn rewrite(
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ValueRewrite {
     pub changed: bool,
+    /// How many lists were found (inspected).
+    pub lists: usize,
     pub removed: Vec<String>,
 }
 
-/// The in-place core of [`rewrite`]: `mask` sees the whole `tools` array of
-/// each list result and says which to keep (one bool per tool; missing
-/// entries mean drop). Errors from `mask`, and a body that is not a JSON-RPC
-/// object or batch, are returned.
+/// The in-place core of [`rewrite`]: `mask` sees each list array (with its
+/// kind) and says which entries to keep (one bool per entry; missing entries
+/// mean drop). Errors from `mask`, an ambiguous message, and a body that is
+/// not a JSON-RPC object or batch are returned.
 pub fn rewrite_value<E: From<String>>(
     doc: &mut Value,
-    list_ids: &[Value],
     private: bool,
-    mut mask: impl FnMut(&[Value]) -> Result<Vec<bool>, E>,
+    mut mask: impl FnMut(ListKind, &[Value]) -> Result<Vec<bool>, E>,
 ) -> Result<ValueRewrite, E> {
     let mut out = ValueRewrite::default();
     let mut visit = |msg: &mut Value| -> Result<(), E> {
-        let is_list = msg.get("id").is_some_and(|id| list_ids.contains(id));
-        let Some(result) = msg.get_mut("result").filter(|_| is_list).and_then(Value::as_object_mut) else {
-            return Ok(());
-        };
-        if let Some(Value::Array(tools)) = result.get_mut("tools") {
-            let keep = mask(tools)?;
-            let before = tools.len();
+        let Value::Object(obj) = msg else { return Ok(()) };
+        let Some(key) = member_key(obj, "result")? else { return Ok(()) };
+        let Some(Value::Object(result)) = obj.get_mut(&key) else { return Ok(()) };
+        let mut lists = 0;
+        for kind in ListKind::ALL {
+            let Some(key) = member_key(result, kind.member())? else { continue };
+            let Some(Value::Array(items)) = result.get_mut(&key) else { continue };
+            lists += 1;
+            let keep = mask(kind, items)?;
+            let before = items.len();
             let mut i = 0;
-            tools.retain(|t| {
+            items.retain(|t| {
                 let k = keep.get(i).copied().unwrap_or(false);
                 i += 1;
                 if !k {
-                    let name = t.get("name").and_then(Value::as_str).unwrap_or("<unnamed>");
+                    let name = t.get(kind.name_field()).and_then(Value::as_str).unwrap_or("<unnamed>");
                     out.removed.push(name.to_string());
                 }
                 k
             });
-            out.changed |= tools.len() != before;
+            out.changed |= items.len() != before;
         }
-        if private {
+        out.lists += lists;
+        if private && lists > 0 {
             result.insert("cacheScope".into(), Value::String("private".into()));
             out.changed = true;
         }
@@ -83,7 +159,7 @@ pub fn rewrite_value<E: From<String>>(
     match doc {
         Value::Array(items) => items.iter_mut().try_for_each(&mut visit)?,
         Value::Object(_) => visit(doc)?,
-        _ => return Err(E::from("tools/list response is not a JSON-RPC object".to_string())),
+        _ => return Err(E::from("the answer is not a JSON-RPC object or batch".to_string())),
     }
     Ok(out)
 }
@@ -101,7 +177,7 @@ mod tests {
     #[test]
     fn removes_hidden_tools_and_keeps_other_fields() {
         let body = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"},{"name":"b"}],"nextCursor":"c2","ttlMs":5000,"resultType":"complete"}}).to_string();
-        let r = rewrite(body.as_bytes(), &[json!(1)], false, |t| t["name"] != "b").unwrap();
+        let r = rewrite(body.as_bytes(), false, |t| t["name"] != "b").unwrap();
         let out = r.body.unwrap();
         assert_eq!(names(&out), ["a"]);
         assert_eq!(r.removed, ["b"]);
@@ -115,28 +191,70 @@ mod tests {
     #[test]
     fn private_mark_and_unchanged_body() {
         let body = json!({"jsonrpc":"2.0","id":"x","result":{"tools":[{"name":"a"}]}}).to_string();
-        assert_eq!(rewrite(body.as_bytes(), &[json!("x")], false, |_| true).unwrap().body, None);
-        let r = rewrite(body.as_bytes(), &[json!("x")], true, |_| true).unwrap();
+        assert_eq!(rewrite(body.as_bytes(), false, |_| true).unwrap().body, None);
+        let r = rewrite(body.as_bytes(), true, |_| true).unwrap();
         let v: Value = serde_json::from_slice(&r.body.unwrap()).unwrap();
         assert_eq!(v["result"]["cacheScope"], "private");
+        // A result without a list is not marked.
+        let other = json!({"jsonrpc":"2.0","id":"x","result":{"content":[]}}).to_string();
+        assert_eq!(rewrite(other.as_bytes(), true, |_| true).unwrap().body, None);
     }
 
     #[test]
-    fn only_list_responses_in_a_batch() {
+    fn every_response_whatever_its_id_in_a_batch() {
+        // Ids a client may match loosely: "1", 1.0, -0, null, none.
         let body = json!([
             {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a"},{"name":"b"}]}},
-            {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"b"}]}}
+            {"jsonrpc":"2.0","id":"1","result":{"tools":[{"name":"b"}]}},
+            {"jsonrpc":"2.0","id":1.0,"result":{"tools":[{"name":"b"}]}},
+            {"jsonrpc":"2.0","id":-0.0,"result":{"tools":[{"name":"b"}]}},
+            {"jsonrpc":"2.0","result":{"tools":[{"name":"b"}]}},
+            7
         ])
         .to_string();
-        let r = rewrite(body.as_bytes(), &[json!(1)], false, |t| t["name"] != "b").unwrap();
+        let r = rewrite(body.as_bytes(), false, |t| t["name"] != "b").unwrap();
+        assert_eq!(r.removed.len(), 5);
         let v: Value = serde_json::from_slice(&r.body.unwrap()).unwrap();
         assert_eq!(v[0]["result"]["tools"].as_array().unwrap().len(), 1);
-        assert_eq!(v[1]["result"]["tools"].as_array().unwrap().len(), 1);
+        for i in 1..5 {
+            assert!(v[i]["result"]["tools"].as_array().unwrap().is_empty(), "{i}");
+        }
+    }
+
+    #[test]
+    fn member_names_are_matched_as_case_folding_decoders_read_them() {
+        assert!(folds_to("Tools", "tools") && folds_to("TOOLS", "tools") && folds_to("tool\u{17f}", "tools"));
+        assert!(folds_to("resourcetemplates", "resourcetemplates") && !folds_to("tool", "tools"));
+        let body = r#"{"jsonrpc":"2.0","id":1,"RESULT":{"Tool\u017f":[{"name":"a"},{"name":"b"}]}}"#;
+        let r = rewrite(body.as_bytes(), false, |t| t["name"] != "b").unwrap();
+        assert_eq!(r.removed, ["b"]);
+        // Two members that fold together: ambiguous, refused.
+        let twice = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[],"Tools":[{"name":"b"}]}}"#;
+        assert!(rewrite(twice.as_bytes(), false, |_| true).is_err());
+        let twice = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]},"Result":{"tools":[{"name":"b"}]}}"#;
+        assert!(rewrite(twice.as_bytes(), false, |_| true).is_err());
+    }
+
+    #[test]
+    fn other_lists_are_offered_to_the_mask() {
+        let body = json!({"jsonrpc":"2.0","id":1,"result":{
+            "prompts":[{"name":"p"}],"resources":[{"uri":"file:///a"}],"resourceTemplates":[{"uriTemplate":"file:///x/{p}"}]}})
+        .to_string();
+        let mut doc: Value = serde_json::from_str(&body).unwrap();
+        let mut seen = Vec::new();
+        let r = rewrite_value(&mut doc, false, |k, items| {
+            seen.push(k);
+            Ok::<_, String>(vec![false; items.len()])
+        })
+        .unwrap();
+        assert_eq!(seen, [ListKind::Prompts, ListKind::Resources, ListKind::ResourceTemplates]);
+        assert_eq!((r.lists, r.removed.len()), (3, 3));
+        assert_eq!(r.removed, ["p", "file:///a", "file:///x/{p}"]);
     }
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(rewrite(b"not json", &[json!(1)], false, |_| true).is_err());
-        assert!(rewrite(b"7", &[json!(1)], false, |_| true).is_err());
+        assert!(rewrite(b"not json", false, |_| true).is_err());
+        assert!(rewrite(b"7", false, |_| true).is_err());
     }
 }

@@ -3,12 +3,14 @@
 //! Properties: no panic; an answer the gateway passes unchanged needed no
 //! change (the client gets the backend's bytes); a rewritten answer is, as a
 //! value, exactly the backend's with the tools the policy forbids removed
-//! from each list result (and `cacheScope: private` added for a client with
-//! its own view), every other message and field untouched; the removed names
-//! are exactly those tools.
+//! from every list result, whatever its id and however its member names are
+//! cased (clients match ids numerically, Go decoders fold member names), and
+//! `cacheScope: private` added for a client with its own view, every other
+//! message and field untouched; the removed names are exactly those tools.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mcpx_filter::fold::fold_eq;
 use mcpx_filter::gateway::{Gateway, McpRequest};
 use mcpx_filter::integrity::MemoryStore;
 use serde_json::{json, Value};
@@ -37,15 +39,20 @@ fn visible(tool: &Value, bot: bool) -> bool {
     name != "dangerous_delete" && name != "x" && (!bot || name == "echo" || name == "read_file")
 }
 
+/// The member of `obj` a case-folding decoder reads as `name`.
+fn member<'a>(obj: &'a mut serde_json::Map<String, Value>, name: &str) -> Option<&'a mut Value> {
+    obj.iter_mut().find(|(k, _)| fold_eq(k, name)).map(|(_, v)| v)
+}
+
 /// The expected answer: `before` with the forbidden tools removed from every
 /// list result; also returns the removed tools' names.
-fn expected(before: &Value, ids: &[Value], bot: bool) -> (Value, Vec<String>) {
+fn expected(before: &Value, bot: bool) -> (Value, Vec<String>) {
     let mut after = before.clone();
     let mut removed = Vec::new();
     let mut one = |msg: &mut Value| {
-        let is_list = msg.get("id").is_some_and(|id| ids.contains(id));
-        let Some(result) = msg.get_mut("result").filter(|_| is_list).and_then(Value::as_object_mut) else { return };
-        if let Some(Value::Array(tools)) = result.get_mut("tools") {
+        let Some(msg) = msg.as_object_mut() else { return };
+        let Some(result) = member(msg, "result").and_then(Value::as_object_mut) else { return };
+        if let Some(Value::Array(tools)) = member(result, "tools") {
             for t in tools.iter().filter(|t| !visible(t, bot)) {
                 removed.push(t.get("name").and_then(Value::as_str).unwrap_or("<unnamed>").to_string());
             }
@@ -72,7 +79,7 @@ fuzz_target!(|data: &[u8]| {
         };
         let before: Value = serde_json::from_slice(data).expect("an inspected answer is JSON");
         assert!(before.is_object() || before.is_array(), "a scalar answer was passed as a list");
-        let (want, removed) = expected(&before, &ids, bot);
+        let (want, removed) = expected(&before, bot);
         match inspection.body {
             None => assert_eq!(want, before, "passed unchanged although the policy forbids some of it"),
             Some(body) => {

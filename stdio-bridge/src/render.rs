@@ -693,11 +693,37 @@ pub fn audit_format() -> Value {
     })
 }
 
+/// The integrity event (docs/operations.md): one more line for a request on
+/// whose answer the filter found integrity violations, written by the same
+/// logger when the request ends. Envoy logs once per request and per logger,
+/// so the violations of one answer are listed in one event.
+pub fn integrity_event_format() -> Value {
+    let fs = |k: &str| format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%");
+    json!({
+        "time": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
+        "event": "integrity_violation",
+        "request_id": "%REQ(X-REQUEST-ID)%",
+        "server": fs("server"),
+        "method": fs("method"),
+        "client": fs("client"),
+        "violations": fs("integrity"),
+        "action": fs("integrity_action"),
+    })
+}
+
 pub fn access_log(config: &Config) -> Value {
     if !config.audit.enabled {
         return json!([]);
     }
-    let format = json!({ "json_format": audit_format() });
+    let request = logger(config, audit_format(), "'wasm.mcp_decision' in filter_state");
+    let integrity = logger(config, integrity_event_format(), "'wasm.mcp_integrity_action' in filter_state");
+    json!([request, integrity])
+}
+
+/// One access logger to the audit output, for the requests `expression`
+/// (CEL) selects.
+fn logger(config: &Config, fields: Value, expression: &str) -> Value {
+    let format = json!({ "json_format": fields });
     let (name, typed) = match config.audit.output.as_str() {
         "stdout" => (
             "envoy.access_loggers.stdout",
@@ -715,18 +741,19 @@ pub fn access_log(config: &Config) -> Value {
                     "path": path, "log_format": format }),
         ),
     };
-    json!([{
+    json!({
         "name": name,
-        // Only MCP requests: the filter sets a decision for each of them.
+        // Request lines: only MCP requests (the filter sets a decision for
+        // each of them). Integrity events: only requests with violations.
         "filter": { "extension_filter": {
             "name": "envoy.access_loggers.extension_filters.cel",
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-                "expression": "'wasm.mcp_decision' in filter_state",
+                "expression": expression,
             },
         } },
         "typed_config": typed,
-    }])
+    })
 }
 
 /// CORS runs first so an allowed preflight is answered by Envoy; the filter

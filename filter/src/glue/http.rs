@@ -2,7 +2,7 @@
 //! [`Gateway`], and carries out its outcome.
 
 use super::health::HealthCheck;
-use super::shared::{self, SharedStore};
+use super::shared::SharedStore;
 use super::{host, known_tools, metrics};
 use crate::config::IntegrityMode;
 use crate::control;
@@ -13,7 +13,7 @@ use crate::gateway::{
 use crate::inspect::Inspection;
 use crate::integrity;
 use crate::ops;
-use crate::sse::SseRewriter;
+use crate::sse::{FeedError, SseRewriter};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
 use std::rc::Rc;
@@ -36,13 +36,16 @@ enum ResponseBody {
     /// Streamed through untouched (everything but the cases below).
     #[default]
     PassThrough,
-    /// A JSON tools/list: buffered whole, headers held for Content-Length.
+    /// A JSON answer to an MCP request: buffered whole (a JSON answer is
+    /// only read whole), headers held for Content-Length.
     BufferJson,
-    /// A tools/list answered as `text/event-stream`: inspected event by event.
+    /// An event-stream answer: inspected event by event as it passes.
     Sse(SseRewriter),
-    /// The SSE list could not be inspected; an error event was sent and the
+    /// The stream could not be inspected; an error event was sent and the
     /// rest of the stream is dropped.
     Dropped,
+    /// A refused answer (3xx, ambiguous type): its body becomes this envelope.
+    Refused(String),
     /// A reply Envoy made (429, 503, …): its body becomes this envelope.
     EnvoyReply(String),
     /// `/metrics`: the breaker series derived from Envoy stats are appended.
@@ -225,8 +228,11 @@ impl HttpFilter {
         }
     }
 
-    /// Audits what inspecting a list found: log lines, counters, attribute.
+    /// Audits what inspecting an answer found: learns the advertised tools
+    /// (bounded labels), then log lines, counters and the audit attributes,
+    /// all bounded however many violations one hostile list holds.
     fn report(&mut self, gateway: &Gateway, server: &str, found: &Inspection) {
+        known_tools::learn(server, &found.listed);
         if let Some(e) = &found.store_error {
             host::log(LogLevel::Warn, &format!("mcpx: integrity baseline unavailable, list passed unchecked: {e}"));
         }
@@ -235,24 +241,36 @@ impl HttpFilter {
         }
         let mode = gateway.config().inspection.tool_integrity;
         let action = if mode == IntegrityMode::Enforce { "removed_from_list" } else { "passed_warn" };
-        shared::report(server, &found.violations, action);
-        let mut note = self.attrs.integrity.take();
+        log_violations(server, &found.violations, action);
+        let mut counts: std::collections::BTreeMap<(String, &'static str), u64> = Default::default();
         for v in &found.violations {
-            note = Some(ops::add_integrity(note.as_deref(), v.kind.as_str(), &v.tool));
+            *counts.entry((tool_label(gateway, server, &v.tool), v.kind.as_str())).or_default() += 1;
         }
-        if let Some(n) = &note {
+        let server_label = ops::sanitize(server);
+        for ((tool, kind), n) in counts {
+            metrics::integrity_violation(&server_label, &tool, kind, n);
+        }
+        self.attrs.integrity = crate::inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
+        if let Some(n) = &self.attrs.integrity {
             host::set_attribute("mcp_integrity", n);
+            host::set_attribute("mcp_integrity_action", action);
         }
-        self.attrs.integrity = note;
     }
 
-    /// The buffered JSON tools/list, whole.
-    fn finish_json_list(&mut self, gateway: &Gateway, body_size: usize) -> Action {
-        let Some((req, ResponsePlan::FilterToolsList { list_ids })) = self.forwarded.clone() else {
-            return Action::Continue;
-        };
+    /// The request's list ids (for the id of an error), if it asked for a
+    /// list the request pinned; empty for every other request.
+    fn list_ids(&self) -> Vec<serde_json::Value> {
+        match &self.forwarded {
+            Some((_, ResponsePlan::FilterToolsList { list_ids })) => list_ids.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A buffered JSON answer, whole: every list in it inspected.
+    fn finish_json(&mut self, gateway: &Gateway, body_size: usize) -> Action {
+        let Some((req, _)) = self.forwarded.clone() else { return Action::Continue };
+        let list_ids = self.list_ids();
         let body = host::body(BufferType::HttpResponseBody, body_size);
-        known_tools::learn(&req.server, &ops::listed_tool_names(&body));
         let new = match gateway.rewrite_tools_list(&req, &list_ids, &body, &mut SharedStore) {
             Ok(found) => {
                 self.report(gateway, &req.server, &found);
@@ -262,6 +280,7 @@ impl HttpFilter {
                 }
             }
             Err(reply) => {
+                self.note_refused("uninspectable_answer");
                 host::set_response_header(":status", Some(&reply.status.to_string()));
                 host::set_response_header("content-type", Some("application/json"));
                 reply.body.into_bytes()
@@ -270,20 +289,17 @@ impl HttpFilter {
         if host::replace_body(BufferType::HttpResponseBody, body_size, &new) {
             host::set_response_header("content-length", Some(&new.len().to_string()));
         } else {
-            host::log(LogLevel::Error, "mcpx: could not rewrite a tools/list response");
+            host::log(LogLevel::Error, "mcpx: could not rewrite an answer");
         }
         Action::Continue
     }
 
-    /// One chunk of a tools/list answered as an event stream: complete events
-    /// go on at once (inspected), an unfinished one waits for the next chunk.
+    /// One chunk of an event-stream answer: complete events go on at once
+    /// (inspected), an unfinished one waits for the next chunk.
     fn sse_chunk(&mut self, gateway: &Gateway, mut rewriter: SseRewriter, body_size: usize, eos: bool) -> Action {
-        let Some((req, ResponsePlan::FilterToolsList { list_ids })) = self.forwarded.clone() else {
-            return Action::Continue;
-        };
-        let Some(inspector) = gateway.list_inspector(&req) else {
-            return Action::Continue;
-        };
+        let Some((req, _)) = self.forwarded.clone() else { return Action::Continue };
+        let Some(inspector) = gateway.list_inspector(&req) else { return Action::Continue };
+        let list_ids = self.list_ids();
         let chunk = host::body(BufferType::HttpResponseBody, body_size);
         let mut found = Vec::new();
         let out = rewriter.feed(&chunk, eos, |data| {
@@ -291,8 +307,7 @@ impl HttpFilter {
                 // e.g. the empty priming event of a resumable stream.
                 return Ok(None);
             }
-            known_tools::learn(&req.server, &ops::listed_tool_names(data));
-            let f = inspector.inspect_json(data, &list_ids, &mut SharedStore)?;
+            let f = inspector.inspect_any(data, &mut SharedStore)?;
             let body = f.body.clone();
             found.push(f);
             Ok::<_, crate::inspect::InspectError>(body)
@@ -306,14 +321,48 @@ impl HttpFilter {
                 out
             }
             Err(e) => {
+                let why = match e {
+                    FeedError::Inspect(e) => e.0,
+                    FeedError::TooLarge(n) => {
+                        format!("an event grew past {} bytes ({n} held) without ending", rewriter.max_event)
+                    }
+                };
+                self.note_refused("uninspectable_answer");
                 self.response = ResponseBody::Dropped;
-                let reply = Gateway::uninspectable(&list_ids, &e.0);
+                let reply = Gateway::uninspectable(&list_ids, &why);
                 format!("event: message\ndata: {}\n\n", reply.body).into_bytes()
             }
         };
         if out != chunk && !host::replace_body(BufferType::HttpResponseBody, body_size, &out) {
-            host::log(LogLevel::Error, "mcpx: could not rewrite a tools/list event stream");
+            host::log(LogLevel::Error, "mcpx: could not rewrite an event stream");
         }
+        Action::Continue
+    }
+
+    /// Records that the gateway refused the backend's answer.
+    fn note_refused(&mut self, reason: &str) {
+        self.attrs.decision = Some("error");
+        self.attrs.reason = Some(reason.to_string());
+        host::set_attribute("mcp_decision", "error");
+        host::set_attribute("mcp_reason", reason);
+    }
+
+    /// Refuses the backend's answer in the headers phase (502 with the
+    /// envelope): a redirect would take the client off the gateway to an
+    /// answer it never inspects; an ambiguous type would be read differently
+    /// by different clients.
+    fn refuse_answer(&mut self, reason: &str, why: &str, end_of_stream: bool) -> Action {
+        self.note_refused(reason);
+        let reply = Gateway::uninspectable(&self.list_ids(), why);
+        host::set_response_header(":status", Some("502"));
+        host::set_response_header("location", None);
+        host::set_response_header("content-type", Some("application/json"));
+        if end_of_stream {
+            // No body to replace: the status and type say it.
+            return Action::Continue;
+        }
+        host::set_response_header("content-length", None);
+        self.response = ResponseBody::Refused(reply.body);
         Action::Continue
     }
 
@@ -381,6 +430,35 @@ impl HttpFilter {
 fn tool_label(gateway: &Gateway, server: &str, tool: &str) -> String {
     let known = ops::is_configured_tool(gateway.config(), server, tool) || known_tools::is_known(server, tool);
     ops::tool_label(tool, known)
+}
+
+/// A warn log line per violation, at once (the audit event is written when
+/// the request ends); at most `MAX_NAMED_VIOLATIONS` lines per answer, then
+/// one line with the count. `action`: what the gateway did with the tools.
+fn log_violations(server: &str, violations: &[integrity::Violation], action: &str) {
+    let short = |h: &Option<String>| h.as_deref().map_or("-".to_string(), |h| h.chars().take(16).collect());
+    let named = crate::inspect::MAX_NAMED_VIOLATIONS;
+    for v in violations.iter().take(named) {
+        host::log(
+            LogLevel::Warn,
+            &format!(
+                "mcpx: integrity violation kind={} server={} tool={:?} pinned={} seen={} other_server={} action={}",
+                v.kind.as_str(),
+                server,
+                v.tool.chars().take(128).collect::<String>(),
+                short(&v.pinned),
+                short(&v.seen),
+                v.other_server.as_deref().unwrap_or("-"),
+                action
+            ),
+        );
+    }
+    if let Some(more) = violations.len().checked_sub(named).filter(|n| *n > 0) {
+        host::log(
+            LogLevel::Warn,
+            &format!("mcpx: integrity violation: {more} more on server {server} in the same answer, action={action}"),
+        );
+    }
 }
 
 /// Replaces a buffered body, logging (never panicking) when Envoy refuses.
@@ -515,25 +593,41 @@ impl HttpContext for HttpFilter {
                 return Action::Continue;
             }
         }
-        if end_of_stream || !matches!(&self.forwarded, Some((_, ResponsePlan::FilterToolsList { .. }))) {
+        if self.forwarded.is_none() || !gateway.inspects_lists() {
             return Action::Continue;
         }
-        // Clients act only on a 2xx answer's result; anything else passes.
-        if !host::response_header(":status").is_some_and(|s| s.starts_with('2')) {
+        let status = host::response_header(":status").unwrap_or_default();
+        if status.starts_with('3') {
+            let why = format!("the backend answered {status} (a redirect); MCP answers must come from the gateway");
+            return self.refuse_answer("redirect", &why, end_of_stream);
+        }
+        // Clients read a message only from a 2xx answer with a body.
+        if end_of_stream || !status.starts_with('2') {
             return Action::Continue;
         }
-        let content_type = host::response_header("content-type").unwrap_or_default();
-        let media = content_type.split(';').next().unwrap_or("").trim();
-        if media.eq_ignore_ascii_case("text/event-stream") {
+        // Clients pick the parser by substring of Content-Type (the
+        // TypeScript SDK checks `includes`), so classify the same way.
+        let content_type = host::response_header("content-type").unwrap_or_default().to_ascii_lowercase();
+        let (sse, json) = (content_type.contains("text/event-stream"), content_type.contains("json"));
+        if sse && json {
+            let why = format!("Content-Type {content_type:?} names both JSON and an event stream");
+            return self.refuse_answer("ambiguous_answer", &why, end_of_stream);
+        }
+        if sse {
             // Inspect the events as they pass; their length changes, so drop
-            // Content-Length. Event ids go too: resuming with Last-Event-ID
-            // would replay the list on a GET stream, which is not inspected.
+            // Content-Length. A list request's event ids go too (as before
+            // every stream was inspected: a resumed list is re-inspected now,
+            // but a cached replay need not be offered).
             host::set_response_header("content-length", None);
-            self.response = ResponseBody::Sse(SseRewriter::dropping_ids());
+            let list = !self.list_ids().is_empty();
+            self.response = ResponseBody::Sse(if list { SseRewriter::dropping_ids() } else { SseRewriter::default() });
             return Action::Continue;
         }
-        // Hold the headers until the body is rewritten, so Content-Length
-        // can be corrected.
+        if !json {
+            return Action::Continue; // no client parses it
+        }
+        // Hold the headers until the body is inspected, so Content-Length
+        // (and the status, when refused) can be corrected.
         self.response = ResponseBody::BufferJson;
         Action::Pause
     }
@@ -543,12 +637,17 @@ impl HttpContext for HttpFilter {
         match std::mem::take(&mut self.response) {
             ResponseBody::PassThrough => Action::Continue,
             // Whole-body rewrites wait for the end of the stream.
-            r @ (ResponseBody::BufferJson | ResponseBody::EnvoyReply(_) | ResponseBody::Metrics) if !end_of_stream => {
+            r @ (ResponseBody::BufferJson
+            | ResponseBody::EnvoyReply(_)
+            | ResponseBody::Refused(_)
+            | ResponseBody::Metrics)
+                if !end_of_stream =>
+            {
                 self.response = r;
                 Action::Pause
             }
-            ResponseBody::BufferJson => self.finish_json_list(&gateway, body_size),
-            ResponseBody::EnvoyReply(body) => {
+            ResponseBody::BufferJson => self.finish_json(&gateway, body_size),
+            ResponseBody::EnvoyReply(body) | ResponseBody::Refused(body) => {
                 replace_whole_body(body_size, body.as_bytes(), "an Envoy reply");
                 Action::Continue
             }

@@ -35,8 +35,12 @@ fn id(kind: MetricType, name: &str) -> Option<u32> {
 }
 
 fn inc(name: &str) {
+    add(name, 1);
+}
+
+fn add(name: &str, n: u64) {
     if let Some(id) = id(MetricType::Counter, name) {
-        let _ = host::increment_metric(id, 1);
+        let _ = host::increment_metric(id, i64::try_from(n).unwrap_or(i64::MAX));
     }
 }
 
@@ -80,9 +84,10 @@ pub fn request(labels: &RequestLabels<'_>, attrs: &Attributes, status: u64, dura
     }
 }
 
-/// Counts an integrity violation; `kind` is a fixed word (`rug_pull`,
-/// `shadowing`), `tool` an already-bounded label. For the integrity module.
-#[allow(dead_code)]
-pub fn integrity_violation(server: &str, tool: &str, kind: &str) {
-    inc(&format!("mcpx_integrity_violations_total.server.{server}.tool.{tool}.kind.{kind}"));
+/// Counts `n` integrity violations of one kind (a fixed word: `rug_pull`,
+/// `shadowing`, `malformed`, `overflow`) for one bounded tool label (a
+/// configured or learned tool, else `_other`), so a rug-pulling backend
+/// cannot mint series or long labels.
+pub fn integrity_violation(server: &str, tool: &str, kind: &str, n: u64) {
+    add(&format!("mcpx_integrity_violations_total.server.{server}.tool.{tool}.kind.{kind}"), n);
 }
