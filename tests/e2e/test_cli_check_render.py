@@ -50,7 +50,7 @@ def test_check_resolves_env_like_run(tmp_path: Path):
 
     # `run` refuses the same config with the same words, before Envoy starts.
     run = mcpx("run", "-c", str(cfg), "--listen", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{free_port()}",
-               "--control", f"127.0.0.1:{free_port()}", "--wasm", WASM, "--envoy", ENVOY_BIN,
+               "--control", str(tmp_path / "ctl" / "control.sock"), "--wasm", WASM, "--envoy", ENVOY_BIN,
                "--workdir", str(tmp_path / "run"), env={CHILD_VAR: "x"})
     assert run.returncode != 0, run.stderr
     assert f"auth.token: environment variable {AUTH_VAR} is not set" in run.stderr, run.stderr

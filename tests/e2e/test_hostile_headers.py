@@ -46,7 +46,17 @@ inspection: {{ tool_integrity: off }}
 BAD = b"caf\xe9"  # Latin-1 e-acute: valid HTTP obs-text, not UTF-8.
 
 
-def raw(port: int, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"",
+def connect(where: int | str, timeout: float) -> socket.socket:
+    """A TCP connection to a loopback port, or to a Unix socket path (the control listener)."""
+    if isinstance(where, int):
+        return socket.create_connection(("127.0.0.1", where), timeout=timeout)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    s.connect(where)
+    return s
+
+
+def raw(port: int | str, method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b"",
         timeout: float = 15.0) -> tuple[int, dict[str, bytes], bytes]:
     """One HTTP/1.1 request with exactly these header bytes; (status, headers, body)."""
     lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
@@ -55,7 +65,7 @@ def raw(port: int, method: str, path: str, headers: list[tuple[bytes, bytes]], b
         lines.append(b"Content-Length: " + str(len(body)).encode())
     data = b"\r\n".join(lines) + b"\r\n\r\n" + body
     chunks = []
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with connect(port, timeout) as s:
         try:
             s.sendall(data)
         except (BrokenPipeError, ConnectionResetError):
@@ -156,7 +166,7 @@ def test_non_utf8_request_headers_never_crash_the_filter(demo, gateway_factory):
         status, _, _ = raw(gw.port, method, path, [(b"X-A", BAD)])
         assert status != 503, (method, path)
     # The operator control listener too.
-    status, _, body = raw(gw.control_port, "GET", "/baseline", [(b"Origin", BAD)])
+    status, _, body = raw(str(gw.control_path), "GET", "/baseline", [(b"Origin", BAD)])
     assert status == 400, (status, body[:200])
 
     legit(gw, 999)

@@ -49,6 +49,8 @@ def pytest_names() -> tuple[set[str], set[str]]:
     ids = [line for line in out.stdout.splitlines() if "::" in line]
     assert ids, f"pytest collected nothing:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
     names = {re.sub(r"\[.*\]$", "", i.split("::")[-1]) for i in ids}
+    # A parametrized case (e.g. a policy vector) may be named by its id.
+    names |= {m.group(1) for i in ids if (m := re.search(r"\[(.*)\]$", i))}
     files = {i.split("::")[0].rsplit("/", 1)[-1] for i in ids}
     return names, files
 
