@@ -1,4 +1,4 @@
-//! The `mcpx.yaml` schema (SPEC §2), shared by the filter and the `mcpx` binary.
+//! The `mcpx.yaml` schema (docs/configuration.md), shared by the filter and the `mcpx` binary.
 //!
 //! One schema, two readers: `mcpx check`/`run` validate a file in
 //! [`Mode::Gateway`] (backends need a `url` or a `command`), while the filter

@@ -1,5 +1,5 @@
 //! The gateway's own endpoints on the main listener: `/health` and
-//! `/servers` (SPEC §5). The filter answers them before any route applies.
+//! `/servers` (docs/reload-and-health.md). The filter answers them before any route applies.
 
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::gateway::{Attributes, Gateway, HeadOutcome, RequestHead};

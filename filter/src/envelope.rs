@@ -1,4 +1,4 @@
-//! The one error envelope every gateway-made error uses (SPEC §3 Errors):
+//! The one error envelope every gateway-made error uses (docs/policy.md):
 //! a JSON-RPC error object carrying the request's id when the request held a
 //! parseable JSON-RPC message, else `{"error":{"code":…,"message":…}}`.
 

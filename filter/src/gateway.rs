@@ -2,7 +2,7 @@
 //! natively. The glue (`glue/`) feeds it headers and bodies and carries out
 //! the outcome it returns.
 //!
-//! Order (SPEC §3): CORS (Envoy) → auth → parse → policy → rate limit
+//! Order: CORS (Envoy) → auth → parse → policy → rate limit
 //! (Envoy, from attributes set here) → forward → inspect the response.
 
 use crate::auth::{self, Auth, Check, Grant};
@@ -495,7 +495,7 @@ impl Gateway {
             Body::Single(m) => m.method().unwrap_or("response").to_string(),
             Body::Batch(_) => "batch".to_string(),
         });
-        // Headers that disagree with the body never reach a backend (SPEC §7).
+        // Headers that disagree with the body never reach a backend (docs/policy.md).
         if let Err(e) = req.mcp_headers.check(&parsed) {
             attrs.decision = Some("error");
             attrs.reason = Some("header_mismatch".into());

@@ -1,4 +1,4 @@
-//! `GET /health` (SPEC §5), host-independent: which backends to probe and
+//! `GET /health` (docs/reload-and-health.md), host-independent: which backends to probe and
 //! how, how one probe's answer is judged, and how the results add up.
 //!
 //! The glue (`glue/health.rs`) sends one MCP `ping` per server through that
@@ -9,7 +9,8 @@ use crate::envelope::Reply;
 use serde_json::{json, Map, Value};
 
 /// How long one probe may take. Envoy answers a timeout with a synthetic 504
-/// and a refused connection with a synthetic 503 (ENVOY-FACTS §7).
+/// and a refused connection with a synthetic 503; the call's callback gets a
+/// response either way, never a failure of its own.
 pub const PROBE_TIMEOUT_MS: u64 = 2_000;
 
 /// The probe's JSON-RPC request; the id marks it as the gateway's own.
@@ -195,7 +196,7 @@ impl Overall {
 pub enum Detail {
     /// Per-server results (no auth, or an authenticated caller).
     Full,
-    /// Only the overall status: anonymous callers when auth is on (SPEC §5).
+    /// Only the overall status: anonymous callers when auth is on.
     Summary,
 }
 

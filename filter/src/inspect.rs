@@ -1,4 +1,4 @@
-//! The response phase (SPEC §3 tools/list, §4): every list a client could
+//! The response phase (docs/integrity.md, docs/policy.md): every list a client could
 //! read from a backend's answer is inspected, whatever request it answers and
 //! whatever its JSON-RPC id. Each advertised tool is checked against the
 //! integrity baseline; tools the caller may not call (`filter_tools_list`) or

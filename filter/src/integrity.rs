@@ -1,4 +1,4 @@
-//! Tool integrity pinning (SPEC §4): the first definition a server advertises
+//! Tool integrity pinning (docs/integrity.md): the first definition a server advertises
 //! for a tool becomes its baseline; a later, different definition is a rug
 //! pull, and a tool name already pinned on another server is shadowing.
 //!

@@ -1,4 +1,4 @@
-//! The 2026-07-28 routing headers must agree with the body (SPEC §7).
+//! The 2026-07-28 routing headers must agree with the body (docs/policy.md).
 //!
 //! Modern MCP clients mirror parts of the JSON-RPC body into HTTP headers so
 //! intermediaries can route without parsing: `Mcp-Method` (= `method`),

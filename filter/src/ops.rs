@@ -89,7 +89,7 @@ pub enum MetricsAccess {
 }
 
 /// The `/metrics` gate. Only GET is served. With auth enabled the caller
-/// must present a valid credential of any client (SPEC §5 Exposure).
+/// must present a valid credential of any client (docs/auth.md).
 pub fn metrics_access(gateway: &Gateway, head: &RequestHead<'_>) -> MetricsAccess {
     if head.method() != "GET" {
         let r =

@@ -1,4 +1,4 @@
-//! Tool, resource and prompt policy (SPEC §3 Policy).
+//! Tool, resource and prompt policy (docs/policy.md).
 //!
 //! A [`Policy`] is compiled once at configure time (regexes included). The
 //! effective decision for a request is the server's policy AND the client's

@@ -1,4 +1,4 @@
-//! `GET /servers` (SPEC §5): the servers, their transport and a policy
+//! `GET /servers` (docs/reload-and-health.md): the servers, their transport and a policy
 //! summary. Built field by field from an allow-list, never by serialising the
 //! config, so secrets (tokens, `env` values, `args` that may carry keys) can
 //! never leak through a field added later.

@@ -12,6 +12,7 @@
 //! sign to `k`), so `"Result"`/`"TOOLS"` are read as `result`/`tools`; two
 //! members that fold together make the message ambiguous, and it is refused.
 
+use crate::fold::fold_eq;
 use serde_json::{Map, Value};
 
 /// The lists a result can carry, by member name.
@@ -47,27 +48,10 @@ impl ListKind {
     }
 }
 
-/// Whether `key` reads as `target` (lowercase ASCII) for a decoder that folds
-/// case: ASCII case, `ſ` (U+017F) as `s`, the Kelvin sign (U+212A) as `k`.
-/// These are the only non-ASCII characters whose simple case fold is ASCII.
-pub fn folds_to(key: &str, target: &str) -> bool {
-    let mut t = target.chars();
-    for c in key.chars() {
-        let folded = match c {
-            '\u{17f}' => 's',
-            '\u{212a}' => 'k',
-            c => c.to_ascii_lowercase(),
-        };
-        if t.next() != Some(folded.to_ascii_lowercase()) {
-            return false;
-        }
-    }
-    t.next().is_none()
-}
-
-/// The one member of `obj` that reads as `target`; an error when several do.
+/// The one member of `obj` that reads as `target` for a decoder that folds
+/// case (Go's `encoding/json`); an error when several do.
 fn member_key(obj: &Map<String, Value>, target: &str) -> Result<Option<String>, String> {
-    let mut found = obj.keys().filter(|k| folds_to(k, &target.to_ascii_lowercase()));
+    let mut found = obj.keys().filter(|k| fold_eq(k, target));
     let first = found.next().cloned();
     if let Some(second) = found.next() {
         return Err(format!(
@@ -223,8 +207,8 @@ mod tests {
 
     #[test]
     fn member_names_are_matched_as_case_folding_decoders_read_them() {
-        assert!(folds_to("Tools", "tools") && folds_to("TOOLS", "tools") && folds_to("tool\u{17f}", "tools"));
-        assert!(folds_to("resourcetemplates", "resourcetemplates") && !folds_to("tool", "tools"));
+        assert!(fold_eq("Tools", "tools") && fold_eq("TOOLS", "tools") && fold_eq("tool\u{17f}", "tools"));
+        assert!(fold_eq("resourcetemplates", "resourceTemplates") && !fold_eq("tool", "tools"));
         let body = r#"{"jsonrpc":"2.0","id":1,"RESULT":{"Tool\u017f":[{"name":"a"},{"name":"b"}]}}"#;
         let r = rewrite(body.as_bytes(), false, |t| t["name"] != "b").unwrap();
         assert_eq!(r.removed, ["b"]);

@@ -1,5 +1,6 @@
 //! Envoy's own dynamic configuration for `mcpx run`, so a reload never
-//! restarts Envoy (ENVOY-FACTS §4).
+//! restarts Envoy (Envoy re-reads a watched resource file when a new version is
+//! renamed into place, and a rejected update keeps the old config).
 //!
 //! `render::bootstrap` gives the complete static config (what `mcpx render`
 //! prints). This module splits it: the listener goes to a filesystem LDS

@@ -1,4 +1,4 @@
-//! Hot reload for `mcpx run` (SPEC §5): SIGHUP or `--watch` re-reads
+//! Hot reload for `mcpx run` (docs/reload-and-health.md): SIGHUP or `--watch` re-reads
 //! mcpx.yaml. A valid config is rendered and handed to Envoy through its
 //! dynamic resource files (see `dynamic`); an invalid one is refused with the
 //! reason on stderr and the running config stays. Each attempt is an audit
@@ -355,8 +355,8 @@ fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
     dynamic::write_atomically(&layout.file_of(kind), &data)
 }
 
-/// Writes a reload event to the audit output (SPEC §5: reloads are audit
-/// events), or to stderr when audit is off, so a reload always leaves a trace.
+/// Writes a reload event to the audit output (reloads are audit events),
+/// or to stderr when audit is off, so a reload always leaves a trace.
 pub fn audit_event(config: &Config, event: Value) {
     let stderr = AuditConfig { enabled: true, output: "stderr".into() };
     let audit = if config.audit.enabled { &config.audit } else { &stderr };

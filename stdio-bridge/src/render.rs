@@ -34,7 +34,8 @@ pub fn cluster_name(server: &str) -> String {
 }
 
 /// Per-connection buffer limit: the body limit plus headroom for large
-/// `tools/list` responses the filter must buffer (ENVOY-FACTS §0.3).
+/// `tools/list` responses the filter must buffer (Envoy buffers a paused body only up to this
+/// limit, 1 MiB by default: a bigger request gets 413, a bigger paused response 500).
 fn buffer_limit(config: &Config) -> u64 {
     (config.limits.max_body_bytes * 2).max(8 * 1024 * 1024)
 }
@@ -279,7 +280,8 @@ fn wasm_filter_for(config: &Config, wasm_path: &str, root_id: &str) -> Result<Va
             "config": {
                 "name": root_id,
                 "root_id": root_id,
-                // Required to hold the headers while the body is read (ENVOY-FACTS §0.1).
+                // Required to hold the headers while the body is read (Envoy 1.40: without it the
+                // body callback never runs and the request hangs until `stream_idle_timeout`).
                 "allow_on_headers_stop_iteration": true,
                 // Never FAIL_OPEN: that would skip auth and policy.
                 "failure_policy": "FAIL_RELOAD",
@@ -459,7 +461,7 @@ fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<V
 }
 
 // ---------------------------------------------------------------------------
-// Operations (SPEC §5): rate limits, circuit breaker, audit, metrics, CORS,
+// Operations (docs/operations.md): rate limits, circuit breaker, audit, metrics, CORS,
 // tracing. Envoy does each job; the filter supplies the MCP attributes.
 // ---------------------------------------------------------------------------
 
@@ -629,7 +631,7 @@ pub fn stats_config() -> Value {
     json!({ "stats_tags": tags })
 }
 
-/// Outlier detection as the circuit breaker (SPEC §5): `failure_threshold`
+/// Outlier detection as the circuit breaker (docs/operations.md): `failure_threshold`
 /// consecutive 5xx or transport errors eject the (single) host for
 /// `cooldown`; with panic threshold 0 an ejected host gets no traffic, so
 /// Envoy answers 503 at once. After `cooldown` the host is un-ejected and
@@ -664,11 +666,11 @@ fn circuit_breaker(config: &Config, cluster: &mut Value) {
         "enforcing_failure_percentage": 0,
     });
     // Without this a single ejected host puts the LB in panic mode and it
-    // keeps getting traffic (ENVOY-FACTS §5).
+    // keeps getting traffic (panic mode ignores host health).
     cluster["common_lb_config"] = json!({ "healthy_panic_threshold": { "value": 0.0 } });
 }
 
-/// The audit log (SPEC §5): one JSON line per MCP request, written by Envoy
+/// The audit log (docs/operations.md): one JSON line per MCP request, written by Envoy
 /// from the attributes the filter sets as filter state.
 pub fn audit_format() -> Value {
     let fs = |k: &str| format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%");

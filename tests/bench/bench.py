@@ -6,7 +6,7 @@ Run through `make bench` (tests/bench/run.sh), which builds everything and sets
 ENVOY_BIN, MCPX_WASM, MCPX_BIN and MCPX_DEMO_BIN. BENCH_QUICK=1 makes every run
 short (a smoke test of the harness, not numbers to quote).
 
-Layout (ENVOY-FACTS §9): Envoy runs with --concurrency 1 pinned to one CPU;
+Layout: Envoy runs with --concurrency 1 pinned to one CPU;
 wrk and the demo backend share the other. Variants, all hit with the same
 request bytes:
   (a) direct   wrk -> mcpx-demo --no-record

@@ -296,7 +296,7 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
           f"{fmt_num(r['cpu_added'])} µs |")
     w("")
     w("\"added\" = (c) − (b), median over rounds. At 1 connection the p99 is dominated by scheduler noise on a "
-      "shared VM (ENVOY-FACTS §9 saw 0.6–4 ms for every variant, baseline included).")
+      "shared VM (earlier hand measurements saw 0.6–4 ms for every variant, baseline included).")
     w("")
 
     w("## tools/list inspection cost")

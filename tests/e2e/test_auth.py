@@ -372,7 +372,7 @@ def test_bearer_tokens(demo, gateway_factory):
     # Unauthenticated callers do not learn which servers exist.
     assert gw.post("nope", jsonrpc("ping")).status == 401
     assert demo.count() == before, "a request with a bad or missing token reached the backend"
-    # Gateway endpoints need any valid credential (SPEC §5 Exposure).
+    # Gateway endpoints need any valid credential (docs/auth.md).
     assert gw.request("GET", "/metrics").status == 401
     assert gw.request("GET", "/metrics", headers=bearer(BOT_SECRET)).status == 200
     # The secrets are nowhere in the rendered Envoy config (bootstrap and the

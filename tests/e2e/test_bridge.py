@@ -1,4 +1,4 @@
-"""The stdio bridge (SPEC §6) with real child processes: `mcpx bridge` alone,
+"""The stdio bridge (docs/bridge.md) with real child processes: `mcpx bridge` alone,
 and `mcpx run` with stdio servers behind the real Envoy and filter."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """envoy/grafana/mcpx-dashboard.json and envoy/prometheus/prometheus.yml: the
-dashboard queries only the metrics SPEC §5 names, with their labels, covers
+dashboard queries only the metrics docs/operations.md names, with their labels, covers
 all of them, and (once the gateway serves /metrics) matches what a real
 gateway exports."""
 
@@ -15,7 +15,7 @@ from harness import ROOT, jsonrpc
 DASHBOARD = ROOT / "envoy" / "grafana" / "mcpx-dashboard.json"
 PROMETHEUS = ROOT / "envoy" / "prometheus" / "prometheus.yml"
 
-# SPEC §5: metric -> its labels.
+# docs/operations.md: metric -> its labels.
 METRICS = {
     "mcpx_requests_total": {"server", "method", "status_code"},
     "mcpx_tool_calls_total": {"server", "tool", "decision", "client"},
@@ -42,7 +42,7 @@ def test_dashboard_queries_the_spec_metrics_with_their_labels():
         names = set(re.findall(r"\b(mcpx_[a-z_]+)", e))
         assert names, f"query uses no mcpx metric: {e}"
         for n in names:
-            assert n in METRICS, f"{n} is not a metric of SPEC §5 ({e})"
+            assert n in METRICS, f"{n} is not a metric docs/operations.md names ({e})"
         used |= names
         allowed = set().union(*(METRICS[n] for n in names))
         for group in re.findall(r"\bby \(([^)]*)\)", e):

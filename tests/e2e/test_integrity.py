@@ -1,5 +1,5 @@
 """Tool integrity pinning, tools/list inspection and streaming, through the real
-Envoy + wasm started by `mcpx run`, against the real demo server (SPEC §3, §4).
+Envoy + wasm started by `mcpx run`, against the real demo server (docs/integrity.md).
 
 Each test changes the backend with the demo's `/_mode` switches: `rug_pull`
 (echo's description changes), `reorder_keys` (same content, other bytes),

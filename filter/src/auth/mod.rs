@@ -1,4 +1,4 @@
-//! Authentication (SPEC §3 Auth): static bearer tokens and API keys, and an
+//! Authentication (see docs/auth.md): static bearer tokens and API keys, and an
 //! OAuth 2.1 resource server (RS256 JWTs, RFC 9728 metadata, RFC 8707
 //! per-server audiences, step-up scopes). Host-independent: the glue feeds
 //! JWKS documents in and the gateway asks [`Auth::check`] per request.

@@ -1,6 +1,6 @@
 //! Fetching the OAuth key set (JWKS) through Envoy, once for all VMs.
 //!
-//! `on_tick` runs in every VM (main thread and each worker; ENVOY-FACTS §7),
+//! `on_tick` runs in every VM (the main thread's and each worker's),
 //! so the VMs coordinate through shared data: a lease (the time of the last
 //! fetch start, taken with compare-and-swap) lets one VM fetch per floor
 //! interval, and the fetched document is published for the others, which

@@ -1,4 +1,4 @@
-//! Filter-defined Prometheus series (SPEC §5 Metrics), through the proxy-wasm
+//! Filter-defined Prometheus series (docs/operations.md), through the proxy-wasm
 //! metric host calls. Envoy files them as `wasmcustom.<name>`; the rendered
 //! `stats_tags` turn the `.key.value` pairs into labels, so
 //! `mcpx_tool_calls_total.server.demo.tool.echo.decision.allow.client.anonymous`

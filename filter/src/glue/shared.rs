@@ -1,6 +1,7 @@
 //! The integrity baseline in proxy-wasm shared data: one store per `vm_id`
 //! for every worker thread, kept across config reloads and VM restarts
-//! (ENVOY-FACTS §4), lost when Envoy itself restarts.
+//! (Envoy keeps shared data across LDS/ECDS updates and `FAIL_RELOAD` VM
+//! restarts), lost when Envoy itself restarts.
 
 use super::host;
 use crate::integrity::{BaselineStore, StoreError, Stored};

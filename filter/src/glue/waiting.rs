@@ -1,5 +1,6 @@
 //! Requests that arrive before the OAuth key set is loaded wait, paused,
-//! instead of failing (ENVOY-FACTS §7: pause, then resume from elsewhere).
+//! instead of failing (Envoy lets a paused request be resumed later, from
+//! another callback).
 //!
 //! The SDK owns every HTTP context, so the root could not reach a paused
 //! request to finish it. Each [`HttpFilter`] is therefore held in an

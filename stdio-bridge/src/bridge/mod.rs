@@ -1,4 +1,4 @@
-//! The stdio bridge (SPEC §6): every `transport: stdio` server of
+//! The stdio bridge (docs/bridge.md): every `transport: stdio` server of
 //! `mcpx.yaml` as a Streamable HTTP endpoint `/mcp/{name}` on one listener,
 //! which Envoy routes to like any other backend.
 //!
