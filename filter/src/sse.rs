@@ -17,16 +17,7 @@ pub fn split_events(buf: &[u8], eos: bool) -> (Vec<&[u8]>, &[u8]) {
             i += 1;
             continue;
         }
-        let term = if b == b'\r' {
-            match buf.get(i + 1) {
-                Some(b'\n') => 2,
-                Some(_) => 1,
-                None if eos => 1,
-                None => break,
-            }
-        } else {
-            1
-        };
+        let Some(term) = terminator(buf, i, eos) else { break };
         let empty_line = i == line_start;
         i += term;
         line_start = i;
@@ -36,6 +27,17 @@ pub fn split_events(buf: &[u8], eos: bool) -> (Vec<&[u8]>, &[u8]) {
         }
     }
     (events, buf.get(block_start..).unwrap_or_default())
+}
+
+/// The length of the line terminator starting at `buf[i]` (a `\r` or `\n`):
+/// 2 for `\r\n`, else 1; `None` for a `\r` that ends the buffer before the
+/// stream does, since a `\n` may follow in the next chunk.
+fn terminator(buf: &[u8], i: usize, eos: bool) -> Option<usize> {
+    match (buf.get(i), buf.get(i + 1)) {
+        (Some(b'\r'), Some(b'\n')) => Some(2),
+        (Some(b'\r'), None) if !eos => None,
+        _ => Some(1),
+    }
 }
 
 /// The lines of an event block, without their terminators.
@@ -190,16 +192,7 @@ impl SseRewriter {
                 i += 1;
                 continue;
             }
-            let term = if b == b'\r' {
-                match buf.get(i + 1) {
-                    Some(b'\n') => 2,
-                    Some(_) => 1,
-                    None if eos => 1,
-                    None => break,
-                }
-            } else {
-                1
-            };
+            let Some(term) = terminator(buf, i, eos) else { break };
             let empty_line = i == self.line_start;
             i += term;
             self.line_start = i;
