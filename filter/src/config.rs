@@ -87,9 +87,21 @@ pub struct ServerConfig {
     /// run as root to switch. Absent: mcpx's own account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// stdio: the bridge's deadline for each request. HTTP: how long the
+    /// backend may stay silent (before its answer or inside a stream) before
+    /// Envoy cuts it off (504, reason `upstream_timeout`); unset, an hour.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout: Option<Duration>,
+    /// Requests in flight to this server at once (Envoy's circuit-breaker
+    /// thresholds); past it, 503 with reason `overflow` and `Retry-After`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
 }
+
+/// `servers[].max_in_flight` when unset: Envoy's own default thresholds.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 1024;
+/// Upper bound for `servers[].max_in_flight`.
+pub const MAX_MAX_IN_FLIGHT: u32 = 1_000_000;
 
 /// A server's (or a client override's) policy, as written.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -835,6 +847,14 @@ fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), Config
             return Err(ConfigError::new(format!("{key}.request_timeout"), "must be above zero, e.g. 30s"));
         }
     }
+    if let Some(n) = s.max_in_flight {
+        if n == 0 || n > MAX_MAX_IN_FLIGHT {
+            return Err(ConfigError::new(
+                format!("{key}.max_in_flight"),
+                format!("must be between 1 and {MAX_MAX_IN_FLIGHT} (requests in flight at once), e.g. 64"),
+            ));
+        }
+    }
     validate_policy(&s.policy, &format!("{key}.policy"))
 }
 
@@ -1027,6 +1047,8 @@ mod tests {
             ("servers:\n  - name: a\n    url: http://h:1\nlimits: { request_headers_timeout: 0s }\n", "limits.request_headers_timeout"),
             ("servers:\n  - name: a\n    url: http://h:1\nlimits: { request_headers_timeout: 1m, request_timeout: 30s }\n", "limits.request_headers_timeout"),
             ("servers:\n  - name: a\n    url: http://h:1\nlimits: { max_connections: 0 }\n", "limits.max_connections"),
+            ("servers:\n  - name: a\n    url: http://h:1\n    max_in_flight: 0\n", "servers.a.max_in_flight"),
+            ("servers:\n  - name: a\n    url: http://h:1\n    max_in_flight: 1000001\n", "servers.a.max_in_flight"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err();

@@ -6,7 +6,7 @@
 //! pieces can also be printed alone for users with their own Envoy.
 
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
-use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, Transport};
+use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, ServerConfig, Transport, DEFAULT_MAX_IN_FLIGHT};
 use mcpx_filter::control::CONTROL_ROOT_ID;
 use mcpx_filter::gateway::INTERNAL_HEADERS;
 use mcpx_filter::ops;
@@ -327,6 +327,16 @@ pub fn route_config(config: &Config) -> Result<Value, String> {
     Ok(json!({ "name": "mcpx", "virtual_hosts": [vhost] }))
 }
 
+/// How long an HTTP backend may stay silent, before its answer or inside a
+/// stream: its `request_timeout`, else an hour. A stdio server's deadline is
+/// kept by the bridge (which answers 504 itself), so its route keeps the hour.
+fn backend_idle_timeout(server: &ServerConfig) -> String {
+    match (server.transport, server.request_timeout) {
+        (Transport::Http, Some(t)) => proto_duration(t.as_millis()),
+        _ => "3600s".to_string(),
+    }
+}
+
 fn server_route(config: &Config, name: &str) -> Result<Value, String> {
     let server = config.server(name).ok_or_else(|| format!("unknown server {name}"))?;
     let (authority, path) = match server.transport {
@@ -350,7 +360,7 @@ fn server_route(config: &Config, name: &str) -> Result<Value, String> {
             "host_rewrite_literal": authority,
             // Streams (SSE) may outlive ordinary timeouts; idleness still ends them.
             "timeout": "0s",
-            "idle_timeout": "3600s",
+            "idle_timeout": backend_idle_timeout(server),
         },
         "request_headers_to_remove": INTERNAL_HEADERS,
     }))
@@ -447,7 +457,7 @@ fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<V
             "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(&host, port) } }] }],
         },
     });
-    circuit_breaker(config, &mut cluster);
+    circuit_breaker(config, server, &mut cluster);
     if tls {
         cluster["transport_socket"] = json!({
             "name": "envoy.transport_sockets.tls",
@@ -637,12 +647,15 @@ pub fn stats_config() -> Value {
 /// Envoy answers 503 at once. After `cooldown` the host is un-ejected and
 /// traffic flows again (Envoy has no half-open request cap: see
 /// docs/operations.md for how `half_open_max` maps).
-fn circuit_breaker(config: &Config, cluster: &mut Value) {
+fn circuit_breaker(config: &Config, server: &ServerConfig, cluster: &mut Value) {
     let cb = &config.circuit_breaker;
-    // Envoy defaults, made explicit; `track_remaining` exposes headroom gauges.
+    // `max_in_flight` bounds requests in flight and those queued for a
+    // connection alike (HTTP/1 upstreams queue when every connection is
+    // busy); Envoy's defaults otherwise. `track_remaining` exposes headroom.
+    let n = server.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
     cluster["circuit_breakers"] = json!({ "thresholds": [{
-        "priority": "DEFAULT", "max_connections": 1024, "max_pending_requests": 1024,
-        "max_requests": 1024, "max_retries": 3, "track_remaining": true }] });
+        "priority": "DEFAULT", "max_connections": n, "max_pending_requests": n,
+        "max_requests": n, "max_retries": 3, "track_remaining": true }] });
     if !cb.enabled {
         return;
     }
@@ -1121,6 +1134,20 @@ mod tests {
         // Streams stay unbounded by the request timeout: routes keep no deadline.
         let route = &h["route_config"]["virtual_hosts"][0]["routes"][1];
         assert_eq!(route["route"]["timeout"], "0s");
+        assert_eq!(route["route"]["idle_timeout"], "3600s");
+        let cluster = &b["static_resources"]["clusters"][0];
+        assert_eq!(cluster["circuit_breakers"]["thresholds"][0]["max_requests"], 1024);
+
+        // Per server: a silent HTTP backend is cut off after its
+        // request_timeout; max_in_flight caps requests in flight and queued.
+        let b = render(
+            "servers:\n  - name: demo\n    url: http://127.0.0.1:3001\n    request_timeout: 1500ms\n    max_in_flight: 8\n",
+        );
+        let route = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["virtual_hosts"][0]["routes"][1];
+        assert_eq!(route["route"]["idle_timeout"], "1.500s");
+        let t = &b["static_resources"]["clusters"][0]["circuit_breakers"]["thresholds"][0];
+        assert_eq!((&t["max_requests"], &t["max_pending_requests"], &t["max_connections"]), (&json!(8), &json!(8), &json!(8)));
 
         // An API-key header with an underscore could never arrive.
         let c = Config::from_yaml(

@@ -235,7 +235,8 @@ class StreamBackend:
     the result and ends the stream. No timing is involved: the test decides
     when each event exists, so it can check what arrived before the next one
     was even written. Other tools answer "ok" at once, other methods an empty
-    result. `calls` counts the `stream` calls that arrived."""
+    result. `calls` counts the `stream` calls that arrived; `arrivals` keeps
+    every message that arrived, in order."""
 
     def __init__(self):
         import queue
@@ -244,11 +245,13 @@ class StreamBackend:
 
         self._queue: "queue.Queue[object]" = queue.Queue()
         self.calls = 0
+        self.arrivals: list[dict] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802 (http.server API)
                 msg = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                owner.arrivals.append(msg)
                 params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
                 if msg.get("method") != "tools/call" or params.get("name") != "stream":
                     result = {"content": [{"type": "text", "text": "ok"}]} if msg.get("method") == "tools/call" else {}
