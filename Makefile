@@ -12,12 +12,15 @@ TARGET_DIR  := $(abspath $(or $(CARGO_TARGET_DIR),target))
 MCPX_BIN    := $(TARGET_DIR)/release/mcpx
 DEMO_BIN    := $(TARGET_DIR)/release/mcpx-demo
 WASM        := $(TARGET_DIR)/wasm32-wasip1/wasm/mcpx_filter.wasm
+# A test-only copy with the `crash-probe` feature (a header panics the VM).
+PROBE_WASM  := $(TARGET_DIR)/test/mcpx_filter_crash_probe.wasm
+FILTER_SRC  := $(shell find filter/src -name '*.rs') filter/Cargo.toml Cargo.lock
 DIST        := dist
 DEMO_CONFIG ?= examples/demo.yaml
 DEMO_LISTEN ?= 127.0.0.1:3001
 PYTEST_ARGS ?=
 
-.PHONY: help build native wasm envoy pyenv run test unit e2e fuzz fuzz-smoke soak bench dist fmt lint clean distclean toolchain-check
+.PHONY: help build native wasm crash-probe envoy pyenv run test unit e2e fuzz fuzz-smoke soak bench dist fmt lint clean distclean toolchain-check
 
 help: ## List the targets
 	@echo "mcpx make targets:"
@@ -70,11 +73,21 @@ unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic li
 	@# the same no-panic lints hold there (checked, never linked).
 	$(CARGO) clippy -p mcpx-filter --lib --features lint-glue -- -D warnings
 
-e2e: dist ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
+crash-probe: $(PROBE_WASM) ## Build the test-only filter copy whose VM a header can crash (VM-restart tests)
+
+# Built only when the filter's sources change; the shipped build is put back
+# afterwards, so $(WASM) never carries the probe.
+$(PROBE_WASM): $(FILTER_SRC)
+	@MCPX_WASM_FEATURES=crash-probe scripts/toolchain.sh wasm
+	@mkdir -p $(dir $@) && cp $(WASM) $@
+	@scripts/toolchain.sh wasm
+
+e2e: dist $(PROBE_WASM) ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
 	scripts/e2e-tools.sh; \
 	set -x; \
 	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
+	  MCPX_CRASH_PROBE_WASM="$(PROBE_WASM)" \
 	  "$$py" -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
 
 FUZZ_SECONDS ?= 60

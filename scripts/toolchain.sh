@@ -14,7 +14,8 @@
 #           wasm-ld-19 against Debian's WASI libc. Installed with apt-get when
 #           missing and we are root; otherwise we say what to install.
 #
-# Force a path with MCPX_WASM_TOOLCHAIN=rustup|debian.
+# Force a path with MCPX_WASM_TOOLCHAIN=rustup|debian. MCPX_WASM_FEATURES adds
+# cargo features (the tests' crash-probe copy).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,6 +39,8 @@ DEB_WASI_LIBC=/usr/lib/wasm32-wasi
 # rustc-web from bookworm's main archive with stale package lists; the newer
 # one comes from bookworm-security after an apt-get update.
 DEB_MIN_RUSTC=1.89
+FEATURES=()
+[[ -n ${MCPX_WASM_FEATURES:-} ]] && FEATURES=(--features "$MCPX_WASM_FEATURES")
 
 say() { echo "toolchain: $*" >&2; }
 die() { echo "toolchain: error: $*" >&2; exit 1; }
@@ -149,7 +152,7 @@ choose() {
 
 build_rustup() {
     say "using the active rustup toolchain ($(rustc --version 2>/dev/null || echo '?')) with $TARGET"
-    cargo build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE"
+    cargo build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" "${FEATURES[@]}"
 }
 
 build_debian() {
@@ -164,7 +167,7 @@ build_debian() {
         RUSTC="$DEB_RUSTC" \
         RUSTC_BOOTSTRAP=1 \
         RUSTFLAGS="-C linker=wasm-ld-19 -C link-self-contained=no -L $DEB_WASI_LIBC" \
-        "$DEB_CARGO" build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" \
+        "$DEB_CARGO" build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" "${FEATURES[@]}" \
         -Zbuild-std=std,panic_abort
 }
 

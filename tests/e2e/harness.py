@@ -326,6 +326,7 @@ class Gateway:
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     concurrency: int = 2
+    wasm: str = ""  # default: the shipped filter (MCPX_WASM)
 
     def __post_init__(self):
         self.dir = Path(tempfile.mkdtemp(prefix="mcpx-gw-"))
@@ -336,7 +337,7 @@ class Gateway:
         # The operator control socket, in a directory only this user can enter.
         self.control_path = self.dir / "control" / "control.sock"
         argv = [MCPX_BIN, "run", "-c", str(self.config_path), "--listen", f"127.0.0.1:{self.port}",
-                "--admin", f"127.0.0.1:{self.admin_port}", "--wasm", WASM, "--envoy", ENVOY_BIN,
+                "--admin", f"127.0.0.1:{self.admin_port}", "--wasm", self.wasm or WASM, "--envoy", ENVOY_BIN,
                 "--control", str(self.control_path),
                 "--workdir", str(self.dir / "run"), "--concurrency", str(self.concurrency), *self.extra_args]
         self.process = Process("gateway", argv, self.env)

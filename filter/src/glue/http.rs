@@ -481,6 +481,8 @@ impl Context for HttpFilter {
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "crash-probe")]
+        super::crash_probe::crash_if_asked();
         let Some(gateway) = self.gateway.clone() else {
             // No valid configuration: refuse rather than pass unchecked.
             return self.reply(&Reply::error(503, code::UNAVAILABLE, "gateway not configured", &ReplyTo::Http));

@@ -3,6 +3,8 @@
 //! returns every host error instead of panicking: a panic here would kill the
 //! VM for the worker.
 
+#[cfg(feature = "crash-probe")]
+mod crash_probe;
 mod health;
 mod host;
 mod http;
