@@ -76,13 +76,14 @@ unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic li
 crash-probe: $(PROBE_WASM) ## Build the test-only filter copy whose VM a header can crash (VM-restart tests)
 
 # Built only when the filter's sources change; the shipped build is put back
-# afterwards, so $(WASM) never carries the probe.
+# afterwards, so $(WASM) never carries the probe (e2e builds the probe first,
+# so a fresh machine compiles the filter twice, not three times).
 $(PROBE_WASM): $(FILTER_SRC)
 	@MCPX_WASM_FEATURES=crash-probe scripts/toolchain.sh wasm
 	@mkdir -p $(dir $@) && cp $(WASM) $@
 	@scripts/toolchain.sh wasm
 
-e2e: dist $(PROBE_WASM) ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
+e2e: $(PROBE_WASM) dist ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
 	scripts/e2e-tools.sh; \
 	set -x; \
