@@ -1,0 +1,350 @@
+"""The fixture server for the official MCP conformance runner (test_conformance.py).
+
+The runner's own reference server (`everything-server.ts`) lives only in the
+conformance source repository; no npm package ships it (not the runner's
+package, whose npm tarball holds only `dist/`, nor any examples package). So
+this is an independent server written from the runner's scenario list, i.e.
+from what each scenario asks of a server (tool, resource and prompt names and
+the exact results they check), with the official Python SDK's MCPServer over
+Streamable HTTP. It is not a copy of the reference server.
+
+    python conformance_server.py PORT
+
+The SDK serves both protocol eras from the same app, so the 0.1.16 suite
+(handshake era) and the 2026-07-28 alpha suite run against the same process.
+"""
+
+import asyncio
+import itertools
+import json
+import sys
+from typing import Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import (
+    AudioContent,
+    Completion,
+    EmbeddedResource,
+    EmptyResult,
+    ImageContent,
+    SamplingMessage,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    TextContent,
+    TextResourceContents,
+    UnsubscribeRequestParams,
+)
+from mcp.server.mcpserver.prompts.base import UserMessage
+
+# A 1x1 PNG and a zero-length WAV: the scenarios check type and mime type only.
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+WAV = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
+
+
+class MemoryEventStore(EventStore):
+    """Keeps every SSE event so a client that reconnects with Last-Event-ID
+    gets what it missed (SSE polling, SEP-1699)."""
+
+    def __init__(self) -> None:
+        self._events: list[tuple[str, str, Any]] = []  # (event id, stream id, message)
+        self._ids = itertools.count(1)
+
+    async def store_event(self, stream_id, message):
+        event_id = f"{stream_id}_{next(self._ids)}"
+        self._events.append((event_id, stream_id, message))
+        return event_id
+
+    async def replay_events_after(self, last_event_id, send_callback: EventCallback):
+        index = next((i for i, (eid, _, _) in enumerate(self._events) if eid == last_event_id), None)
+        if index is None:
+            return None
+        stream_id = self._events[index][1]
+        for eid, sid, message in self._events[index + 1 :]:
+            if sid == stream_id and message is not None:
+                await send_callback(EventMessage(message, eid))
+        return stream_id
+
+
+server = MCPServer("mcpx-conformance-fixture", version="1.0.0")
+subscriptions: set[str] = set()
+
+
+# --- tools -----------------------------------------------------------------
+
+
+@server.tool(description="Returns one text block.")
+def test_simple_text() -> list:
+    return [TextContent(type="text", text="This is a simple text response for testing.")]
+
+
+@server.tool(description="Returns one PNG image block.")
+def test_image_content() -> list:
+    return [ImageContent(type="image", data=PNG, mimeType="image/png")]
+
+
+@server.tool(description="Returns one WAV audio block.")
+def test_audio_content() -> list:
+    return [AudioContent(type="audio", data=WAV, mimeType="audio/wav")]
+
+
+@server.tool(description="Returns one embedded text resource.")
+def test_embedded_resource() -> list:
+    return [
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(
+                uri="test://embedded-resource", mimeType="text/plain", text="This is an embedded resource content."
+            ),
+        )
+    ]
+
+
+@server.tool(description="Returns text, image and an embedded resource.")
+def test_multiple_content_types() -> list:
+    return [
+        TextContent(type="text", text="Multiple content types test:"),
+        ImageContent(type="image", data=PNG, mimeType="image/png"),
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(
+                uri="test://mixed-content-resource",
+                mimeType="application/json",
+                text=json.dumps({"test": "data", "value": 123}, separators=(",", ":")),
+            ),
+        ),
+    ]
+
+
+@server.tool(description="Sends three info log notifications while it runs.")
+async def test_tool_with_logging(ctx: Context) -> str:
+    await ctx.info("Tool execution started")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool processing data")
+    await asyncio.sleep(0.05)
+    await ctx.info("Tool execution completed")
+    return "Tool with logging executed successfully"
+
+
+@server.tool(description="Reports progress 0, 50 and 100 of 100.")
+async def test_tool_with_progress(ctx: Context) -> str:
+    for step in (0, 50, 100):
+        await ctx.report_progress(step, 100)
+        if step < 100:
+            await asyncio.sleep(0.05)
+    return "Tool with progress executed successfully"
+
+
+@server.tool(description="Always fails: the error is a tool result with isError.")
+def test_error_handling() -> str:
+    raise RuntimeError("This tool intentionally returns an error for testing")
+
+
+@server.tool(description="Asks the client's LLM (sampling/createMessage).")
+async def test_sampling(prompt: str, ctx: Context) -> str:
+    result = await ctx.session.create_message(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=100
+    )
+    text = getattr(result.content, "text", None) or str(result.content)
+    return f"LLM response: {text}"
+
+
+async def elicit(ctx: Context, message: str, schema: dict, label: str) -> str:
+    result = await ctx.session.elicit_form(message, schema)
+    return f"{label}: action={result.action}, content={json.dumps(result.content)}"
+
+
+@server.tool(description="Asks the user for a username and an email (elicitation/create).")
+async def test_elicitation(message: str, ctx: Context) -> str:
+    schema = {
+        "type": "object",
+        "properties": {
+            "username": {"type": "string", "description": "User's response"},
+            "email": {"type": "string", "description": "User's email address"},
+        },
+        "required": ["username", "email"],
+    }
+    result = await ctx.session.elicit_form(message, schema)
+    return f"User response: action={result.action}, content={json.dumps(result.content)}"
+
+
+@server.tool(description="Elicitation whose schema has a default for every primitive type (SEP-1034).")
+async def test_elicitation_sep1034_defaults(ctx: Context) -> str:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "default": "John Doe"},
+            "age": {"type": "integer", "default": 30},
+            "score": {"type": "number", "default": 95.5},
+            "status": {"type": "string", "enum": ["active", "inactive", "pending"], "default": "active"},
+            "verified": {"type": "boolean", "default": True},
+        },
+    }
+    return await elicit(ctx, "Please confirm your details", schema, "Elicitation completed")
+
+
+@server.tool(description="Elicitation with the five enum forms (SEP-1330).")
+async def test_elicitation_sep1330_enums(ctx: Context) -> str:
+    titled = [{"const": f"value{i}", "title": t} for i, t in enumerate(["First Option", "Second Option", "Third Option"], 1)]
+    choices = [{"const": f"value{i}", "title": t} for i, t in enumerate(["First Choice", "Second Choice", "Third Choice"], 1)]
+    schema = {
+        "type": "object",
+        "properties": {
+            "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+            "titledSingle": {"type": "string", "oneOf": titled},
+            "legacyEnum": {
+                "type": "string",
+                "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"],
+            },
+            "untitledMulti": {"type": "array", "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
+            "titledMulti": {"type": "array", "items": {"anyOf": choices}},
+        },
+    }
+    return await elicit(ctx, "Pick some options", schema, "Elicitation completed")
+
+
+@server.tool(description="Closes its SSE stream before answering; the answer comes on reconnection (SEP-1699).")
+async def test_reconnection(ctx: Context) -> str:
+    await asyncio.sleep(0.05)
+    await ctx.close_sse_stream()
+    await asyncio.sleep(0.2)
+    return "Reconnection test completed"
+
+
+SCHEMA_2020_12 = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "$defs": {
+        "address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}
+    },
+    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "additionalProperties": False,
+}
+
+
+# --- resources -------------------------------------------------------------
+
+
+@server.resource("test://static-text", name="static-text", description="A static text resource", mime_type="text/plain")
+def static_text() -> str:
+    return "This is the content of the static text resource."
+
+
+@server.resource(
+    "test://static-binary", name="static-binary", description="A static binary resource", mime_type="image/png"
+)
+def static_binary() -> bytes:
+    import base64
+
+    return base64.b64decode(PNG)
+
+
+@server.resource(
+    "test://template/{id}/data", name="template", description="A templated resource", mime_type="application/json"
+)
+def template(id: str) -> str:
+    return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"}, separators=(",", ":"))
+
+
+@server.resource(
+    "test://watched-resource", name="watched-resource", description="A subscribable resource", mime_type="text/plain"
+)
+def watched() -> str:
+    return "Watched resource content"
+
+
+# --- prompts ---------------------------------------------------------------
+
+
+@server.prompt(description="A prompt without arguments")
+def test_simple_prompt() -> str:
+    return "This is a simple prompt for testing."
+
+
+@server.prompt(description="A prompt with two required arguments")
+def test_prompt_with_arguments(arg1: str, arg2: str) -> str:
+    return f"Prompt with arguments: arg1='{arg1}', arg2='{arg2}'"
+
+
+@server.prompt(description="A prompt that embeds a resource")
+def test_prompt_with_embedded_resource(resourceUri: str) -> list:
+    resource = EmbeddedResource(
+        type="resource",
+        resource=TextResourceContents(uri=resourceUri, mimeType="text/plain", text="Embedded resource content for testing."),
+    )
+    return [UserMessage(content=resource), UserMessage(content="Please process the embedded resource above.")]
+
+
+@server.prompt(description="A prompt with an image")
+def test_prompt_with_image() -> list:
+    return [
+        UserMessage(content=ImageContent(type="image", data=PNG, mimeType="image/png")),
+        UserMessage(content="Please analyze the image above."),
+    ]
+
+
+@server.completion()
+async def complete(ref, argument, context):
+    values = [v for v in ("paris", "park", "party") if v.startswith(argument.value or "")]
+    return Completion(values=values, total=len(values), hasMore=False)
+
+
+# --- handlers MCPServer has no decorator for ----------------------------------
+
+lowlevel = server._lowlevel_server
+
+
+async def set_level(ctx, params: SetLevelRequestParams) -> EmptyResult:
+    return EmptyResult()
+
+
+async def subscribe(ctx, params: SubscribeRequestParams) -> EmptyResult:
+    subscriptions.add(str(params.uri))
+    return EmptyResult()
+
+
+async def unsubscribe(ctx, params: UnsubscribeRequestParams) -> EmptyResult:
+    subscriptions.discard(str(params.uri))
+    return EmptyResult()
+
+
+lowlevel.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
+lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+
+
+def add_schema_tool() -> None:
+    """The JSON Schema 2020-12 tool: its inputSchema is given as is, so that
+    `$schema`, `$defs` and `additionalProperties` reach tools/list untouched."""
+
+    def json_schema_2020_12_tool(**kwargs: Any) -> str:
+        return "ok"
+
+    server.add_tool(json_schema_2020_12_tool, name="json_schema_2020_12_tool", description="Tool with JSON Schema 2020-12 features")
+    tool = server._tool_manager.get_tool("json_schema_2020_12_tool")
+    tool.parameters = SCHEMA_2020_12
+
+
+add_schema_tool()
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1])
+    # DNS-rebinding protection: only loopback Host/Origin values are served
+    # (the dns-rebinding-protection scenario checks both directions).
+    loopback = [f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")] + ["127.0.0.1:*", "localhost:*", "[::1]:*"]
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=loopback,
+        allowed_origins=[f"http://{h}" for h in loopback],
+    )
+    server.run(
+        "streamable-http",
+        host="127.0.0.1",
+        port=port,
+        event_store=MemoryEventStore(),
+        retry_interval=500,
+        transport_security=security,
+    )
