@@ -144,14 +144,20 @@ def test_error_handling() -> str:
 @server.tool(description="Asks the client's LLM (sampling/createMessage).")
 async def test_sampling(prompt: str, ctx: Context) -> str:
     result = await ctx.session.create_message(
-        [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=100
+        [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+        max_tokens=100,
+        related_request_id=ctx.request_context.request_id,
     )
     text = getattr(result.content, "text", None) or str(result.content)
     return f"LLM response: {text}"
 
 
 async def elicit(ctx: Context, message: str, schema: dict, label: str) -> str:
-    result = await ctx.session.elicit_form(message, schema)
+    # Sent on the tools/call's own SSE stream (related_request_id). Without it
+    # the SDK sends the request on the standalone GET stream, which the runner
+    # may not have opened yet: the request is then lost and the call times out
+    # (-32001 after 60 s), directly as through any proxy.
+    result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_context.request_id)
     return f"{label}: action={result.action}, content={json.dumps(result.content)}"
 
 
@@ -165,7 +171,7 @@ async def test_elicitation(message: str, ctx: Context) -> str:
         },
         "required": ["username", "email"],
     }
-    result = await ctx.session.elicit_form(message, schema)
+    result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_context.request_id)
     return f"User response: action={result.action}, content={json.dumps(result.content)}"
 
 

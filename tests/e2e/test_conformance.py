@@ -109,7 +109,7 @@ def start_run(cmd: list[str], suite: Suite, url: str, outdir: Path) -> subproces
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
 
 
-def collect(proc: subprocess.Popen, outdir: Path) -> dict[str, dict[str, str]]:
+def collect(proc: subprocess.Popen, outdir: Path, why: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
     """Scenario -> {check id: status}, from the runner's checks.json files.
     Exit 0 (all passed) and 1 (some failed) are results; anything else is the
     runner failing, and fails the test."""
@@ -123,6 +123,8 @@ def collect(proc: subprocess.Popen, outdir: Path) -> dict[str, dict[str, str]]:
         statuses: dict[str, str] = {}
         for i, check in enumerate(json.loads(checks.read_text())):
             statuses[f"{check.get('id')}#{i}"] = check.get("status")
+            if why is not None and check.get("status") == "FAILURE":
+                why[f"{m.group(1)} / {check.get('id')}#{i}"] = str(check.get("errorMessage"))[:300]
         results[m.group(1)] = statuses
     assert results, f"the runner wrote no scenario results:\n{log[-3000:]}"
     return results
@@ -172,8 +174,10 @@ def test_conformance_direct_equals_gateway(suite_key, fixture_server, gateway):
         # runs its scenarios one after another.
         p_direct = start_run(cmd, suite, fixture_server, direct_dir)
         p_via = start_run(cmd, suite, f"http://127.0.0.1:{gateway.port}/mcp/everything", via_dir)
-        direct = collect(p_direct, direct_dir)
-        via = collect(p_via, via_dir)
+        why_direct: dict[str, str] = {}
+        why_via: dict[str, str] = {}
+        direct = collect(p_direct, direct_dir, why_direct)
+        via = collect(p_via, via_dir, why_via)
 
     assert set(direct) == expected, f"direct run: ran {sorted(direct)}, listed {sorted(expected)}"
     assert set(via) == expected, f"gateway run: ran {sorted(via)}, listed {sorted(expected)}"
@@ -188,7 +192,9 @@ def test_conformance_direct_equals_gateway(suite_key, fixture_server, gateway):
         f"the fixture server passes only {sum(direct_ok.values())} scenarios directly "
         f"(expected at least {suite.min_direct_passes}): {sorted(s for s, ok in direct_ok.items() if not ok)} fail")
     differ = {s: {"direct": direct[s], "gateway": via[s]} for s in sorted(direct) if direct_ok[s] != via_ok[s]}
-    assert not differ, f"scenarios whose result differs through the gateway: {json.dumps(differ, indent=1)}"
+    assert not differ, (f"scenarios whose result differs through the gateway: {json.dumps(differ, indent=1)}\n"
+                        f"failures directly: {json.dumps(why_direct, indent=1)}\n"
+                        f"failures through the gateway: {json.dumps(why_via, indent=1)}")
     # Within each scenario, every check has the same status both ways, bar
     # the known gateway differences listed (and explained) in KNOWN_CHECK_DIFFERENCES.
     checks_differ = {}
