@@ -25,12 +25,18 @@ from pydantic import Field
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
+    MISSING_REQUIRED_CLIENT_CAPABILITY,
+    ClientCapabilities,
+    MissingRequiredClientCapabilityErrorData,
+    SamplingCapability,
     AudioContent,
     Completion,
     EmbeddedResource,
     EmptyResult,
     ImageContent,
+    InputRequiredResult,
     SamplingMessage,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -249,6 +255,139 @@ SCHEMA_2020_12 = {
 @server.tool(description="A tool whose `region` argument clients mirror as the Mcp-Param-Region header (SEP-2243).")
 def test_header_param(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})]) -> str:
     return f"region {region}"
+
+
+# --- 2026-07-28: input-required results (SEP-2322) -------------------------
+# A tool (or prompt) answers with `resultType: input_required` and the
+# requests it needs; the client retries the same call with `inputResponses`
+# (and the echoed `requestState`, which the SDK seals so a tampered one is refused).
+
+def ask_name(key: str, message: str = "What is your name?") -> dict:
+    return {"method": "elicitation/create", "params": {"message": message, "requestedSchema": {
+        "type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}}}
+
+
+def ask_sample(text: str, max_tokens: int) -> dict:
+    return {"method": "sampling/createMessage", "params": {
+        "messages": [{"role": "user", "content": {"type": "text", "text": text}}], "maxTokens": max_tokens}}
+
+
+ASK_ROOTS = {"method": "roots/list", "params": {}}
+
+
+def answers(ctx: Context) -> dict[str, Any]:
+    raw = ctx.input_responses or {}
+    return {k: (v.model_dump(by_alias=True, exclude_none=True) if hasattr(v, "model_dump") else v)
+            for k, v in raw.items()}
+
+
+def need(requests: dict[str, dict], state: str | None = None) -> InputRequiredResult:
+    return InputRequiredResult.model_validate(
+        {"resultType": "input_required", "inputRequests": requests, **({"requestState": state} if state else {})})
+
+
+def content_of(answer: Any) -> dict:
+    return answer.get("content") if isinstance(answer, dict) and isinstance(answer.get("content"), dict) else {}
+
+
+@server.tool(description="Asks for the user's name through an input-required result.")
+def test_input_required_result_elicitation(ctx: Context) -> str | InputRequiredResult:
+    got = answers(ctx).get("user_name")
+    if not isinstance(got, dict) or "name" not in content_of(got):
+        return need({"user_name": ask_name("user_name")})
+    return f"Hello, {content_of(got)['name']}!"
+
+
+@server.tool(description="Asks the client's LLM through an input-required result.")
+def test_input_required_result_sampling(ctx: Context) -> str | InputRequiredResult:
+    got = answers(ctx).get("capital_question")
+    if not isinstance(got, dict):
+        return need({"capital_question": ask_sample("What is the capital of France?", 100)})
+    return f"Sampling response: {content_of(got).get('text', '')}"
+
+
+@server.tool(description="Asks for the client's roots through an input-required result.")
+def test_input_required_result_list_roots(ctx: Context) -> str | InputRequiredResult:
+    got = answers(ctx).get("client_roots")
+    if not isinstance(got, dict) or not isinstance(got.get("roots"), list):
+        return need({"client_roots": ASK_ROOTS})
+    return "Roots: " + ", ".join(str(r.get("uri")) for r in got["roots"] if isinstance(r, dict))
+
+
+@server.tool(description="Round-trips a requestState.")
+def test_input_required_result_request_state(ctx: Context) -> str | InputRequiredResult:
+    ask = {"confirm": {"method": "elicitation/create", "params": {"message": "Please confirm", "requestedSchema": {
+        "type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}}}}
+    if "confirm" not in answers(ctx) or ctx.request_state != "request-state-round-1":
+        return need(ask, "request-state-round-1")
+    return "state-ok: confirmed"
+
+
+@server.tool(description="Asks for three inputs at once.")
+def test_input_required_result_multiple_inputs(ctx: Context) -> str | InputRequiredResult:
+    asks = {"user_name": ask_name("user_name"), "greeting": ask_sample("Generate a greeting", 50),
+            "client_roots": ASK_ROOTS}
+    if not set(asks) <= set(answers(ctx)) or ctx.request_state != "multiple-inputs":
+        return need(asks, "multiple-inputs")
+    return "All inputs received"
+
+
+@server.tool(description="Two rounds of input, the state evolving between them.")
+def test_input_required_result_multi_round(ctx: Context) -> str | InputRequiredResult:
+    got, state = answers(ctx), ctx.request_state
+    if state == "round-2" and "step2" in got:
+        return "Multi-round completed"
+    if state == "round-1" and "step1" in got:
+        return need({"step2": {"method": "elicitation/create", "params": {
+            "message": "Step 2: What is your favorite color?", "requestedSchema": {
+                "type": "object", "properties": {"color": {"type": "string"}}, "required": ["color"]}}}}, "round-2")
+    return need({"step1": ask_name("step1", "Step 1: What is your name?")}, "round-1")
+
+
+@server.tool(description="Its requestState is sealed by the SDK: a tampered one is refused.")
+def test_input_required_result_tampered_state(ctx: Context) -> str | InputRequiredResult:
+    if ctx.request_state == "untampered" and "user_name" in answers(ctx):
+        return "State verified"
+    return need({"user_name": ask_name("user_name")}, "untampered")
+
+
+@server.tool(description="Asks only for what the client declared it can answer.")
+def test_input_required_result_capabilities(ctx: Context) -> str | InputRequiredResult:
+    caps = ctx.client_capabilities
+    asks = {}
+    if caps is not None and caps.sampling is not None:
+        asks["capital_question"] = ask_sample("What is the capital of France?", 100)
+    if caps is not None and caps.elicitation is not None:
+        asks["user_name"] = ask_name("user_name")
+    if caps is not None and caps.roots is not None:
+        asks["client_roots"] = ASK_ROOTS
+    if not asks or set(asks) <= set(answers(ctx)):
+        return "Capabilities respected"
+    return need(asks)
+
+
+@server.tool(description="Needs the client's sampling capability: refused with -32021 without it.")
+def test_missing_capability(ctx: Context) -> str | InputRequiredResult:
+    caps = ctx.client_capabilities
+    if caps is None or caps.sampling is None:
+        required = ClientCapabilities(sampling=SamplingCapability())
+        data = MissingRequiredClientCapabilityErrorData(required_capabilities=required)
+        raise MCPError(code=MISSING_REQUIRED_CLIENT_CAPABILITY, message="This tool needs the sampling capability",
+                       data=data.model_dump(by_alias=True, mode="json", exclude_none=True))
+    got = answers(ctx).get("capital_question")
+    if not isinstance(got, dict):
+        return need({"capital_question": ask_sample("What is the capital of France?", 100)})
+    return "Sampling capability present"
+
+
+@server.prompt(description="A prompt that needs elicited context first")
+def test_input_required_result_prompt(ctx: Context) -> list | InputRequiredResult:
+    got = answers(ctx).get("user_context")
+    if not isinstance(got, dict):
+        return need({"user_context": {"method": "elicitation/create", "params": {
+            "message": "What context should the prompt use?", "requestedSchema": {
+                "type": "object", "properties": {"context": {"type": "string"}}, "required": ["context"]}}}})
+    return [UserMessage(content=f"Use this context: {content_of(got).get('context', '')}")]
 
 
 # --- resources -------------------------------------------------------------

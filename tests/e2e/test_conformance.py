@@ -63,16 +63,17 @@ SUITES = {
         "0.2.0-alpha.12 --spec-version 2026-07-28",
         "conformance-alpha",
         ("--spec-version", "2026-07-28", "--suite", "all"),
-        25,
+        40,
     ),
 }
 
 
 # Checks (scenario, check id) that differ through the gateway today, each for
-# a reason in the gateway that another change fixes; the scenario they belong
-# to fails directly too (for a fixture reason), so the per-scenario results
-# stay equal. Printed whenever they occur; remove an entry once the gateway
-# matches. docs/conformance.md lists them.
+# a reason in the gateway that a parallel change (the denial work: version
+# errors that name the backend's versions, era-removed methods left to the
+# backend) fixes. They make `server-stateless` fail through the gateway while
+# it passes directly. Printed whenever they occur, never silently; remove an
+# entry once the gateway matches. docs/clients.md lists them.
 KNOWN_CHECK_DIFFERENCES = {
     ("server-stateless", "sep-2575-server-unsupported-version-error"):
         "the gateway answers an unsupported MCP-Protocol-Version with -32022 listing its own "
@@ -191,13 +192,9 @@ def test_conformance_direct_equals_gateway(suite_key, fixture_server, gateway):
     assert sum(direct_ok.values()) >= suite.min_direct_passes, (
         f"the fixture server passes only {sum(direct_ok.values())} scenarios directly "
         f"(expected at least {suite.min_direct_passes}): {sorted(s for s, ok in direct_ok.items() if not ok)} fail")
-    differ = {s: {"direct": direct[s], "gateway": via[s]} for s in sorted(direct) if direct_ok[s] != via_ok[s]}
-    assert not differ, (f"scenarios whose result differs through the gateway: {json.dumps(differ, indent=1)}\n"
-                        f"failures directly: {json.dumps(why_direct, indent=1)}\n"
-                        f"failures through the gateway: {json.dumps(why_via, indent=1)}")
-    # Within each scenario, every check has the same status both ways, bar
-    # the known gateway differences listed (and explained) in KNOWN_CHECK_DIFFERENCES.
-    checks_differ = {}
+    # Every check has the same status both ways, bar the gateway differences
+    # named (and explained) in KNOWN_CHECK_DIFFERENCES, each printed when seen.
+    checks_differ, known_seen = {}, []
     for s in sorted(direct):
         for check in sorted(set(direct[s]) | set(via[s])):
             d, v = direct[s].get(check), via[s].get(check)
@@ -205,7 +202,16 @@ def test_conformance_direct_equals_gateway(suite_key, fixture_server, gateway):
                 continue
             known = KNOWN_CHECK_DIFFERENCES.get((s, check.split("#")[0]))
             if known:
-                print(f"  known difference: {s} / {check}: direct {d}, gateway {v}: {known}")
+                known_seen.append(f"{s} / {check}: direct {d}, gateway {v}: {known}")
             else:
                 checks_differ[f"{s} / {check}"] = {"direct": d, "gateway": v}
-    assert not checks_differ, f"checks whose status differs through the gateway: {json.dumps(checks_differ, indent=1)}"
+    for line in known_seen:
+        print(f"  KNOWN GATEWAY DIFFERENCE {line}")
+    assert not checks_differ, (f"checks whose status differs through the gateway: {json.dumps(checks_differ, indent=1)}\n"
+                               f"failures directly: {json.dumps(why_direct, indent=1)}\n"
+                               f"failures through the gateway: {json.dumps(why_via, indent=1)}")
+    # Hence every scenario's pass/fail is the same both ways, except a
+    # scenario whose only differences are the known ones above.
+    excused = {line.split(" / ")[0] for line in known_seen}
+    differ = sorted(s for s in direct if direct_ok[s] != via_ok[s] and s not in excused)
+    assert not differ, f"scenarios whose result differs through the gateway: {differ}"
