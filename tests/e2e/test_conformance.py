@@ -136,7 +136,14 @@ def passed(checks: dict[str, str]) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fixture_server():
+def npm():
+    """Skips (before any process starts) when npm is missing."""
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed (Node.js and npm): the conformance suites come from npm")
+
+
+@pytest.fixture(scope="module")
+def fixture_server(npm):
     port = free_port()
     proc = Process("conformance-server", [sys.executable, str(SERVER), str(port)])
 

