@@ -3,8 +3,7 @@
 # starts, each within its own time budget (so a slow npm registry never runs
 # into pytest's per-test timeout):
 #   npx-everything  the reference MCP stdio server (npx -y @modelcontextprotocol/server-everything)
-# (The conformance runners, Node 22 and the TypeScript SDK are installed by
-# `make conformance-tools`, whose failure fails `make e2e`.)
+#   conformance     the official conformance runner + Node 22 (scripts/conformance.sh)
 # Each result goes to tests/.artifacts/tools/<name>: "ok", or the reason it is
 # unavailable, which the test that needs it prints when it skips. This script
 # itself never fails: these tools are optional where npm cannot be reached.
@@ -41,5 +40,10 @@ if command -v npx >/dev/null; then
   record npx-everything bash -c everything_help
 else
   echo "npx is not installed (Node.js and npm)" >"$OUT/npx-everything"
+fi
+if command -v npm >/dev/null; then
+  record conformance "$ROOT/scripts/conformance.sh"
+else
+  echo "npm is not installed (Node.js and npm)" >"$OUT/conformance"
 fi
 exit 0

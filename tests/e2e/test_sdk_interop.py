@@ -2,7 +2,7 @@
 own MCPServer, Streamable HTTP) behind the gateway: the Python SDK client in
 both eras (2026-07-28 via `mode="auto"`, the handshake era via `mode="legacy"`)
 and the TypeScript SDK client (npm @modelcontextprotocol/sdk, driven by
-ts_client.mjs). Hardening must not break legitimate traffic: list, call,
+ts_sdk_client.mjs). Hardening must not break legitimate traffic: list, call,
 resources and prompts work, and a denied call surfaces as a JSON-RPC error the
 application can read (code -32003 and a message naming the rule) while the
 same client keeps working. (Clients sharing a stdio child are tested with the
@@ -124,10 +124,10 @@ def test_typescript_sdk_client_through_gateway(npm, sdk_server, gateway_factory)
         "before pytest; `make e2e` does")
     kind, url = sdk_server
     gw = gateway_factory(CONFIG.format(url=url))
-    script = Path(__file__).with_name("ts_client.mjs")
+    script = Path(__file__).with_name("ts_sdk_client.mjs")
     run = subprocess.run([str(NODE), str(script), f"http://127.0.0.1:{gw.port}/mcp/sdk", str(CONFORMANCE_DIR)],
                          capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, f"ts_client.mjs failed ({run.returncode}):\n{run.stderr[-3000:]}"
+    assert run.returncode == 0, f"ts_sdk_client.mjs failed ({run.returncode}):\n{run.stderr[-3000:]}"
     got = json.loads(run.stdout)
     print(f"\nTypeScript SDK ({kind} backend): {json.dumps(got)}")
     assert got["session"] and got["version"] == "2025-11-25", got

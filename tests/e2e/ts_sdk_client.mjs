@@ -2,7 +2,7 @@
 // into tests/.conformance by scripts/conformance.sh) against one URL: the
 // operations test_sdk_interop.py checks, printed as one JSON object.
 //
-//   node ts_client.mjs URL CONFORMANCE_DIR
+//   node ts_sdk_client.mjs URL CONFORMANCE_DIR
 //
 // A failed operation is recorded, not thrown: {error: {class, code, message}},
 // so the test sees exactly what an application using the SDK would see.
