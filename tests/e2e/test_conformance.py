@@ -68,22 +68,6 @@ SUITES = {
 }
 
 
-# Checks (scenario, check id) that differ through the gateway today, each for
-# a reason in the gateway that a parallel change (the denial work: version
-# errors that name the backend's versions, era-removed methods left to the
-# backend) fixes. They make `server-stateless` fail through the gateway while
-# it passes directly. Printed whenever they occur, never silently; remove an
-# entry once the gateway matches. docs/clients.md lists them.
-KNOWN_CHECK_DIFFERENCES = {
-    ("server-stateless", "sep-2575-server-unsupported-version-error"):
-        "the gateway answers an unsupported MCP-Protocol-Version with -32022 listing its own "
-        "versions, not the backend's",
-    ("server-stateless", "sep-2575-http-server-method-not-found-404-resources-subscribe"):
-        "the gateway refuses a 2026-07-28 resources/subscribe without uri (400 -32602) instead of "
-        "leaving the era-removed method to the backend (404 -32601)",
-}
-
-
 def runner(suite: Suite) -> list[str]:
     if shutil.which("npm") is None:
         pytest.skip("npm is not installed (Node.js and npm): the conformance suites come from npm")
@@ -199,29 +183,15 @@ def test_conformance_direct_equals_gateway(suite_key, fixture_server, gateway):
     assert sum(direct_ok.values()) >= suite.min_direct_passes, (
         f"the fixture server passes only {sum(direct_ok.values())} scenarios directly "
         f"(expected at least {suite.min_direct_passes}): {sorted(s for s, ok in direct_ok.items() if not ok)} fail")
-    # Compare check by check; a difference named (and explained) in
-    # KNOWN_CHECK_DIFFERENCES is printed each time it is seen, never silently.
-    checks_differ, known_seen = {}, []
-    for s in sorted(direct):
-        for check in sorted(set(direct[s]) | set(via[s])):
-            d, v = direct[s].get(check), via[s].get(check)
-            if d == v:
-                continue
-            known = KNOWN_CHECK_DIFFERENCES.get((s, check.split("#")[0]))
-            if known:
-                known_seen.append(f"{s} / {check}: direct {d}, gateway {v}: {known}")
-            else:
-                checks_differ[f"{s} / {check}"] = {"direct": d, "gateway": v}
-    for line in known_seen:
-        print(f"  KNOWN GATEWAY DIFFERENCE {line}")
     failures = (f"failures directly: {json.dumps(why_direct, indent=1)}\n"
                 f"failures through the gateway: {json.dumps(why_via, indent=1)}")
-    # 1. Each scenario passes through the gateway exactly when it passes
-    #    directly (a scenario whose only differences are known ones excepted).
-    excused = {line.split(" / ")[0] for line in known_seen}
+    # 1. Each scenario passes through the gateway exactly when it passes directly.
     flipped = {s: f"direct {'pass' if direct_ok[s] else 'FAIL'}, gateway {'pass' if via_ok[s] else 'FAIL'}"
-               for s in sorted(direct) if direct_ok[s] != via_ok[s] and s not in excused}
+               for s in sorted(direct) if direct_ok[s] != via_ok[s]}
     assert not flipped, f"scenarios whose result differs through the gateway: {json.dumps(flipped, indent=1)}\n{failures}"
-    # 2. Within the scenarios, every check has the same status (SUCCESS,
+    # 2. Within each scenario, every check has the same status (SUCCESS,
     #    WARNING, FAILURE, ...) both ways.
+    checks_differ = {f"{s} / {check}": {"direct": direct[s].get(check), "gateway": via[s].get(check)}
+                     for s in sorted(direct) for check in sorted(set(direct[s]) | set(via[s]))
+                     if direct[s].get(check) != via[s].get(check)}
     assert not checks_differ, f"checks whose status differs through the gateway: {json.dumps(checks_differ, indent=1)}\n{failures}"
