@@ -7,7 +7,7 @@ The server is tests/e2e/conformance_server.py, written for this test from the
 suites' scenario list with the official Python SDK. The runner's own reference
 server (`everything-server.ts`) is not shipped by any npm package (the
 runner's package holds only its `dist/`), so it cannot be installed here; see
-docs/conformance.md.
+docs/clients.md ("Conformance").
 
 Suites (installed before pytest by `make conformance-tools`, i.e.
 scripts/conformance.sh; nothing is installed inside a test):
@@ -15,7 +15,10 @@ scripts/conformance.sh; nothing is installed inside a test):
   - `@modelcontextprotocol/conformance@0.2.0-alpha.12`, `--spec-version 2026-07-28 --suite all`.
 
 The test skips only when npm itself is missing. A runner that crashes, runs
-no scenario, or runs other scenarios than it lists fails the test.
+no scenario, or runs other scenarios than it lists fails the test. The
+fixture sends elicitation and sampling requests on the tool call's own stream,
+which removes the one race these scenarios have (see conformance_server.py);
+there is no retry.
 """
 
 from __future__ import annotations
