@@ -1,9 +1,10 @@
 """The fixture server for the official MCP conformance runner (test_conformance.py).
 
 The runner's own reference server (`everything-server.ts`) lives only in the
-conformance source repository; no npm package ships it (not the runner's
-package, whose npm tarball holds only `dist/`, nor any examples package). So
-this is an independent server written from the runner's scenario list, i.e.
+conformance source repository (`examples/servers/typescript`); npm does not
+ship it: the runner's tarball holds only `dist/` (0.2.0-alpha.12 adds
+`requirements/`), and the example's package name, `mcp-conformance-test-server`,
+is not on npm. So this is an independent server written from the runner's scenario list, i.e.
 from what each scenario asks of a server (tool, resource and prompt names and
 the exact results they check), with the official Python SDK's MCPServer over
 Streamable HTTP. It is not a copy of the reference server.
@@ -15,6 +16,7 @@ The SDK serves both protocol eras from the same app, so the 0.1.16 suite
 """
 
 import asyncio
+import base64
 import itertools
 import json
 import sys
@@ -26,17 +28,18 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.streamable_http import EventCallback, EventMessage, EventStore
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp.server.mcpserver.prompts.base import UserMessage
 from mcp_types import (
     MISSING_REQUIRED_CLIENT_CAPABILITY,
-    ClientCapabilities,
-    MissingRequiredClientCapabilityErrorData,
-    SamplingCapability,
     AudioContent,
+    ClientCapabilities,
     Completion,
     EmbeddedResource,
     EmptyResult,
     ImageContent,
     InputRequiredResult,
+    MissingRequiredClientCapabilityErrorData,
+    SamplingCapability,
     SamplingMessage,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -44,7 +47,6 @@ from mcp_types import (
     TextResourceContents,
     UnsubscribeRequestParams,
 )
-from mcp.server.mcpserver.prompts.base import UserMessage
 
 # A 1x1 PNG and a zero-length WAV: the scenarios check type and mime type only.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
@@ -402,8 +404,6 @@ def static_text() -> str:
     "test://static-binary", name="static-binary", description="A static binary resource", mime_type="image/png"
 )
 def static_binary() -> bytes:
-    import base64
-
     return base64.b64decode(PNG)
 
 
