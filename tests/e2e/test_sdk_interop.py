@@ -59,6 +59,21 @@ def sdk_server(request):
         proc.stop()
 
 
+def received(backend_url: str) -> list[dict]:
+    """Every tool call that reached the SDK server so far (its /_calls record)."""
+    port = int(backend_url.split(":")[2].split("/")[0])
+    return json.loads(http_request(port, "GET", "/_calls", timeout=5).body)
+
+
+# What reaches the backend from one client session: the allowed calls, in
+# order, and neither denied one (secret_delete, weather in region "mars").
+def arrived_calls(weather: bool) -> list[dict]:
+    first = [{"name": "echo", "arguments": {"text": "héllo"}}]
+    if weather:
+        first.append({"name": "weather", "arguments": {"region": "eu-west", "days": 2}})
+    return first + [{"name": "echo", "arguments": {"text": "again"}}]
+
+
 async def session(url: str, mode: str) -> dict:
     out: dict = {}
     async with Client(url, mode=mode) as c:
@@ -85,7 +100,9 @@ async def session(url: str, mode: str) -> dict:
 def test_sdk_client_through_gateway(mode, sdk_server, gateway_factory):
     kind, url = sdk_server
     gw = gateway_factory(CONFIG.format(url=url))
+    before = len(received(url))
     got = asyncio.run(asyncio.wait_for(session(f"http://127.0.0.1:{gw.port}/mcp/sdk", mode), 60))
+    assert received(url)[before:] == arrived_calls(weather=True), "exactly the allowed calls reached the server"
     assert got["version"] == ("2026-07-28" if mode == "auto" else "2025-11-25"), got
     assert {"echo", "weather"} <= set(got["tools"]), got["tools"]
     assert "secret_delete" not in got["tools"], "the denied tool is filtered out of tools/list"
@@ -124,11 +141,13 @@ def test_typescript_sdk_client_through_gateway(npm, sdk_server, gateway_factory)
         "before pytest; `make e2e` does")
     kind, url = sdk_server
     gw = gateway_factory(CONFIG.format(url=url))
+    before = len(received(url))
     script = Path(__file__).with_name("ts_sdk_client.mjs")
     run = subprocess.run([str(NODE), str(script), f"http://127.0.0.1:{gw.port}/mcp/sdk", str(CONFORMANCE_DIR)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, f"ts_sdk_client.mjs failed ({run.returncode}):\n{run.stderr[-3000:]}"
     got = json.loads(run.stdout)
+    assert received(url)[before:] == arrived_calls(weather=False), "exactly the allowed calls reached the server"
     print(f"\nTypeScript SDK ({kind} backend): {json.dumps(got)}")
     assert got["session"] and got["version"] == "2025-11-25", got
     tools = got["tools"]["result"]
