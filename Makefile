@@ -20,7 +20,7 @@ DEMO_CONFIG ?= examples/demo.yaml
 DEMO_LISTEN ?= 127.0.0.1:3001
 PYTEST_ARGS ?=
 
-.PHONY: help build native wasm crash-probe envoy pyenv run test unit e2e fuzz fuzz-smoke soak bench dist fmt lint clean distclean toolchain-check
+.PHONY: help build native wasm crash-probe envoy pyenv conformance-tools run test unit e2e fuzz fuzz-smoke soak bench dist fmt lint clean distclean toolchain-check
 
 help: ## List the targets
 	@echo "mcpx make targets:"
@@ -83,7 +83,21 @@ $(PROBE_WASM): $(FILTER_SRC)
 	@mkdir -p $(dir $@) && cp $(WASM) $@
 	@scripts/toolchain.sh wasm
 
-e2e: $(PROBE_WASM) dist ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
+# npm installs run here, before pytest, each within its own time budget; the
+# tests never install. Without npm the conformance and TypeScript SDK tests
+# skip (and say so); with npm, a failed or overlong install fails the target.
+CONFORMANCE_INSTALL_SECONDS ?= 600
+conformance-tools: ## Install Node 22, the conformance runners (0.1.16, 0.2.0-alpha) and the TypeScript SDK from npm
+	@if ! command -v npm >/dev/null; then \
+	  echo "conformance-tools: npm is not installed: test_conformance and the TypeScript SDK test will skip"; \
+	else \
+	  start=$$SECONDS; \
+	  timeout $(CONFORMANCE_INSTALL_SECONDS) scripts/conformance.sh >/dev/null \
+	    || { echo "conformance-tools: scripts/conformance.sh failed or took longer than $(CONFORMANCE_INSTALL_SECONDS)s" >&2; exit 1; }; \
+	  echo "conformance-tools: ready in tests/.conformance ($$((SECONDS - start))s)"; \
+	fi
+
+e2e: $(PROBE_WASM) dist conformance-tools ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
 	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
 	scripts/e2e-tools.sh; \
 	set -x; \

@@ -5,35 +5,47 @@ over Streamable HTTP: the interop backend of test_sdk_interop.py.
 
 `json` answers every POST with application/json (json_response=True); `sse`
 (the SDK default) answers with text/event-stream and so requires clients to
-accept both.
+accept both. `GET /_calls` lists every tool call that reached the server
+(name and arguments), so a test can count what a denial kept out.
 """
 
 import sys
 from typing import Annotated
 
 from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 from mcp.server.mcpserver import MCPServer
 from mcp_types import AudioContent, EmbeddedResource, ImageContent, TextContent, TextResourceContents
 
 server = MCPServer("sdk-interop")
+calls: list[dict] = []
+
+
+@server.custom_route("/_calls", methods=["GET"])
+async def received_calls(request: Request) -> Response:
+    return JSONResponse(calls)
 
 
 @server.tool()
 def echo(text: str) -> str:
     """Echoes the text back."""
+    calls.append({"name": "echo", "arguments": {"text": text}})
     return text
 
 
 @server.tool()
 def weather(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], days: int = 1) -> str:
     """A tool whose `region` argument is mirrored as the Mcp-Param-Region header."""
+    calls.append({"name": "weather", "arguments": {"region": region, "days": days}})
     return f"sunny in {region} for {days} days"
 
 
 @server.tool()
 def secret_delete(path: str) -> str:
     """Must never run behind the gateway."""
+    calls.append({"name": "secret_delete", "arguments": {"path": path}})
     return f"deleted {path}"
 
 
