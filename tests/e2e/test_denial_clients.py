@@ -12,6 +12,8 @@ backend's versions, not the gateway's; an era-removed method is the backend's
 to answer (docs/clients.md, docs/policy.md)."""
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -251,3 +253,35 @@ def test_era_removed_subscribe_is_the_backends_to_answer(backend, gateway_factor
     r = gw.request("POST", "/mcp/sdk", json.dumps(msg), headers)
     assert r.status == 400 and r.json()["error"]["code"] == -32602, r.text
     assert backend.arrivals() - before == Counter()
+
+
+def documented_inspector_commands() -> list[str]:
+    """The Inspector CLI commands docs/clients.md shows (continuation lines joined)."""
+    text = (ROOT / "docs" / "clients.md").read_text()
+    cmds = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for cmd in block.replace("\\\n", " ").splitlines():
+            if cmd.startswith("npx @modelcontextprotocol/inspector --cli"):
+                cmds.append(cmd)
+    return cmds
+
+
+def test_documented_inspector_commands_work(node, backend, gateway_factory):
+    """docs/clients.md's Inspector commands, run as written against a gateway
+    with bearer auth (npx replaced by the installed Inspector)."""
+    cmds = documented_inspector_commands()
+    assert len(cmds) == 2, cmds
+    gw = gateway_factory(f"""
+servers:
+  - name: demo
+    url: {backend.url}
+auth: {{ enabled: true, type: bearer, token: doc-token }}
+""")
+    for cmd in cmds:
+        argv = shlex.split(cmd.replace("$MCPX_TOKEN", "doc-token")
+                           .replace("http://localhost:8080/", f"http://127.0.0.1:{gw.port}/"))
+        assert argv[:3] == ["npx", "@modelcontextprotocol/inspector", "--cli"], argv
+        out = inspector(node, argv[3], *argv[4:])
+        assert out.returncode == 0, (cmd, out.stdout, out.stderr[-2000:])
+        answer = json.loads(out.stdout)
+        assert "tools" in answer or answer["content"][0]["text"] == "hello", answer
