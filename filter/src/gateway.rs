@@ -1118,7 +1118,9 @@ clients:
     fn client_override_applies_with_identity() {
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
         assert!(matches!(body(None, call).0, BodyOutcome::Forward(_)));
-        assert!(matches!(body(Some("bot"), call).0, BodyOutcome::Reply(r) if r.status == 200 && r.body.contains("-32003")));
+        assert!(
+            matches!(body(Some("bot"), call).0, BodyOutcome::Reply(r) if r.status == 200 && r.body.contains("-32003"))
+        );
         assert!(matches!(body(Some("someone-else"), call).0, BodyOutcome::Forward(_)));
     }
 
