@@ -4,6 +4,7 @@
 # into pytest's per-test timeout):
 #   npx-everything  the reference MCP stdio server (npx -y @modelcontextprotocol/server-everything)
 #   conformance     the official conformance runner + Node 22 (scripts/conformance.sh)
+#   clients         the TypeScript SDK and the Inspector + Node 22 (scripts/clients.sh)
 # Each result goes to tests/.artifacts/tools/<name>: "ok", or the reason it is
 # unavailable, which the test that needs it prints when it skips. This script
 # itself never fails: these tools are optional where npm cannot be reached.
@@ -45,5 +46,9 @@ if command -v npm >/dev/null; then
   record conformance "$ROOT/scripts/conformance.sh"
 else
   echo "npm is not installed (Node.js and npm)" >"$OUT/conformance"
+fi
+# The official clients test_denial_clients.py drives (TypeScript SDK, Inspector).
+if command -v npm >/dev/null; then
+  record clients "$ROOT/scripts/clients.sh"
 fi
 exit 0

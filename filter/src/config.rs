@@ -51,6 +51,20 @@ pub struct Config {
     pub tracing: TracingConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// HTTP status of a policy denial (docs/policy.md "What a denied client sees").
+    #[serde(default = "default_denial_http_status")]
+    pub denial_http_status: u16,
+}
+
+/// A denial answered with HTTP 200 and the JSON-RPC error: the one status every
+/// official client reads as a JSON-RPC error while keeping its session (the
+/// TypeScript SDK turns any other status into a transport error; docs/clients.md).
+pub const DENIAL_STATUS_DEFAULT: u16 = 200;
+/// The status denials had before; kept for deployments whose tooling counts on it.
+pub const DENIAL_STATUS_FORBIDDEN: u16 = 403;
+
+fn default_denial_http_status() -> u16 {
+    DENIAL_STATUS_DEFAULT
 }
 
 fn default_listen() -> String {
@@ -700,6 +714,17 @@ impl Config {
             return Err(ConfigError::new("limits.max_body_bytes", "must be between 1 and 67108864 (64 MiB)"));
         }
         validate_limits(&self.limits)?;
+        if ![DENIAL_STATUS_DEFAULT, DENIAL_STATUS_FORBIDDEN].contains(&self.denial_http_status) {
+            return Err(ConfigError::new(
+                "denial_http_status",
+                format!(
+                    "is {} but must be 200 (the default: every official MCP client reads the JSON-RPC -32003 error and \
+                     keeps its session) or 403 (the status policy denials had before; the TypeScript SDK and the \
+                     Inspector then see an HTTP error, not the JSON-RPC one); remove the key or set one of them",
+                    self.denial_http_status
+                ),
+            ));
+        }
         let rl = &self.rate_limit;
         if rl.enabled && (rl.rps == 0 || rl.burst == 0 || (rl.per_tool && (rl.tool_rps == 0 || rl.tool_burst == 0))) {
             return Err(ConfigError::new(
@@ -1049,11 +1074,21 @@ mod tests {
             ("servers:\n  - name: a\n    url: http://h:1\nlimits: { max_connections: 0 }\n", "limits.max_connections"),
             ("servers:\n  - name: a\n    url: http://h:1\n    max_in_flight: 0\n", "servers.a.max_in_flight"),
             ("servers:\n  - name: a\n    url: http://h:1\n    max_in_flight: 1000001\n", "servers.a.max_in_flight"),
+            ("servers:\n  - name: a\n    url: http://h:1\ndenial_http_status: 400\n", "denial_http_status"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err();
             assert_eq!(e.key, key, "for {text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn denial_status_defaults_to_200_and_keeps_403_as_a_choice() {
+        let base = "servers:\n  - name: a\n    url: http://h:1\n";
+        assert_eq!(parse(base).unwrap().denial_http_status, 200);
+        assert_eq!(parse(&format!("{base}denial_http_status: 403\n")).unwrap().denial_http_status, 403);
+        let e = parse(&format!("{base}denial_http_status: 418\n")).unwrap_err();
+        assert!(e.message.contains("must be 200") && e.message.contains("or 403"), "{e}");
     }
 
     #[test]

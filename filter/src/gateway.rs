@@ -510,7 +510,12 @@ impl Gateway {
         let mut calls: Vec<&str> = Vec::new();
         for m in messages {
             let Some(method) = m.method() else { continue };
-            let action = match Action::classify(method, m.params()) {
+            let classified = if era_removed_untargeted(method, m, &req.mcp_headers) {
+                Ok(Action::Other)
+            } else {
+                Action::classify(method, m.params())
+            };
+            let action = match classified {
                 Ok(a) => a,
                 Err(e) => {
                     attrs.decision = Some("error");
@@ -530,13 +535,7 @@ impl Gateway {
                     attrs.tool = Some(name.to_string());
                 }
                 let data = serde_json::json!({ "reason": d.reason.as_str() });
-                return BodyOutcome::Reply(Reply::error_with_data(
-                    403,
-                    code::FORBIDDEN,
-                    &d.message,
-                    Some(data),
-                    &reply_to,
-                ));
+                return BodyOutcome::Reply(self.denial(&d.message, data, &reply_to));
             }
             if let Action::CallTool { name, .. } = action {
                 calls.push(name);
@@ -660,7 +659,24 @@ impl Gateway {
             kind.explain()
         );
         let data = serde_json::json!({ "reason": attrs.reason, "integrity": kind.as_str() });
-        Some(Reply::error_with_data(403, code::FORBIDDEN, &msg, Some(data), reply_to))
+        Some(self.denial(&msg, data, reply_to))
+    }
+
+    /// The answer to a parseable request that policy (or integrity pinning)
+    /// refused: JSON-RPC -32003. Its HTTP status is `denial_http_status`
+    /// (200 by default) when the error answers the request's own id, since
+    /// only a 2xx reaches every official client as a JSON-RPC error with its
+    /// session intact (docs/clients.md). Without an id to answer (a batch,
+    /// a notification) nobody could match the error to a call, so an HTTP
+    /// error status (403) says it. Authentication failures (401, and 403
+    /// `insufficient_scope` with its challenge) and rate limits (429) keep
+    /// their statuses: OAuth clients act on those.
+    fn denial(&self, message: &str, data: Value, reply_to: &ReplyTo) -> Reply {
+        let status = match reply_to {
+            ReplyTo::JsonRpc(id) if !id.is_null() => self.config.denial_http_status,
+            _ => crate::config::DENIAL_STATUS_FORBIDDEN,
+        };
+        Reply::error_with_data(status, code::FORBIDDEN, message, Some(data), reply_to)
     }
 
     /// The response-phase inspector of `tools/list` for this request.
@@ -703,6 +719,21 @@ impl Gateway {
             &to,
         )
     }
+}
+
+/// `resources/subscribe` does not exist in the 2026-07-28 era (servers answer
+/// -32601). Sent there without a `uri` it names nothing policy could judge,
+/// so the server's own answer is the right one, not the gateway's -32602.
+/// With a `uri` (in any spelling) it is judged as ever: a lenient server
+/// might still serve it.
+fn era_removed_untargeted(method: &str, m: &jsonrpc::Message, headers: &McpHeaders) -> bool {
+    method == "resources/subscribe"
+        && headers.is_modern(m)
+        && match m.params() {
+            None => true,
+            Some(Value::Object(o)) => !o.keys().any(|k| crate::fold::fold_eq(k, "uri")),
+            Some(_) => false, // not an MCP shape: classify refuses it
+        }
 }
 
 /// `completion/complete` asks about one prompt's or resource's arguments:
@@ -797,7 +828,7 @@ clients:
         assert_eq!((req.identity.as_deref(), a.client.as_deref()), (Some("bot"), Some("bot")));
         // The identity's override applies in the body phase.
         let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
-        assert!(matches!(g.on_request_body(&req, call, &mut a.clone()), BodyOutcome::Reply(r) if r.status == 403));
+        assert!(matches!(g.on_request_body(&req, call, &mut a.clone()), BodyOutcome::Reply(r) if r.status == 200));
         assert_eq!(g.credential_header(), Some("authorization"));
         let servers =
             |extra: &[(&str, &str)]| g.authenticate(&RequestHead { headers: &headers("GET", "/servers", extra) });
@@ -1006,15 +1037,64 @@ clients:
     }
 
     #[test]
-    fn denied_call_is_403_with_id_and_tool() {
+    fn denied_call_is_200_with_the_jsonrpc_error_naming_id_and_tool() {
         let (o, a) =
             body(None, r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"dangerous_delete"}}"#);
         let BodyOutcome::Reply(r) = o else { panic!("not denied") };
-        assert_eq!(r.status, 403);
+        assert_eq!(r.status, 200);
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["id"], 9);
         assert!(v["error"]["message"].as_str().unwrap().contains("dangerous_delete"));
+        assert_eq!(v["error"]["code"], -32003);
         assert_eq!((a.decision, a.tool.as_deref()), (Some("deny"), Some("dangerous_delete")));
+    }
+
+    #[test]
+    fn denial_http_status_403_keeps_the_old_status() {
+        let g = Gateway::from_plugin_config(&format!("{CONFIG}denial_http_status: 403\n")).unwrap();
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default(), grant: None };
+        let call = r#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"dangerous_delete"}}"#;
+        let BodyOutcome::Reply(r) = g.on_request_body(&req, call.as_bytes(), &mut Attributes::default()) else {
+            panic!("not denied")
+        };
+        assert_eq!(r.status, 403);
+        assert_eq!(serde_json::from_str::<Value>(&r.body).unwrap()["error"]["code"], -32003);
+    }
+
+    #[test]
+    fn a_denial_with_no_id_to_answer_stays_403() {
+        // A notification: nobody could match a 200's error to a call.
+        let (o, a) = body(None, r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"dangerous_delete"}}"#);
+        assert!(matches!(o, BodyOutcome::Reply(r) if r.status == 403));
+        assert_eq!(a.decision, Some("deny"));
+    }
+
+    #[test]
+    fn era_removed_subscribe_without_uri_is_left_to_the_server() {
+        let g = Gateway::from_plugin_config(
+            "servers:\n  - name: demo\n    policy: {deny_resources: [\"file:///secret\"]}\n",
+        )
+        .unwrap();
+        let modern = McpHeaders::capture([("MCP-Protocol-Version", "2026-07-28")]);
+        let run = |headers: &McpHeaders, params: &str| {
+            let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: headers.clone(), grant: None };
+            let body = format!(r#"{{"jsonrpc":"2.0","id":500,"method":"resources/subscribe"{params}}}"#);
+            g.on_request_body(&req, body.as_bytes(), &mut Attributes::default())
+        };
+        let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}"#;
+        // Modern era, no uri: the server answers (-32601).
+        assert!(matches!(run(&modern, &format!(r#","params":{{{meta}}}"#)), BodyOutcome::Forward(_)));
+        assert!(matches!(run(&McpHeaders::default(), &format!(r#","params":{{{meta}}}"#)), BodyOutcome::Forward(_)));
+        // A uri, in any spelling, is still judged; legacy era still needs one.
+        for params in [
+            format!(r#","params":{{{meta},"uri":"file:///secret"}}"#),
+            format!(r#","params":{{{meta},"URI":"file:///secret"}}"#),
+            r#","params":["file:///secret"]"#.to_string(),
+        ] {
+            assert!(matches!(run(&modern, &params), BodyOutcome::Reply(_)), "{params}");
+        }
+        let legacy = McpHeaders::capture([("MCP-Protocol-Version", "2025-11-25")]);
+        assert!(matches!(run(&legacy, r#","params":{}"#), BodyOutcome::Reply(r) if r.status == 400));
     }
 
     #[test]
@@ -1038,7 +1118,9 @@ clients:
     fn client_override_applies_with_identity() {
         let call = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file"}}"#;
         assert!(matches!(body(None, call).0, BodyOutcome::Forward(_)));
-        assert!(matches!(body(Some("bot"), call).0, BodyOutcome::Reply(r) if r.status == 403));
+        assert!(
+            matches!(body(Some("bot"), call).0, BodyOutcome::Reply(r) if r.status == 200 && r.body.contains("-32003"))
+        );
         assert!(matches!(body(Some("someone-else"), call).0, BodyOutcome::Forward(_)));
     }
 
@@ -1065,7 +1147,7 @@ clients:
         let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"echo"}}"#;
         let mut a = Attributes::default();
         let BodyOutcome::Reply(r) = g.on_request_body_with(&req, call.as_bytes(), &mut a, &lookup) else { panic!() };
-        assert_eq!(r.status, 403);
+        assert_eq!(r.status, 200);
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["id"], 3);
         assert!(v["error"]["message"].as_str().unwrap().contains("rug pull"), "{v}");

@@ -339,7 +339,7 @@ impl Kind {
         [Kind::RugPull, Kind::Shadowing, Kind::Malformed, Kind::Overflow].into_iter().find(|k| k.as_str() == s)
     }
 
-    /// Why a call is refused, for the 403 message.
+    /// Why a call is refused, for the refusal message.
     pub fn explain(self) -> &'static str {
         match self {
             Kind::RugPull => "its definition changed after it was pinned (possible rug pull)",

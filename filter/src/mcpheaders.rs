@@ -32,6 +32,9 @@ use serde_json::{Map, Value};
 /// refused with -32022.
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
+/// The stateless protocol revision (no `initialize`, version on every request).
+pub const MODERN_VERSION: &str = "2026-07-28";
+
 /// The first protocol revision without JSON-RPC batches (they exist only in
 /// 2025-03-26). Revisions are dates, so they compare as strings.
 pub const FIRST_VERSION_WITHOUT_BATCHES: &str = "2025-06-18";
@@ -103,6 +106,12 @@ impl McpHeaders {
         self.version.as_deref()
     }
 
+    /// Whether `m` is a 2026-07-28 (modern era) request, by this header or
+    /// its own `params._meta` version (the check above makes them agree).
+    pub fn is_modern(&self, m: &Message) -> bool {
+        self.version.as_deref().or_else(|| meta_version(m)) == Some(MODERN_VERSION)
+    }
+
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
@@ -113,14 +122,18 @@ impl McpHeaders {
             return mismatch(format!("header {name} appears more than once"));
         }
         if let Some(v) = &self.version {
-            if !SUPPORTED_VERSIONS.contains(&v.as_str()) {
+            if !SUPPORTED_VERSIONS.contains(&v.as_str()) && !is_negotiation(body) {
                 return Err(HeaderError {
                     code: code::UNSUPPORTED_VERSION,
                     message: format!(
-                        "MCP-Protocol-Version {v:?} is not supported; supported: {}",
-                        SUPPORTED_VERSIONS.join(", ")
+                        "MCP-Protocol-Version {v:?} is not a protocol version this gateway can inspect, so the \
+                         request was not forwarded; send server/discover (or initialize) to learn the versions the \
+                         server supports"
                     ),
-                    data: Some(serde_json::json!({ "supported": SUPPORTED_VERSIONS, "requested": v })),
+                    // No `supported` list: the gateway's own list would name
+                    // versions the server may not speak. The server's answer
+                    // to the negotiation request names its own.
+                    data: Some(serde_json::json!({ "requested": v })),
                 });
             }
             for m in body.messages() {
@@ -186,6 +199,15 @@ impl McpHeaders {
         }
         Ok(())
     }
+}
+
+/// A lone `server/discover` or `initialize`: the requests that negotiate the
+/// version. With a version the gateway does not know they still go to the
+/// server, whose own answer (its `-32022` naming the versions it supports,
+/// or its discovery result) is what the client needs. Neither acts on
+/// anything, and neither answer holds a tool list.
+fn is_negotiation(body: &Body) -> bool {
+    matches!(body, Body::Single(m) if matches!(m.method(), Some("server/discover" | "initialize")))
 }
 
 /// The params key a method's `Mcp-Name` mirrors.
@@ -324,10 +346,30 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_version_is_32022() {
+    fn unsupported_version_is_32022_without_the_gateways_list() {
         let e = check(&[("MCP-Protocol-Version", "2099-01-01")], CALL).unwrap_err();
         assert_eq!(e.code, code::UNSUPPORTED_VERSION);
-        assert_eq!(e.data.unwrap()["requested"], "2099-01-01");
+        let data = e.data.unwrap();
+        assert_eq!(data["requested"], "2099-01-01");
+        assert!(data.get("supported").is_none(), "the gateway's list is not the server's: {data}");
+        assert!(!e.message.contains("2025-06-18"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_unknown_version_may_negotiate_with_the_server() {
+        let v999 = [("MCP-Protocol-Version", "v999.0.0")];
+        let discover = r#"{"jsonrpc":"2.0","id":301,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"v999.0.0"}}}"#;
+        assert_eq!(check(&v999, discover), Ok(()));
+        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"v999.0.0"}}"#;
+        assert_eq!(check(&v999, init), Ok(()));
+        // Still checked against the body.
+        let other_meta = discover.replace(r#"protocolVersion":"v999.0.0""#, r#"protocolVersion":"2026-07-28""#);
+        assert_eq!(code_of(check(&v999, &other_meta)), Some(code::HEADER_MISMATCH));
+        // Anything that acts, and batches, are refused before the server.
+        let batch = format!("[{discover}]");
+        for body in [CALL, batch.as_str(), r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#] {
+            assert_eq!(code_of(check(&v999, body)), Some(code::UNSUPPORTED_VERSION), "{body}");
+        }
     }
 
     #[test]

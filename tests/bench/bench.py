@@ -497,7 +497,8 @@ def measure(quick: bool) -> dict:
         {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "dangerous_delete",
                                                                           "arguments": {"path": "/x"}}}).encode(),
         {"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
-    if status != 403:
+    # A denial is HTTP 200 with the JSON-RPC error -32003 (docs/policy.md).
+    if b'"code":-32003' not in body.replace(b" ", b""):
         raise BenchError(f"the full gateway did not refuse a denied tool (got {status}: {body[:200]!r})")
 
     call_body = WORK / "tools-call.json"

@@ -266,7 +266,7 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
       "override, allow/deny lists and argument rules (`regex` + `required` on `echo.text`, `prefix` on "
       "`read_file.path`), `rate_limit` with `per_tool: true` and budgets far above what a run reaches, "
       "`audit` to a file, `inspection: {tool_integrity: enforce, filter_tools_list: true}`. Before timing, each "
-      "variant must answer the call (and (c) must refuse `dangerous_delete` with 403).")
+      "variant must answer the call (and (c) must refuse `dangerous_delete` with `-32003`).")
     w(f"- Envoy: `{results['envoy_argv']}`.")
     w("- CPU µs/request: the process's utime+stime from `/proc/<pid>/stat` before and after the run, divided by "
       "the requests wrk completed. Latencies are wrk's (HdrHistogram), per request, connection reuse on.")

@@ -133,6 +133,18 @@ def jsonrpc(method: str, params: dict | None = None, id: int | str | None = 1) -
 JSON = {"Content-Type": "application/json"}
 
 
+def denied(r: "Response") -> bool:
+    """A policy denial as the gateway answers it by default: HTTP 200 with
+    the JSON-RPC error -32003 (docs/policy.md, `denial_http_status`)."""
+    if r.status != 200:
+        return False
+    try:
+        body = r.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict) and body["error"].get("code") == -32003
+
+
 def tool_calls_in(bodies: list[str]) -> list[str]:
     """The tool names of the tools/call messages in these JSON-RPC bodies
     (single messages and batches; bodies that are not JSON count as none)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import JSON, MCPX_BIN, Process, jsonrpc, optional_tool, request, wait_until
+from harness import JSON, MCPX_BIN, Process, denied, jsonrpc, optional_tool, request, wait_until
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -445,7 +445,7 @@ def test_gateway_serves_a_stdio_server_with_policy(gateway_factory):
     names = [t["name"] for t in r.json()["result"]["tools"]]
     assert "echo" in names and "crash" not in names
     r = gw.post("t", jsonrpc("tools/call", {"name": "crash", "arguments": {}}, id=3), session)
-    assert r.status == 403
+    assert denied(r), r.text
     r = gw.post("t", jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "via envoy"}}, id=4), session)
     assert r.status == 200 and r.json()["result"]["content"][0]["text"] == "via envoy"
     # Nobody but this Envoy may use the bridge: a local process going around the gateway is refused.

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import JSON, MCPX_BIN, DemoServer, StreamBackend, jsonrpc, read_sse_event, wait_until
+from harness import JSON, MCPX_BIN, DemoServer, StreamBackend, denied, jsonrpc, read_sse_event, wait_until
 
 CONFIG = """
 servers:
@@ -68,7 +68,7 @@ def test_rug_pull_enforce_drops_and_refuses(demo, gateway_factory):
     logged(gw, 'integrity violation kind=rug_pull server=demo tool="echo"')
     demo.reset()
     r = call(gw, "echo", {"text": "hi"}, id=99)
-    assert r.status == 403, r.text
+    assert denied(r), r.text
     err = r.json()
     assert err["id"] == 99
     assert "rug pull" in err["error"]["message"] and "echo" in err["error"]["message"]
@@ -144,7 +144,7 @@ inspection: {{ tool_integrity: enforce }}
         logged(gw, 'integrity violation kind=shadowing server=second tool="echo"')
         second.reset()
         r = call(gw, "echo", {"text": "hi"}, server="second")
-        assert r.status == 403 and "shadowing" in r.json()["error"]["message"]
+        assert denied(r) and "shadowing" in r.json()["error"]["message"]
         assert second.tool_calls() == [], "the shadowing tool's call reached its server"
         assert call(gw, "tool_0", server="second").status == 200
         assert second.tool_calls() == ["tool_0"]
@@ -197,13 +197,13 @@ def test_four_workers_agree_on_one_baseline(demo, gateway_factory):
     demo.mode(rug_pull=True)
     lists = parallel(40, lambda i: names(gw))
     demo.reset()
-    calls = parallel(40, lambda i: call(gw, "echo", {"text": "x"}, id=i).status)
+    calls = parallel(40, lambda i: denied(call(gw, "echo", {"text": "x"}, id=i)))
     assert demo.tool_calls() == [], "a refused concurrent call reached the backend"
     after = worker_connections(gw)
     # Every worker served some of these requests, and every answer caught it.
     assert all(after[w] > before[w] for w in before), (before, after)
     assert all(l == ["read_file", "slow", "stream"] for l in lists), lists
-    assert calls == [403] * 40
+    assert calls == [True] * 40
     # Still one baseline: the pins never changed.
     assert baseline(gw)["servers"]["demo"] == pins
 
@@ -444,8 +444,8 @@ def test_baseline_survives_a_reload(demo, gateway_factory):
     gw.config_path.write_text(CONFIG.format(url=demo.url, mode="enforce").replace(
         "deny_tools: [dangerous_delete]", "deny_tools: [dangerous_delete, slow]"))
     os.kill(gw.process.proc.pid, signal.SIGHUP)
-    wait_until(lambda: call(gw, "slow", {"ms": 1}).status == 403, timeout=20, what="the reloaded policy")
+    wait_until(lambda: denied(call(gw, "slow", {"ms": 1})), timeout=20, what="the reloaded policy")
     assert names(gw) == ["read_file", "stream"]
     v = baseline(gw)["violations"]["demo"]["echo"]
     assert v["kind"] == "rug_pull" and v["pinned"] == pinned
-    assert call(gw, "echo", {"text": "hi"}).status == 403
+    assert denied(call(gw, "echo", {"text": "hi"}))

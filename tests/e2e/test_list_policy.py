@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from harness import jsonrpc
+from harness import denied, jsonrpc
 from hostile_backend import HostileBackend, json_answer, result, sse_answer
 
 CONFIG = """
@@ -88,7 +88,7 @@ def test_completion_for_a_denied_prompt_or_resource_never_reaches_the_backend(ba
     gw = gateway_factory(CONFIG.format(url=backend.url))
     params = {"ref": ref, "argument": {"name": "name", "value": ""}}
     r = gw.post("h", jsonrpc("completion/complete", params, id=11), headers=as_(who))
-    assert r.status == 403, r.text
+    assert denied(r), r.text
     err = r.json()["error"]
     assert err["code"] == -32003 and r.json()["id"] == 11, err
     assert backend.count("completion/complete") == 0

@@ -15,7 +15,7 @@ import yaml
 
 import subprocess
 
-from harness import JSON, MCPX_BIN, ROOT, WASM, free_port, jsonrpc, request
+from harness import JSON, MCPX_BIN, ROOT, WASM, denied, free_port, jsonrpc, request
 from test_snippets import UserEnvoy
 
 ISTIO = ROOT / "envoy" / "istio"
@@ -105,11 +105,11 @@ def test_mesh_plugin_config_enforces_policy_in_envoy(demo, source):
         for name, args in [("dangerous_delete", {"path": "/"}), ("echo", {"text": "x"}),
                            ("read_file", {"path": "/etc/passwd"})]:
             r = post("filesystem", jsonrpc("tools/call", {"name": name, "arguments": args}))
-            assert r.status == 403, (name, r.text)
+            assert denied(r), (name, r.text)
         # read_only server: discovery passes, calls do not.
         assert post("github", jsonrpc("tools/list")).status == 200
         r = post("github", jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "x"}}))
-        assert r.status == 403 and "read_only" in r.json()["error"]["message"], r.text
+        assert denied(r) and "read_only" in r.json()["error"]["message"], r.text
         assert not any("tools/call" in b for b in demo.received_bodies())
 
         r = post("filesystem", jsonrpc("tools/call", {"name": "read_file", "arguments": {"path": "/data/a"}}))

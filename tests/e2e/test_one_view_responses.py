@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness import JSON, jsonrpc, wait_until
+from harness import JSON, denied, jsonrpc, wait_until
 from hostile_backend import SSE_TYPE, HostileBackend, json_answer, result, sse_answer
 
 CONFIG = """
@@ -161,7 +161,7 @@ def test_a_rug_pull_delivered_inside_a_call_stream_is_caught(backend, gateway_fa
     # The changed tool is now refused, and the call never reaches the backend.
     before = backend.count("tools/call")
     r = gw.post("h", jsonrpc("tools/call", {"name": "echo", "arguments": {}}, id=6))
-    assert r.status == 403, r.text
+    assert denied(r), r.text
     assert r.json()["error"]["data"]["integrity"] == "rug_pull"
     assert backend.count("tools/call") == before
 

@@ -51,7 +51,7 @@ def test_chunked_upload_is_decided_whole_and_forwarded_intact(demo, gateway_fact
     cut = bad.index(b"dangerous") + 4
     demo.reset()
     status, resp = chunked_post(gw.port, "/mcp/demo", [bad[:cut], bad[cut:cut + 3], bad[cut + 3:]])
-    assert status == 403 and json.loads(resp)["id"] == 8, resp
+    assert status == 200 and json.loads(resp)["id"] == 8 and json.loads(resp)["error"]["code"] == -32003, resp
     assert demo.received() == []
 
 

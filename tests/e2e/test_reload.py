@@ -9,7 +9,7 @@ import json
 import os
 import signal
 
-from harness import JSON, StreamBackend, free_port, jsonrpc, read_sse_event, wait_until
+from harness import JSON, StreamBackend, denied, free_port, jsonrpc, read_sse_event, wait_until
 
 CONFIG = """
 servers:
@@ -53,7 +53,7 @@ def test_sighup_applies_a_new_policy(demo, gateway_factory):
     assert event["result"] == "applied" and event["trigger"] == "sighup", event
     # A policy-only change is an ECDS update: the listener and clusters stay.
     assert event["changed"] == ["filter"], event
-    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after reload")
+    wait_until(lambda: denied(call(gw, "echo")), timeout=10, what="echo denied after reload")
     # The old denial is gone with the old config.
     assert call(gw, "dangerous_delete", {"path": "/x"}).status == 200
     assert gw.process.alive()
@@ -65,7 +65,7 @@ def test_watch_picks_up_a_file_change(demo, gateway_factory):
     gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
     event = wait_for_event(gw, 1)
     assert event["result"] == "applied" and event["trigger"] == "watch", event
-    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after watch reload")
+    wait_until(lambda: denied(call(gw, "echo")), timeout=10, what="echo denied after watch reload")
 
 
 def test_an_invalid_file_is_rejected_and_the_old_policy_keeps_working(demo, gateway_factory):
@@ -76,7 +76,7 @@ def test_an_invalid_file_is_rejected_and_the_old_policy_keeps_working(demo, gate
     assert event["result"] == "rejected", event
     assert "servers[0].name" in event["error"], event
     assert "reload rejected" in gw.process.log()
-    assert call(gw, "dangerous_delete", {"path": "/"}).status == 403
+    assert denied(call(gw, "dangerous_delete", {"path": "/"}))
     assert call(gw, "echo").status == 200
     # Broken YAML, and a config the filter itself would refuse (bad regex).
     gw.config_path.write_text("servers: [ {name: demo, url: ")
@@ -85,11 +85,11 @@ def test_an_invalid_file_is_rejected_and_the_old_policy_keeps_working(demo, gate
         "inspection:", "      tool_rules: { read_file: { args: { path: { regex: '(' } } } }\ninspection:"))
     assert wait_for_event(gw, 3)["result"] == "rejected"
     assert call(gw, "echo").status == 200
-    assert call(gw, "dangerous_delete", {"path": "/"}).status == 403
+    assert denied(call(gw, "dangerous_delete", {"path": "/"}))
     # A valid file after all that is applied.
     gw.config_path.write_text(CONFIG.format(url=demo.url, deny="echo"))
     assert wait_for_event(gw, 4)["result"] == "applied"
-    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied after the valid file")
+    wait_until(lambda: denied(call(gw, "echo")), timeout=10, what="echo denied after the valid file")
 
 
 def cluster_manager_stats(gw) -> dict[str, int]:
@@ -145,7 +145,7 @@ def test_a_long_sse_stream_survives_reloads(gateway_factory):
         second = wait_for_event(gw, 2)
         assert second["changed"] == ["clusters", "filter", "routes"], second
         # New requests already see the new config while the stream still runs.
-        wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied during the stream")
+        wait_until(lambda: denied(call(gw, "echo")), timeout=10, what="echo denied during the stream")
         # Only now does the backend write the rest: it reaches the client.
         for i in range(2, 6):
             backend.send()
@@ -166,12 +166,14 @@ def test_a_keep_alive_connection_sees_the_new_filter_config(demo, gateway_factor
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
     body = json.dumps(jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
 
-    def call_on_conn() -> tuple[int, tuple]:
+    def call_on_conn() -> tuple[int | str, tuple]:
+        """(HTTP status, or "denied" for a policy denial, and the local address)."""
         conn.request("POST", "/mcp/demo", body, JSON)
         local = conn.sock.getsockname()
         r = conn.getresponse()
-        r.read()
-        return r.status, local
+        data = r.read()
+        is_denial = r.status == 200 and json.loads(data).get("error", {}).get("code") == -32003
+        return ("denied" if is_denial else r.status), local
 
     status, first = call_on_conn()
     assert status == 200
@@ -182,7 +184,7 @@ def test_a_keep_alive_connection_sees_the_new_filter_config(demo, gateway_factor
     def denied_on_same_connection():
         status, local = call_on_conn()
         assert local == first, "the connection was reopened"
-        return status == 403
+        return status == "denied"
 
     wait_until(denied_on_same_connection, timeout=10, what="echo denied on the open connection")
     conn.close()
@@ -226,7 +228,7 @@ def test_the_listen_override_survives_a_reload(demo, gateway_factory):
     sighup(gw)
     event = wait_for_event(gw, 1)
     assert event["result"] == "applied" and event["changed"] == ["filter"], event
-    wait_until(lambda: call(gw, "echo").status == 403, timeout=10, what="echo denied")
+    wait_until(lambda: denied(call(gw, "echo")), timeout=10, what="echo denied")
 
 
 def test_reload_events_go_to_the_audit_file(demo, gateway_factory, tmp_path):
@@ -270,9 +272,11 @@ def test_envoy_refusing_a_new_listener_keeps_the_old_one(demo, tmp_path):
     try:
         wait_until(lambda: "gateway ready" in proc.log(), timeout=60, what="gateway ready", proc=proc.proc)
 
-        def echo(p: int) -> int:
+        def echo(p: int) -> int | str:
+            """The HTTP status, or "denied" for a policy denial."""
             body = json.dumps(jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}))
-            return request(p, "POST", "/mcp/demo", body, JSON).status
+            r = request(p, "POST", "/mcp/demo", body, JSON)
+            return "denied" if denied(r) else r.status
 
         def events() -> list[dict]:
             return [json.loads(line) for line in proc.log().splitlines()
@@ -298,6 +302,6 @@ def test_envoy_refusing_a_new_listener_keeps_the_old_one(demo, tmp_path):
         os.kill(proc.proc.pid, signal.SIGHUP)
         event = wait_until(lambda: len(events()) >= 2 and events(), timeout=20, what="second reload")[1]
         assert event["result"] == "applied" and "listener" in event["changed"], event
-        wait_until(lambda: echo(new_port) == 403, timeout=10, what="new port")
+        wait_until(lambda: echo(new_port) == "denied", timeout=10, what="new port")
     finally:
         proc.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import (ENVOY_BIN, JSON, MCPX_BIN, ROOT, WASM, DemoServer, Process, free_port, jsonrpc, request,
+from harness import (ENVOY_BIN, JSON, MCPX_BIN, ROOT, WASM, DemoServer, Process, denied, free_port, jsonrpc, request,
                      wait_until)
 
 DOC = ROOT / "docs" / "deployment.md"
@@ -117,15 +117,15 @@ def test_snippets_merged_into_a_user_envoy_serve_the_quickstart(demo, app, tmp_p
         assert [t["name"] for t in r.json()["result"]["tools"]] == ["echo", "read_file"]
         assert r.header("x-request-id"), "request-id settings from the snippets are missing"
 
-        # A denied call is a 403 naming the tool, and never reaches the server.
+        # A denied call is a JSON-RPC error naming the tool, and never reaches the server.
         demo.reset()
         r = post(jsonrpc("tools/call", {"name": "dangerous_delete", "arguments": {"path": "/"}}, id=7))
-        assert r.status == 403, r.text
+        assert denied(r), r.text
         assert r.json()["id"] == 7 and "dangerous_delete" in r.json()["error"]["message"]
         # The bypass: a client-sent internal header does not change the decision.
         r = post(jsonrpc("tools/call", {"name": "dangerous_delete", "arguments": {"path": "/"}}, id=8),
                  **{"x-mcpx-tool": "echo"})
-        assert r.status == 403, r.text
+        assert denied(r), r.text
         assert not any("dangerous_delete" in b for b in demo.received_bodies())
 
         # An allowed call passes, to the backend's own path.

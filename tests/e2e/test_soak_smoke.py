@@ -36,6 +36,7 @@ def test_classify_rejects_unclean_answers():
     assert soak.classify(502, b'{"jsonrpc":"2.0","id":1,"error":{"code":-32050,"message":"exited"}}')[0] \
         == soak.HTTP_ERROR
     assert soak.classify(403, b'{"jsonrpc":"2.0","id":1,"error":{"code":-32003,"message":"no"}}')[0] == soak.DENIED
+    assert soak.classify(200, b'{"jsonrpc":"2.0","id":1,"error":{"code":-32003,"message":"no"}}')[0] == soak.DENIED
 
 
 def test_leak_check_finds_a_leftover_process():

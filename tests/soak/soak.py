@@ -59,7 +59,7 @@ STDIO_SERVER = str(HERE.parent / "e2e" / "stdio_server.py")
 # the last three fail the soak.
 OK = "ok"                      # 200 + JSON-RPC result
 RPC_ERROR = "jsonrpc_error"    # 200 + JSON-RPC error object
-DENIED = "denied_403"          # 403 + envelope: the policy reload in effect
+DENIED = "denied"              # a policy denial (-32003; HTTP 200 by default, 403 if configured): the policy reload in effect
 HTTP_ERROR = "http_error"      # 4xx/5xx + JSON envelope with an error code
 UNCLEAN = "unclean"            # anything else (non-JSON body, no error code, ...)
 HUNG = "hung"                  # no complete answer within the request timeout
@@ -104,6 +104,9 @@ def classify(status: int, body: bytes) -> tuple[str, str]:
     if status == 200:
         if msg.get("jsonrpc") == "2.0" and "result" in msg:
             return OK, "200 result"
+        if msg.get("jsonrpc") == "2.0" and code == -32003:
+            # A policy denial: HTTP 200 by default (denial_http_status), 403 if configured.
+            return DENIED, f"200 {code} {re.sub(r'[0-9]+', 'N', str(err.get('message')))[:60]}"
         if msg.get("jsonrpc") == "2.0" and isinstance(code, int):
             return RPC_ERROR, f"200 {code} {re.sub(r'[0-9]+', 'N', str(err.get('message')))[:60]}"
         return UNCLEAN, f"HTTP 200 without result or error: {body[:80]!r}"
@@ -531,7 +534,7 @@ def report_markdown(res: Result) -> str:
     lines += [
         "",
         "Categories: `ok` = 200 with a JSON-RPC result; `jsonrpc_error` = 200 with a JSON-RPC error; "
-        "`denied_403` = the policy reload denying `echo` on `demo` (403 envelope, code -32003); "
+        "`denied` = the policy reload denying `echo` on `demo` (code -32003; HTTP 200 by default); "
         "`http_error` = another HTTP error with the JSON error envelope (code below). "
         "`unclean` (no envelope), `hung` (no answer within the timeout) and `transport_error` "
         "(connection reset/refused) fail the soak.",
