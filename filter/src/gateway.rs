@@ -2,11 +2,17 @@
 //! natively. The glue (`glue/`) feeds it headers and bodies and carries out
 //! the outcome it returns.
 //!
-//! Order: CORS (Envoy) → auth → parse → policy → rate limit
-//! (Envoy, from attributes set here) → forward → inspect the response.
+//! Order (every step but Envoy's is a function here, called in this order):
+//! CORS (Envoy) → [`Gateway::admit`]: internal headers and the credential
+//! removed, Origin check, `/metrics` gate → [`Gateway::on_request_headers`]:
+//! OAuth metadata, `/health` and `/servers`, route, auth, method and header
+//! checks → [`Gateway::on_request_body`]: parse, policy, rate-limit cost →
+//! rate limit (Envoy, from headers set here) → forward → inspect the response
+//! ([`Gateway::rewrite_tools_list`], [`Gateway::list_inspector`]).
 
 use crate::auth::{self, Auth, Check, Grant};
 use crate::config::{Config, ConfigError, IntegrityMode, Mode};
+use crate::endpoints;
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::inspect::ListInspector;
 use crate::integrity::{self, BaselineStore, StoreError};
@@ -16,26 +22,10 @@ use crate::policy::{Action, Effective, Policy};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Request headers whose names start with this are the filter's own; a client
-/// copy is removed on entry and ours are removed before forwarding.
-pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
-
-/// The internal headers the filter sets for Envoy (rate-limit descriptors,
-/// routing). Rendered routes remove them before forwarding.
-pub const INTERNAL_HEADERS: &[&str] = &[
-    "x-mcpx-server",
-    "x-mcpx-method",
-    "x-mcpx-tool",
-    "x-mcpx-client",
-    crate::ops::RATE_LIMIT_HITS_HEADER,
-    crate::ops::RATE_LIMIT_TOOL_HITS_HEADER,
-];
-
-/// The caller's identity, set by the filter on requests to stdio servers so
-/// the bridge can keep one identity's session state (tasks) from another's on
-/// a shared child. Never taken from the client: every `x-mcpx-*` header a
-/// client sends is removed on entry; HTTP backends never get it.
-pub const IDENTITY_HEADER: &str = "x-mcpx-identity";
+// The names and request types live in leaf modules (so `auth`, `ops` and
+// `endpoints` need not import this one); re-exported where they were.
+pub use crate::names::{IDENTITY_HEADER, INTERNAL_HEADERS, INTERNAL_HEADER_PREFIX};
+pub use crate::request::{Attributes, RequestHead, MCP_PREFIX};
 
 /// The identity as a header value: visible ASCII only (an identity from a JWT
 /// claim may hold anything), `%XX` for every other byte and for `%` itself.
@@ -54,9 +44,6 @@ pub fn encode_identity(identity: &str) -> String {
 /// The `Accept` a `tools/list` is forwarded with when it will be inspected.
 pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
 
-/// The MCP endpoints live under this prefix: `/mcp/{server}`.
-pub const MCP_PREFIX: &str = "/mcp/";
-
 /// Everything the filter needs, built once per configuration.
 #[derive(Debug)]
 pub struct Gateway {
@@ -70,34 +57,6 @@ struct ServerEntry {
     policy: Policy,
     /// Client identity -> that client's override for this server.
     clients: BTreeMap<String, Policy>,
-}
-
-/// The request line and headers, as Envoy gives them (`:method`, `:path`
-/// pseudo-headers included; names lowercase).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestHead<'a> {
-    pub headers: &'a [(String, String)],
-}
-
-impl<'a> RequestHead<'a> {
-    pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn method(&self) -> &'a str {
-        self.get(":method").unwrap_or("")
-    }
-
-    /// The path without its query string.
-    pub fn path(&self) -> &'a str {
-        let p = self.get(":path").unwrap_or("");
-        p.split_once('?').map_or(p, |(path, _)| path)
-    }
-
-    /// The client-sent copies of internal headers, to be removed on entry.
-    pub fn internal_headers(&self) -> impl Iterator<Item = &'a str> {
-        self.headers.iter().map(|(k, _)| k.as_str()).filter(|k| starts_with_ignore_case(k, INTERNAL_HEADER_PREFIX))
-    }
 }
 
 /// Whether the request head announces a body (`Content-Length` above 0, or
@@ -181,8 +140,22 @@ fn media_params(mut s: &str) -> Result<Vec<(&str, String)>, String> {
     }
 }
 
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+/// What [`Gateway::admit`] decided.
+#[derive(Debug)]
+pub struct Admission<'a> {
+    /// Request headers to remove before anything is forwarded.
+    pub remove: Vec<&'a str>,
+    pub verdict: Admit,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Admit {
+    /// Go on to [`Gateway::on_request_headers`].
+    Continue,
+    /// `/metrics`: forward to Envoy's stats; the glue appends the breaker series.
+    ServeMetrics,
+    /// Answer now; the request never reaches a backend.
+    Reply(Reply),
 }
 
 /// What to do after the request headers.
@@ -249,20 +222,6 @@ pub enum ResponsePlan {
     FilterToolsList { list_ids: Vec<Value> },
 }
 
-/// The per-request facts audit logs, metrics and rate limits are built from.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Attributes {
-    pub server: Option<String>,
-    pub method: Option<String>,
-    pub tool: Option<String>,
-    pub client: Option<String>,
-    pub decision: Option<&'static str>,
-    pub reason: Option<String>,
-    /// Integrity violations seen on this request, `kind:tool` comma-separated
-    /// (audit field `integrity`; see `inspect::audit_note`).
-    pub integrity: Option<String>,
-}
-
 impl Gateway {
     /// Builds the gateway from a plugin configuration (YAML or JSON).
     pub fn from_plugin_config(text: &str) -> Result<Self, ConfigError> {
@@ -327,6 +286,42 @@ impl Gateway {
         Some(Effective { server: &entry.policy, client })
     }
 
+    /// Phase 0, before routing: which headers the glue removes before
+    /// anything is forwarded, the Origin check and the `/metrics` gate. Runs
+    /// once per request (not again after a key wait).
+    pub fn admit<'a>(&'a self, head: &RequestHead<'a>, attrs: &mut Attributes) -> Admission<'a> {
+        // Client copies of internal headers, and the gateway's credential (no
+        // token passthrough: it never reaches a backend). Only those present:
+        // every header change is a host call and a route re-match.
+        let mut remove: Vec<&'a str> = head.internal_headers().collect();
+        if let Some(name) = self.credential_header().filter(|n| head.get(n).is_some()) {
+            remove.push(name);
+        }
+        if let Some(reply) = crate::ops::check_origin(&self.config, head) {
+            attrs.server =
+                head.path().strip_prefix(MCP_PREFIX).filter(|s| self.config.server(s).is_some()).map(String::from);
+            attrs.decision = Some("deny");
+            attrs.reason = Some("origin".into());
+            return Admission { remove, verdict: Admit::Reply(reply) };
+        }
+        let verdict = if head.path() == crate::names::METRICS_PATH { self.metrics_gate(head) } else { Admit::Continue };
+        Admission { remove, verdict }
+    }
+
+    /// `/metrics`: only GET is served; with auth enabled the caller must
+    /// present a valid credential of any client (docs/auth.md).
+    fn metrics_gate(&self, head: &RequestHead<'_>) -> Admit {
+        if head.method() != "GET" {
+            let r = Reply::error(405, code::METHOD_NOT_ALLOWED, "use GET /metrics", &ReplyTo::Http)
+                .with_header("allow", "GET");
+            return Admit::Reply(r);
+        }
+        match self.authenticate(head) {
+            Ok(_) => Admit::ServeMetrics,
+            Err(r) => Admit::Reply(r),
+        }
+    }
+
     /// Phase 1: routing, auth and the checks that need no body.
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
@@ -336,7 +331,14 @@ impl Gateway {
             return HeadOutcome::Reply(reply);
         }
         if let Some(ep) = crate::endpoints::Endpoint::from_path(path) {
-            return self.on_endpoint(ep, head, attrs);
+            let access = || match self.authenticate(head) {
+                Ok(_) => endpoints::Access::Full,
+                Err(reply) => endpoints::Access::Anonymous(reply),
+            };
+            return match endpoints::answer(ep, head, &self.config, attrs, access) {
+                endpoints::Answer::Health(detail) => HeadOutcome::Health(detail),
+                endpoints::Answer::Reply(reply) => HeadOutcome::Reply(reply),
+            };
         }
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;
@@ -722,6 +724,10 @@ fn completion_target<'a>(method: &str, params: Option<&'a Value>) -> Option<Acti
 
 /// `(server, tool)` → the integrity violation recorded for it, if any.
 pub type ViolationLookup<'a> = dyn Fn(&str, &str) -> Result<Option<integrity::Kind>, StoreError> + 'a;
+
+#[cfg(test)]
+#[path = "admit_tests.rs"]
+mod admit_tests;
 
 #[cfg(test)]
 mod tests {

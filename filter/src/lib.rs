@@ -29,6 +29,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod endpoints;
@@ -42,8 +43,10 @@ pub mod inspect;
 pub mod integrity;
 pub mod jsonrpc;
 pub mod mcpheaders;
+pub mod names;
 pub mod ops;
 pub mod policy;
+pub mod request;
 pub mod resource_uri;
 pub mod scalar;
 pub mod servers;

@@ -7,11 +7,10 @@ use super::{host, known_tools, metrics};
 use crate::config::IntegrityMode;
 use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{
-    Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan, MCP_PREFIX,
-};
+use crate::gateway::{Admit, Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan};
 use crate::inspect::Inspection;
 use crate::integrity;
+use crate::names::{self, attr};
 use crate::ops;
 use crate::sse::{FeedError, SseRewriter};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -95,7 +94,7 @@ impl HttpFilter {
     }
 
     pub fn wait_is_over(&self) -> bool {
-        self.key_wait.as_ref().is_some_and(|w| crate::auth::now_secs() >= w.deadline)
+        self.key_wait.as_ref().is_some_and(|w| crate::clock::now_secs() >= w.deadline)
     }
 
     /// Called (as this request's context) when keys arrived or the wait is
@@ -123,7 +122,7 @@ impl HttpFilter {
             HeadOutcome::PassThrough => Action::Continue,
             HeadOutcome::Reply(r) => self.reply(&r),
             HeadOutcome::AwaitKeys(reply) => {
-                let now = crate::auth::now_secs();
+                let now = crate::clock::now_secs();
                 let deadline = deadline.unwrap_or(now + KEY_WAIT_SECS);
                 if now >= deadline {
                     return self.reply(&reply);
@@ -140,7 +139,7 @@ impl HttpFilter {
             }
             HeadOutcome::Forward(req) => {
                 if gateway.config().rate_limit.enabled {
-                    host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some("1"));
+                    host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some("1"));
                 }
                 if let Some((name, value)) = gateway.bridge_identity(&req) {
                     host::set_request_header(name, Some(&value));
@@ -182,13 +181,13 @@ impl HttpFilter {
     fn publish_attributes(&mut self) {
         let a = &self.attrs;
         let fields = [
-            ("mcp_server", a.server.as_deref()),
-            ("mcp_method", a.method.as_deref()),
-            ("mcp_tool", a.tool.as_deref()),
-            ("mcp_client", a.client.as_deref()),
-            ("mcp_decision", a.decision),
-            ("mcp_reason", a.reason.as_deref()),
-            ("mcp_integrity", a.integrity.as_deref()),
+            (attr::SERVER, a.server.as_deref()),
+            (attr::METHOD, a.method.as_deref()),
+            (attr::TOOL, a.tool.as_deref()),
+            (attr::CLIENT, a.client.as_deref()),
+            (attr::DECISION, a.decision),
+            (attr::REASON, a.reason.as_deref()),
+            (attr::INTEGRITY, a.integrity.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(v) = value {
@@ -209,15 +208,15 @@ impl HttpFilter {
                 let rl = &gateway.config().rate_limit;
                 if rl.enabled {
                     // Tokens: one per message (a batch costs what its messages would alone).
-                    host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
+                    host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
                 }
                 if let (true, true, Some(tool), true) =
                     (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
                 {
                     // The per-tool bucket key and its cost.
                     let label = tool_label(gateway, &req.server, tool);
-                    host::set_request_header(ops::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
-                    host::set_request_header(ops::RATE_LIMIT_TOOL_HITS_HEADER, Some(&f.tool_hits.to_string()));
+                    host::set_request_header(names::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
+                    host::set_request_header(names::RATE_LIMIT_TOOL_HITS_HEADER, Some(&f.tool_hits.to_string()));
                     self.tool_label = Some(label);
                 }
                 self.reply_to = f.reply_to;
@@ -246,14 +245,14 @@ impl HttpFilter {
         for v in &found.violations {
             *counts.entry((tool_label(gateway, server, &v.tool), v.kind.as_str())).or_default() += 1;
         }
-        let server_label = ops::sanitize(server);
+        let server_label = names::label(server);
         for ((tool, kind), n) in counts {
             metrics::integrity_violation(&server_label, &tool, kind, n);
         }
         self.attrs.integrity = crate::inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
         if let Some(n) = &self.attrs.integrity {
-            host::set_attribute("mcp_integrity", n);
-            host::set_attribute("mcp_integrity_action", action);
+            host::set_attribute(attr::INTEGRITY, n);
+            host::set_attribute(attr::INTEGRITY_ACTION, action);
         }
     }
 
@@ -343,8 +342,8 @@ impl HttpFilter {
     fn note_refused(&mut self, reason: &str) {
         self.attrs.decision = Some("error");
         self.attrs.reason = Some(reason.to_string());
-        host::set_attribute("mcp_decision", "error");
-        host::set_attribute("mcp_reason", reason);
+        host::set_attribute(attr::DECISION, "error");
+        host::set_attribute(attr::REASON, reason);
     }
 
     /// Refuses the backend's answer in the headers phase (502 with the
@@ -376,8 +375,8 @@ impl HttpFilter {
         let er = ops::envoy_reply(status, details, &self.reply_to, cooldown);
         self.attrs.decision = Some(er.decision);
         self.attrs.reason = Some(er.reason.clone());
-        host::set_attribute("mcp_decision", er.decision);
-        host::set_attribute("mcp_reason", &er.reason);
+        host::set_attribute(attr::DECISION, er.decision);
+        host::set_attribute(attr::REASON, &er.reason);
         for (k, v) in &er.reply.headers {
             host::set_response_header(k, Some(v));
         }
@@ -409,7 +408,7 @@ impl HttpFilter {
             return; // not an MCP request
         }
         let config = gateway.config();
-        let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), ops::sanitize);
+        let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), names::label);
         let method = ops::method_label(self.attrs.method.as_deref());
         let tool = match (self.attrs.method.as_deref(), self.attrs.tool.as_deref(), self.attrs.server.as_deref()) {
             (Some("tools/call" | "batch"), Some(t), Some(s)) => {
@@ -419,7 +418,7 @@ impl HttpFilter {
         };
         let client = ops::client_label(config, self.attrs.client.as_deref());
         let status = host::property_u64(&["response", "code"]).unwrap_or(0);
-        let duration = host::now_ms().saturating_sub(self.started_ms);
+        let duration = crate::clock::now_ms().saturating_sub(self.started_ms);
         let labels =
             metrics::RequestLabels { server: &server, method: &method, tool: tool.as_deref(), client: &client };
         metrics::request(&labels, &self.attrs, status, duration);
@@ -500,31 +499,21 @@ impl HttpContext for HttpFilter {
         if self.control {
             return self.reply(&control::handle(&head, &mut SharedStore));
         }
-        self.started_ms = host::now_ms();
-        for name in head.internal_headers() {
-            host::set_request_header(name, None);
-        }
-        // No token passthrough: the gateway's credential never reaches a
-        // backend. Removed only when sent, like the internal headers above:
-        // every header change is a host call and a route re-match.
-        if let Some(name) = gateway.credential_header().filter(|n| head.get(n).is_some()) {
-            host::set_request_header(name, None);
-        }
-        if let Some(reply) = ops::check_origin(gateway.config(), &head) {
-            let server = head.path().strip_prefix(MCP_PREFIX).filter(|s| gateway.config().server(s).is_some());
-            self.attrs.server = server.map(String::from);
-            self.attrs.decision = Some("deny");
-            self.attrs.reason = Some("origin".into());
-            return self.reply(&reply);
-        }
-        if head.path() == ops::METRICS_PATH {
-            return match ops::metrics_access(&gateway, &head) {
-                ops::MetricsAccess::Serve => {
-                    self.response = ResponseBody::Metrics;
-                    Action::Continue
-                }
-                ops::MetricsAccess::Refuse(r) => self.reply(&r),
-            };
+        self.started_ms = crate::clock::now_ms();
+        let verdict = {
+            let admission = gateway.admit(&head, &mut self.attrs);
+            for name in admission.remove {
+                host::set_request_header(name, None);
+            }
+            admission.verdict
+        };
+        match verdict {
+            Admit::Continue => {}
+            Admit::ServeMetrics => {
+                self.response = ResponseBody::Metrics;
+                return Action::Continue;
+            }
+            Admit::Reply(r) => return self.reply(&r),
         }
         self.handle_head(&gateway, headers, end_of_stream, None, None)
     }
