@@ -85,3 +85,37 @@ def test_every_test_named_as_proof_exists():
         if not any(re.search(rf"\bfn {name}\(", p.read_text()) for p in found):
             missing.append(f"{file} {name}")
     assert not missing, "docs/architecture.md names tests that do not exist: " + ", ".join(missing)
+
+
+def core_imports():
+    """module -> the crate modules its non-test code names (`crate::x`), for
+    the host-independent core (glue/ is the layer on top and may use any)."""
+    src = ROOT / "filter" / "src"
+    graph = {}
+    for f in src.rglob("*.rs"):
+        rel = f.relative_to(src)
+        if rel.parts[0] == "glue" or f.stem.endswith("tests") or f.name in {"lib.rs", "tests.rs"}:
+            continue
+        module = rel.parts[0].removesuffix(".rs")
+        code = f.read_text().split("#[cfg(test)]", 1)[0]
+        code = "\n".join(l for l in code.splitlines() if not l.lstrip().startswith("//"))
+        graph.setdefault(module, set()).update(set(re.findall(r"crate::([a-z_]+)", code)) - {module})
+    return graph
+
+
+def test_the_core_has_no_import_cycles():
+    graph = core_imports()
+    assert {"request", "names", "gateway", "auth"} <= graph.keys()
+    assert graph["request"] <= {"names"} and not graph["names"], "request.rs and names.rs are leaves"
+    cycles = []
+
+    def visit(node, path):
+        for nxt in sorted(graph.get(node, ())):
+            if nxt in path:
+                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]))
+            elif len(path) < len(graph):
+                visit(nxt, path + [nxt])
+
+    for m in sorted(graph):
+        visit(m, [m])
+    assert not cycles, "import cycles in the core: " + "; ".join(sorted(set(cycles))[:10])
