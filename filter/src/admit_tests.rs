@@ -3,7 +3,7 @@
 //! core and carried out by the glue.
 
 use crate::gateway::{Admit, Gateway};
-use crate::request::{Attributes, RequestHead};
+use crate::request::{Attributes, Decision, RequestHead};
 
 const OPEN: &str = "servers:\n  - name: demo\n";
 const TOKEN: &str = "servers:\n  - name: demo\nauth:\n  enabled: true\n  token: s3cret\n";
@@ -52,12 +52,12 @@ fn a_foreign_origin_is_refused_and_audited_before_routing() {
     assert!(r.body.contains("cors.allowed_origins"), "{}", r.body);
     assert_eq!(
         (attrs.server.as_deref(), attrs.decision, attrs.reason.as_deref()),
-        (Some("demo"), Some("deny"), Some("origin"))
+        (Some("demo"), Some(Decision::Deny), Some("origin"))
     );
     assert_eq!(remove, ["authorization"], "the credential goes even from a refused request");
     // An unknown server is not named in the audit line.
     let (_, _, attrs) = admit(OPEN, &head("POST", "/mcp/nope", &[("origin", "http://evil.example")]));
-    assert_eq!((attrs.server, attrs.decision), (None, Some("deny")));
+    assert_eq!((attrs.server, attrs.decision), (None, Some(Decision::Deny)));
     // The gateway's own origin on a loopback name is allowed.
     let local = [(":authority", "localhost:8080"), ("origin", "http://localhost:8080")];
     let mut h = head("POST", "/mcp/demo", &[]);

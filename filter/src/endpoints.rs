@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::health::Detail;
-use crate::request::{Attributes, RequestHead};
+use crate::request::{Attributes, Decision, RequestHead};
 use crate::servers;
 
 /// A path the gateway answers itself.
@@ -55,7 +55,7 @@ pub fn answer(
 ) -> Answer {
     attrs.method = Some(head.method().to_string());
     if !matches!(head.method(), "GET" | "HEAD") {
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("method_not_allowed".into());
         let msg = format!("{} answers GET only", head.path());
         return Answer::Reply(
@@ -72,7 +72,7 @@ pub fn answer(
             Answer::Reply(Reply::json(200, &servers::summary(config)).with_header("cache-control", "no-store"))
         }
         (Endpoint::Servers, Access::Anonymous(reply)) => {
-            attrs.decision = Some("auth_failed");
+            attrs.decision = Some(Decision::AuthFailed);
             attrs.reason = Some("credential_required".into());
             Answer::Reply(reply)
         }
@@ -114,8 +114,8 @@ mod tests {
         assert_eq!(decision(OPEN, "GET", "/health"), None);
         assert_eq!(decision(OPEN, "GET", "/servers"), None);
         assert_eq!(decision(AUTH, "GET", "/health"), None);
-        assert_eq!(decision(AUTH, "GET", "/servers"), Some("auth_failed"));
-        assert_eq!(decision(OPEN, "POST", "/health"), Some("error"));
+        assert_eq!(decision(AUTH, "GET", "/servers"), Some(Decision::AuthFailed));
+        assert_eq!(decision(OPEN, "POST", "/health"), Some(Decision::Error));
     }
 
     #[test]

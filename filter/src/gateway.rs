@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 // The names and request types live in leaf modules (so `auth`, `ops` and
 // `endpoints` need not import this one); re-exported where they were.
 pub use crate::names::{IDENTITY_HEADER, INTERNAL_HEADERS, INTERNAL_HEADER_PREFIX};
-pub use crate::request::{Attributes, RequestHead, MCP_PREFIX};
+pub use crate::request::{Attributes, Decision, RequestHead, MCP_PREFIX};
 
 /// The identity as a header value: visible ASCII only (an identity from a JWT
 /// claim may hold anything), `%XX` for every other byte and for `%` itself.
@@ -300,7 +300,7 @@ impl Gateway {
         if let Some(reply) = crate::ops::check_origin(&self.config, head) {
             attrs.server =
                 head.path().strip_prefix(MCP_PREFIX).filter(|s| self.config.server(s).is_some()).map(String::from);
-            attrs.decision = Some("deny");
+            attrs.decision = Some(Decision::Deny);
             attrs.reason = Some("origin".into());
             return Admission { remove, verdict: Admit::Reply(reply) };
         }
@@ -326,7 +326,7 @@ impl Gateway {
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
         if let Some(reply) = self.metadata(head) {
-            attrs.decision = Some("allow");
+            attrs.decision = Some(Decision::Allow);
             attrs.reason = Some("oauth_metadata".into());
             return HeadOutcome::Reply(reply);
         }
@@ -355,12 +355,12 @@ impl Gateway {
             Check::Open => None,
             Check::Allowed(p) => Some(p),
             Check::Refused(r) => {
-                attrs.decision = Some("auth_failed");
+                attrs.decision = Some(Decision::AuthFailed);
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::Reply(r.reply);
             }
             Check::AwaitKeys(r) => {
-                attrs.decision = Some(if r.reply.status == 401 { "auth_failed" } else { "error" });
+                attrs.decision = Some(if r.reply.status == 401 { Decision::AuthFailed } else { Decision::Error });
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::AwaitKeys(r.reply);
             }
@@ -368,7 +368,7 @@ impl Gateway {
         if !known {
             let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
             let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
-            attrs.decision = Some("error");
+            attrs.decision = Some(Decision::Error);
             attrs.reason = Some("unknown_server".into());
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
@@ -379,7 +379,7 @@ impl Gateway {
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
-                    attrs.decision = Some("error");
+                    attrs.decision = Some(Decision::Error);
                     attrs.reason = Some("bad_request".into());
                     HeadOutcome::Reply(reply)
                 }
@@ -390,11 +390,11 @@ impl Gateway {
                 if head_declares_body(head) {
                     return HeadOutcome::Reply(Self::body_not_allowed(head.method(), attrs));
                 }
-                attrs.decision = Some("allow");
+                attrs.decision = Some(Decision::Allow);
                 HeadOutcome::Forward(req)
             }
             other => {
-                attrs.decision = Some("error");
+                attrs.decision = Some(Decision::Error);
                 attrs.reason = Some("method_not_allowed".into());
                 HeadOutcome::Reply(
                     Reply::error(
@@ -420,7 +420,7 @@ impl Gateway {
     /// parses (and so only decides on) POST bodies, so a body elsewhere would
     /// reach the backend unread.
     pub fn body_not_allowed(method: &str, attrs: &mut Attributes) -> Reply {
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("body_not_allowed".into());
         let msg =
             format!("a {method} request to an MCP endpoint must not carry a body; send JSON-RPC messages with POST");
@@ -478,7 +478,7 @@ impl Gateway {
         let parsed = match jsonrpc::parse_body(body) {
             Ok(b) => b,
             Err(e) => {
-                attrs.decision = Some("error");
+                attrs.decision = Some(Decision::Error);
                 attrs.reason = Some(if e.code == code::PARSE_ERROR { "parse_error" } else { "invalid_request" }.into());
                 let to = match e.id {
                     Some(id) => ReplyTo::JsonRpc(id),
@@ -499,7 +499,7 @@ impl Gateway {
         });
         // Headers that disagree with the body never reach a backend (docs/policy.md).
         if let Err(e) = req.mcp_headers.check(&parsed) {
-            attrs.decision = Some("error");
+            attrs.decision = Some(Decision::Error);
             attrs.reason = Some("header_mismatch".into());
             return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));
         }
@@ -515,7 +515,7 @@ impl Gateway {
             let action = match Action::classify(method, m.params()) {
                 Ok(a) => a,
                 Err(e) => {
-                    attrs.decision = Some("error");
+                    attrs.decision = Some(Decision::Error);
                     attrs.reason = Some("invalid_params".into());
                     return BodyOutcome::Reply(Reply::error(400, code::INVALID_PARAMS, &e.0, &reply_to));
                 }
@@ -526,7 +526,7 @@ impl Gateway {
                 attrs.tool.get_or_insert_with(|| name.to_string());
             }
             if let Err(d) = policy.check(&action) {
-                attrs.decision = Some("deny");
+                attrs.decision = Some(Decision::Deny);
                 attrs.reason = Some(d.reason.as_str().to_string());
                 if let Action::CallTool { name, .. } = action {
                     attrs.tool = Some(name.to_string());
@@ -549,7 +549,7 @@ impl Gateway {
             // OAuth step-up: a tool may need scopes beyond the server's.
             if let (Action::CallTool { name, .. }, Some(grant), Some(o)) = (&action, &req.grant, self.auth.oauth()) {
                 if let Some(r) = o.check_tool(&req.server, name, grant, &reply_to) {
-                    attrs.decision = Some("deny");
+                    attrs.decision = Some(Decision::Deny);
                     attrs.reason = Some(r.reason.into());
                     attrs.tool = Some(name.to_string());
                     return BodyOutcome::Reply(r.reply);
@@ -564,7 +564,7 @@ impl Gateway {
         if let Some(reply) = self.check_batch_charge(&calls, attrs) {
             return BodyOutcome::Reply(reply);
         }
-        attrs.decision = Some("allow");
+        attrs.decision = Some(Decision::Allow);
         let hits = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let tool_hits = u32::try_from(calls.len()).unwrap_or(u32::MAX);
         let mut forward = Forward { reply_to, hits, tool_hits, ..Forward::default() };
@@ -586,7 +586,7 @@ impl Gateway {
     /// an MCP message and is refused rather than guessed at.
     fn check_batch_version(&self, req: &McpRequest, attrs: &mut Attributes) -> Option<Reply> {
         let v = req.mcp_headers.version().filter(|v| *v >= crate::mcpheaders::FIRST_VERSION_WITHOUT_BATCHES)?;
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("batch_not_allowed".into());
         let msg = format!(
             "JSON-RPC batches are not part of MCP protocol version {v} (only 2025-03-26 has them); send each message in its own POST"
@@ -606,7 +606,7 @@ impl Gateway {
         if !(rl.enabled && rl.per_tool) {
             return None;
         }
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("batch_mixed_tools".into());
         let msg = format!(
             "a batch may call only one tool while per-tool rate limits are on (each call is charged to its tool's \
@@ -647,13 +647,13 @@ impl Gateway {
             Ok(None) => return None,
             Ok(Some(kind)) => kind,
             Err(e) => {
-                attrs.decision = Some("error");
+                attrs.decision = Some(Decision::Error);
                 attrs.reason = Some("integrity_unavailable".into());
                 let msg = format!("tool integrity could not be checked, so the call is refused: {e}");
                 return Some(Reply::error(503, code::UNAVAILABLE, &msg, reply_to));
             }
         };
-        attrs.decision = Some("deny");
+        attrs.decision = Some(Decision::Deny);
         attrs.reason = Some(format!("integrity_{}", kind.as_str()));
         attrs.tool = Some(tool.to_string());
         let msg = format!(
@@ -793,7 +793,7 @@ clients:
         for m in ["POST", "GET", "DELETE", "PUT"] {
             let (o, a) = run(m, "/mcp/demo", &[JSON]);
             assert_eq!(status(&o), 401, "{m}");
-            assert_eq!(a.decision, Some("auth_failed"));
+            assert_eq!(a.decision, Some(Decision::AuthFailed));
         }
         let bot = ("authorization", "Bearer bot-token");
         assert_eq!(status(&run("POST", "/mcp/nope", &[JSON]).0), 401, "unknown servers are not revealed");
@@ -1020,7 +1020,7 @@ clients:
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["id"], 9);
         assert!(v["error"]["message"].as_str().unwrap().contains("dangerous_delete"));
-        assert_eq!((a.decision, a.tool.as_deref()), (Some("deny"), Some("dangerous_delete")));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some(Decision::Deny), Some("dangerous_delete")));
     }
 
     #[test]
@@ -1037,7 +1037,7 @@ clients:
         let (o, a) = body(None, r#"{"jsonrpc":"2.0","id":"k-1","method":"tools/call","params":{"name":"echo"}}"#);
         let BodyOutcome::Forward(f) = o else { panic!("not forwarded") };
         assert_eq!(f.reply_to, ReplyTo::JsonRpc(Value::String("k-1".into())));
-        assert_eq!((a.decision, a.tool.as_deref()), (Some("allow"), Some("echo")));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some(Decision::Allow), Some("echo")));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::config::Config;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::request::RequestHead;
+use crate::request::{Decision, RequestHead};
 
 use crate::names::label;
 // Defined with the other names the renderer shares; re-exported here so
@@ -148,7 +148,7 @@ pub fn client_label(config: &Config, identity: Option<&str>) -> String {
 #[derive(Debug, PartialEq)]
 pub struct EnvoyReply {
     pub reply: Reply,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub reason: String,
 }
 
@@ -171,7 +171,7 @@ pub fn envoy_reply(status: u16, details: &str, to: &ReplyTo, cooldown_secs: u64)
             to,
         )
         .with_header("retry-after", "1");
-        return EnvoyReply { reply, decision: "rate_limited", reason: "rate_limited".into() };
+        return EnvoyReply { reply, decision: Decision::RateLimited, reason: "rate_limited".into() };
     }
     let (message, reason, retry) = match details {
         "no_healthy_upstream" => (
@@ -189,7 +189,7 @@ pub fn envoy_reply(status: u16, details: &str, to: &ReplyTo, cooldown_secs: u64)
     if let Some(secs) = retry {
         reply = reply.with_header("retry-after", secs.to_string());
     }
-    EnvoyReply { reply, decision: "error", reason: reason.into() }
+    EnvoyReply { reply, decision: Decision::Error, reason: reason.into() }
 }
 
 /// Appends `mcpx_breaker_state{server}` (1 = open, 0 = closed) and
@@ -296,13 +296,13 @@ mod tests {
     fn envoy_replies_get_the_envelope_with_the_id() {
         let to = ReplyTo::JsonRpc(serde_json::json!(7));
         let r = envoy_reply(429, "local_rate_limited", &to, 30);
-        assert_eq!((r.reply.status, r.decision), (429, "rate_limited"));
+        assert_eq!((r.reply.status, r.decision), (429, Decision::RateLimited));
         let v: serde_json::Value = serde_json::from_str(&r.reply.body).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["error"]["code"], code::RATE_LIMITED);
         assert!(r.reply.headers.contains(&("retry-after".to_string(), "1".to_string())));
         let r = envoy_reply(503, "no_healthy_upstream", &to, 30);
-        assert_eq!((r.reply.status, r.decision, r.reason.as_str()), (503, "error", "circuit_open"));
+        assert_eq!((r.reply.status, r.decision, r.reason.as_str()), (503, Decision::Error, "circuit_open"));
         assert!(r.reply.headers.contains(&("retry-after".to_string(), "30".to_string())));
         assert!(!is_envoy_reply("via_upstream"));
         assert!(is_envoy_reply("no_healthy_upstream"));

@@ -47,9 +47,55 @@ pub struct Attributes {
     pub method: Option<String>,
     pub tool: Option<String>,
     pub client: Option<String>,
-    pub decision: Option<&'static str>,
+    pub decision: Option<Decision>,
     pub reason: Option<String>,
     /// Integrity violations seen on this request, `kind:tool` comma-separated
     /// (audit field `integrity`; see `inspect::audit_note`).
     pub integrity: Option<String>,
+}
+
+/// What the gateway decided about a request: the audit line's `decision`
+/// and the `decision` label of `mcpx_tool_calls_total`. `None` in
+/// [`Attributes`] means the request was not an audited MCP request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Forwarded (Envoy may still refuse it later: then `RateLimited` or `Error`).
+    Allow,
+    /// Refused by policy (tools, arguments, resources, Origin, integrity).
+    Deny,
+    /// No valid credential, or not enough scope.
+    AuthFailed,
+    /// Envoy's rate limit answered 429.
+    RateLimited,
+    /// Malformed, unsupported or undeliverable.
+    Error,
+}
+
+impl Decision {
+    /// The word audit lines and metric labels carry (docs/operations.md).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Deny => "deny",
+            Decision::AuthFailed => "auth_failed",
+            Decision::RateLimited => "rate_limited",
+            Decision::Error => "error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Decision;
+
+    #[test]
+    fn decisions_are_the_documented_words() {
+        let all = [Decision::Allow, Decision::Deny, Decision::AuthFailed, Decision::RateLimited, Decision::Error];
+        let words: Vec<&str> = all.iter().map(|d| d.as_str()).collect();
+        assert_eq!(words, ["allow", "deny", "auth_failed", "rate_limited", "error"]);
+        let ops = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operations.md")).unwrap();
+        for w in words {
+            assert!(ops.contains(&format!("`{w}`")), "docs/operations.md does not name the decision {w}");
+        }
+    }
 }

@@ -7,7 +7,9 @@ use super::{host, known_tools, metrics};
 use crate::config::IntegrityMode;
 use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{Admit, Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan};
+use crate::gateway::{
+    Admit, Attributes, BodyOutcome, Decision, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan,
+};
 use crate::inspect::Inspection;
 use crate::integrity;
 use crate::names::{self, attr};
@@ -185,7 +187,7 @@ impl HttpFilter {
             (attr::METHOD, a.method.as_deref()),
             (attr::TOOL, a.tool.as_deref()),
             (attr::CLIENT, a.client.as_deref()),
-            (attr::DECISION, a.decision),
+            (attr::DECISION, a.decision.map(Decision::as_str)),
             (attr::REASON, a.reason.as_deref()),
             (attr::INTEGRITY, a.integrity.as_deref()),
         ];
@@ -340,9 +342,9 @@ impl HttpFilter {
 
     /// Records that the gateway refused the backend's answer.
     fn note_refused(&mut self, reason: &str) {
-        self.attrs.decision = Some("error");
+        self.attrs.decision = Some(Decision::Error);
         self.attrs.reason = Some(reason.to_string());
-        host::set_attribute(attr::DECISION, "error");
+        host::set_attribute(attr::DECISION, Decision::Error.as_str());
         host::set_attribute(attr::REASON, reason);
     }
 
@@ -375,7 +377,7 @@ impl HttpFilter {
         let er = ops::envoy_reply(status, details, &self.reply_to, cooldown);
         self.attrs.decision = Some(er.decision);
         self.attrs.reason = Some(er.reason.clone());
-        host::set_attribute(attr::DECISION, er.decision);
+        host::set_attribute(attr::DECISION, er.decision.as_str());
         host::set_attribute(attr::REASON, &er.reason);
         for (k, v) in &er.reply.headers {
             host::set_response_header(k, Some(v));
@@ -488,7 +490,7 @@ impl HttpContext for HttpFilter {
         let headers = match host::request_headers(&credential) {
             Ok(h) => h,
             Err(reply) => {
-                self.attrs.decision = Some("error");
+                self.attrs.decision = Some(Decision::Error);
                 // 400: a header the gateway reads is not UTF-8; 500: Envoy
                 // would not hand over the headers.
                 self.attrs.reason = Some(if reply.status == 400 { "bad_request" } else { "host_error" }.into());

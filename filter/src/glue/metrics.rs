@@ -9,7 +9,7 @@
 //! name is a permanent Envoy stat. Metric ids are cached per VM.
 
 use super::host::{self, log};
-use crate::gateway::Attributes;
+use crate::request::{Attributes, Decision};
 use proxy_wasm::types::{LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -74,13 +74,13 @@ pub fn request(labels: &RequestLabels<'_>, attrs: &Attributes, status: u64, dura
     let RequestLabels { server, method, tool, client } = labels;
     inc(&format!("{REQUESTS}.server.{server}.method.{method}.status_code.{status}"));
     record(&format!("{REQUEST_DURATION_MS}.server.{server}"), duration_ms);
-    let decision = attrs.decision.unwrap_or("none");
+    let decision = attrs.decision.map_or("none", Decision::as_str);
     if let Some(tool) = tool {
         inc(&format!("{TOOL_CALLS}.server.{server}.tool.{tool}.decision.{decision}.client.{client}"));
     }
-    match decision {
-        "auth_failed" => inc(AUTH_FAILURES),
-        "rate_limited" => inc(RATE_LIMIT_HITS),
+    match attrs.decision {
+        Some(Decision::AuthFailed) => inc(AUTH_FAILURES),
+        Some(Decision::RateLimited) => inc(RATE_LIMIT_HITS),
         _ => {}
     }
 }
