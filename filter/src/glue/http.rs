@@ -53,12 +53,27 @@ enum ResponseBody {
     Metrics,
 }
 
+/// Where a request is. One phase at a time: a request waits for keys, or
+/// for its body, or for its probes, or has been forwarded; never two.
+#[derive(Default)]
+enum Phase {
+    /// Headers not decided yet; or the request was answered here, or passes
+    /// through untouched.
+    #[default]
+    Idle,
+    /// OAuth: held until the key set is loaded (see `waiting.rs`).
+    KeyWait(KeyWait),
+    /// An MCP POST whose body is being buffered.
+    ReadingBody(McpRequest),
+    /// A `/health` request waiting for its probes.
+    Health(HealthCheck),
+    /// Forwarded, and what to do with its response.
+    Forwarded(McpRequest, ResponsePlan),
+}
+
 pub struct HttpFilter {
     gateway: Option<Rc<Gateway>>,
-    /// Set while an MCP POST body is being buffered.
-    awaiting_body: Option<McpRequest>,
-    /// The request, once forwarded, and what to do with its response.
-    forwarded: Option<(McpRequest, ResponsePlan)>,
+    phase: Phase,
     response: ResponseBody,
     /// Serves the operator endpoints instead of MCP (control listener).
     control: bool,
@@ -68,41 +83,41 @@ pub struct HttpFilter {
     started_ms: u64,
     /// The bounded label of the called tool, computed once per request.
     tool_label: Option<String>,
-    /// OAuth: held until the key set is loaded (see `waiting.rs`).
-    key_wait: Option<KeyWait>,
-    /// A `/health` request waiting for its probes.
-    health: Option<HealthCheck>,
 }
 
 impl HttpFilter {
     pub fn new(gateway: Option<Rc<Gateway>>, control: bool) -> Self {
         Self {
             gateway,
-            awaiting_body: None,
-            forwarded: None,
+            phase: Phase::Idle,
             response: ResponseBody::PassThrough,
             control,
             attrs: Attributes::default(),
             reply_to: ReplyTo::Http,
             started_ms: 0,
             tool_label: None,
-            health: None,
-            key_wait: None,
         }
     }
 
     pub fn waiting_for_keys(&self) -> bool {
-        self.key_wait.is_some()
+        matches!(self.phase, Phase::KeyWait(_))
     }
 
     pub fn wait_is_over(&self) -> bool {
-        self.key_wait.as_ref().is_some_and(|w| crate::clock::now_secs() >= w.deadline)
+        matches!(&self.phase, Phase::KeyWait(w) if crate::clock::now_secs() >= w.deadline)
     }
 
     /// Called (as this request's context) when keys arrived or the wait is
     /// over: runs the headers phase again and carries on from where it was.
     pub fn wake(&mut self) {
-        let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.take()) else { return };
+        let Some(gateway) = self.gateway.clone() else { return };
+        let w = match std::mem::take(&mut self.phase) {
+            Phase::KeyWait(w) => w,
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
         let action = self.handle_head(&gateway, w.headers, w.headers_end_stream, w.body_done, Some(w.deadline));
         if action == Action::Continue && host::resume_http_request().is_err() {
             host::log(proxy_wasm::types::LogLevel::Error, "mcpx: could not resume a request after the key wait");
@@ -130,7 +145,8 @@ impl HttpFilter {
                     return self.reply(&reply);
                 }
                 self.attrs = Attributes::default();
-                self.key_wait = Some(KeyWait { headers, headers_end_stream: end_of_stream, body_done, deadline });
+                self.phase =
+                    Phase::KeyWait(KeyWait { headers, headers_end_stream: end_of_stream, body_done, deadline });
                 Action::Pause
             }
             HeadOutcome::Forward(_) if !end_of_stream => {
@@ -147,7 +163,7 @@ impl HttpFilter {
                     host::set_request_header(name, Some(&value));
                 }
                 self.publish_attributes();
-                self.forwarded = Some((req, ResponsePlan::PassThrough));
+                self.phase = Phase::Forwarded(req, ResponsePlan::PassThrough);
                 Action::Continue
             }
             HeadOutcome::Health(detail) => {
@@ -155,7 +171,7 @@ impl HttpFilter {
                 if check.done() {
                     return self.reply(&check.reply());
                 }
-                self.health = Some(check);
+                self.phase = Phase::Health(check);
                 Action::Pause
             }
             HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(gateway, req, &[]),
@@ -165,7 +181,7 @@ impl HttpFilter {
                     self.decide_body(gateway, req, &body)
                 }
                 None => {
-                    self.awaiting_body = Some(req);
+                    self.phase = Phase::ReadingBody(req);
                     Action::Pause
                 }
             },
@@ -223,7 +239,7 @@ impl HttpFilter {
                 }
                 self.reply_to = f.reply_to;
                 self.publish_attributes();
-                self.forwarded = Some((req, f.response));
+                self.phase = Phase::Forwarded(req, f.response);
                 Action::Continue
             }
         }
@@ -261,15 +277,16 @@ impl HttpFilter {
     /// The request's list ids (for the id of an error), if it asked for a
     /// list the request pinned; empty for every other request.
     fn list_ids(&self) -> Vec<serde_json::Value> {
-        match &self.forwarded {
-            Some((_, ResponsePlan::FilterToolsList { list_ids })) => list_ids.clone(),
+        match &self.phase {
+            Phase::Forwarded(_, ResponsePlan::FilterToolsList { list_ids }) => list_ids.clone(),
             _ => Vec::new(),
         }
     }
 
     /// A buffered JSON answer, whole: every list in it inspected.
     fn finish_json(&mut self, gateway: &Gateway, body_size: usize) -> Action {
-        let Some((req, _)) = self.forwarded.clone() else { return Action::Continue };
+        let Phase::Forwarded(req, _) = &self.phase else { return Action::Continue };
+        let req = req.clone();
         let list_ids = self.list_ids();
         let body = host::body(BufferType::HttpResponseBody, body_size);
         let new = match gateway.rewrite_tools_list(&req, &list_ids, &body, &mut SharedStore) {
@@ -298,7 +315,8 @@ impl HttpFilter {
     /// One chunk of an event-stream answer: complete events go on at once
     /// (inspected), an unfinished one waits for the next chunk.
     fn sse_chunk(&mut self, gateway: &Gateway, mut rewriter: SseRewriter, body_size: usize, eos: bool) -> Action {
-        let Some((req, _)) = self.forwarded.clone() else { return Action::Continue };
+        let Phase::Forwarded(req, _) = &self.phase else { return Action::Continue };
+        let req = req.clone();
         let Some(inspector) = gateway.list_inspector(&req) else { return Action::Continue };
         let list_ids = self.list_ids();
         let chunk = host::body(BufferType::HttpResponseBody, body_size);
@@ -471,10 +489,10 @@ fn replace_whole_body(body_size: usize, new: &[u8], what: &str) {
 
 impl Context for HttpFilter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let Some(check) = self.health.as_mut() else { return };
+        let Phase::Health(check) = &mut self.phase else { return };
         if check.on_response(token_id, body_size) && check.done() {
             let reply = check.reply();
-            self.health = None;
+            self.phase = Phase::Idle;
             self.reply(&reply);
         }
     }
@@ -522,9 +540,9 @@ impl HttpContext for HttpFilter {
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Waiting for keys: keep buffering; never let the body run ahead.
-        if let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.as_mut()) {
+        if let (Some(gateway), Phase::KeyWait(w)) = (self.gateway.clone(), &mut self.phase) {
             if !gateway.body_within_limit(body_size) {
-                self.key_wait = None;
+                self.phase = Phase::Idle;
                 return self.reply(&gateway.too_large());
             }
             if end_of_stream {
@@ -532,17 +550,17 @@ impl HttpContext for HttpFilter {
             }
             return Action::Pause;
         }
-        let (Some(gateway), Some(_)) = (self.gateway.clone(), self.awaiting_body.as_ref()) else {
+        let (Some(gateway), Phase::ReadingBody(_)) = (self.gateway.clone(), &self.phase) else {
             return Action::Continue;
         };
         if !gateway.body_within_limit(body_size) {
-            self.awaiting_body = None;
+            self.phase = Phase::Idle;
             return self.reply(&gateway.too_large());
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        let Some(req) = self.awaiting_body.take() else { return Action::Continue };
+        let Phase::ReadingBody(req) = std::mem::take(&mut self.phase) else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, body_size);
         self.decide_body(&gateway, req, &body)
     }
@@ -552,13 +570,14 @@ impl HttpContext for HttpFilter {
         // decision) must not be released by a Continue here: that would
         // forward it unchecked.
         const ALL: usize = u32::MAX as usize;
-        if let Some(w) = self.key_wait.as_mut() {
+        if let Phase::KeyWait(w) = &mut self.phase {
             w.body_done = Some(ALL);
             return Action::Pause;
         }
-        let (Some(gateway), Some(req)) = (self.gateway.clone(), self.awaiting_body.take()) else {
+        let (Some(gateway), Phase::ReadingBody(_)) = (self.gateway.clone(), &self.phase) else {
             return Action::Continue;
         };
+        let Phase::ReadingBody(req) = std::mem::take(&mut self.phase) else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, ALL);
         if !gateway.body_within_limit(body.len()) {
             return self.reply(&gateway.too_large());
@@ -577,14 +596,15 @@ impl HttpContext for HttpFilter {
             }
             return Action::Continue;
         }
-        if self.forwarded.is_some() {
+        let forwarded = matches!(self.phase, Phase::Forwarded(..));
+        if forwarded {
             let details = host::property_string(&["response", "code_details"]);
             if ops::is_envoy_reply(&details) {
                 self.envelope_envoy_reply(&gateway, &details, end_of_stream);
                 return Action::Continue;
             }
         }
-        if self.forwarded.is_none() || !gateway.inspects_lists() {
+        if !forwarded || !gateway.inspects_lists() {
             return Action::Continue;
         }
         let status = host::response_header(":status").unwrap_or_default();
