@@ -48,6 +48,7 @@ pub mod ops;
 pub mod policy;
 pub mod request;
 pub mod resource_uri;
+pub mod response;
 pub mod scalar;
 pub mod servers;
 pub mod sse;

@@ -14,6 +14,7 @@ use crate::inspect::Inspection;
 use crate::integrity;
 use crate::names::{self, attr};
 use crate::ops;
+use crate::response;
 use crate::sse::{FeedError, SseRewriter};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
@@ -608,39 +609,31 @@ impl HttpContext for HttpFilter {
             return Action::Continue;
         }
         let status = host::response_header(":status").unwrap_or_default();
-        if status.starts_with('3') {
-            let why = format!("the backend answered {status} (a redirect); MCP answers must come from the gateway");
-            return self.refuse_answer("redirect", &why, end_of_stream);
+        // Read only when it can matter: a redirect is refused bodiless too.
+        let content_type = if status.starts_with('2') && !end_of_stream {
+            host::response_header("content-type").unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let list_request = matches!(&self.phase, Phase::Forwarded(_, ResponsePlan::FilterToolsList { list_ids }) if !list_ids.is_empty());
+        match response::classify(&status, &content_type, end_of_stream, list_request) {
+            response::Read::PassThrough => Action::Continue,
+            response::Read::Refuse { reason, why } => self.refuse_answer(reason, &why, end_of_stream),
+            response::Read::Sse { drop_ids } => {
+                // Inspect the events as they pass; their length changes, so
+                // drop Content-Length.
+                host::set_response_header("content-length", None);
+                self.response =
+                    ResponseBody::Sse(if drop_ids { SseRewriter::dropping_ids() } else { SseRewriter::default() });
+                Action::Continue
+            }
+            response::Read::BufferJson => {
+                // Hold the headers until the body is inspected, so
+                // Content-Length (and the status, when refused) can be corrected.
+                self.response = ResponseBody::BufferJson;
+                Action::Pause
+            }
         }
-        // Clients read a message only from a 2xx answer with a body.
-        if end_of_stream || !status.starts_with('2') {
-            return Action::Continue;
-        }
-        // Clients pick the parser by substring of Content-Type (the
-        // TypeScript SDK checks `includes`), so classify the same way.
-        let content_type = host::response_header("content-type").unwrap_or_default().to_ascii_lowercase();
-        let (sse, json) = (content_type.contains("text/event-stream"), content_type.contains("json"));
-        if sse && json {
-            let why = format!("Content-Type {content_type:?} names both JSON and an event stream");
-            return self.refuse_answer("ambiguous_answer", &why, end_of_stream);
-        }
-        if sse {
-            // Inspect the events as they pass; their length changes, so drop
-            // Content-Length. A list request's event ids go too (as before
-            // every stream was inspected: a resumed list is re-inspected now,
-            // but a cached replay need not be offered).
-            host::set_response_header("content-length", None);
-            let list = !self.list_ids().is_empty();
-            self.response = ResponseBody::Sse(if list { SseRewriter::dropping_ids() } else { SseRewriter::default() });
-            return Action::Continue;
-        }
-        if !json {
-            return Action::Continue; // no client parses it
-        }
-        // Hold the headers until the body is inspected, so Content-Length
-        // (and the status, when refused) can be corrected.
-        self.response = ResponseBody::BufferJson;
-        Action::Pause
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
