@@ -30,7 +30,7 @@ help: ## List the targets
 build: native wasm ## Build target/release/{mcpx,mcpx-demo} and the filter wasm
 
 native: ## Build the native binaries (mcpx, mcpx-demo) with cargo --release
-	$(CARGO) build --release -p mcpx-stdio-bridge -p mcpx-demo
+	$(CARGO) build --release -p mcpx -p mcpx-demo
 
 wasm: ## Build the filter (target/wasm32-wasip1/wasm/mcpx_filter.wasm); installs the toolchain if needed
 	@scripts/toolchain.sh wasm

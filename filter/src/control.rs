@@ -13,8 +13,8 @@
 //! CSRF).
 
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::RequestHead;
 use crate::integrity::{self, BaselineStore};
+use crate::request::RequestHead;
 use serde_json::json;
 
 /// The plugin root id that turns the control endpoints on.

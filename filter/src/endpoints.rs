@@ -1,9 +1,10 @@
 //! The gateway's own endpoints on the main listener: `/health` and
 //! `/servers` (docs/reload-and-health.md). The filter answers them before any route applies.
 
+use crate::config::Config;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{Attributes, Gateway, HeadOutcome, RequestHead};
 use crate::health::Detail;
+use crate::request::{Attributes, Decision, RequestHead};
 use crate::servers;
 
 /// A path the gateway answers itself.
@@ -25,7 +26,7 @@ impl Endpoint {
 
 /// What the caller of an endpoint may see.
 #[derive(Debug, Clone, PartialEq)]
-enum Access {
+pub enum Access {
     /// Everything: auth is off, or the caller has a valid credential.
     Full,
     /// Auth is on and the caller has no valid credential: only the
@@ -33,43 +34,47 @@ enum Access {
     Anonymous(Reply),
 }
 
-impl Gateway {
-    /// Answers `/health` (by asking the glue to probe) and `/servers`.
-    pub(crate) fn on_endpoint(&self, ep: Endpoint, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
-        attrs.method = Some(head.method().to_string());
-        if !matches!(head.method(), "GET" | "HEAD") {
-            attrs.decision = Some("error");
-            attrs.reason = Some("method_not_allowed".into());
-            let msg = format!("{} answers GET only", head.path());
-            return HeadOutcome::Reply(
-                Reply::error(405, code::METHOD_NOT_ALLOWED, &msg, &ReplyTo::Http).with_header("allow", "GET"),
-            );
-        }
-        let access = self.endpoint_access(head);
-        // No decision for an answered endpoint: the audit trail and the
-        // request metrics are for MCP requests (and refusals), not for
-        // load-balancer polls of /health or reads of /servers.
-        match (ep, access) {
-            (Endpoint::Health, Access::Full) => HeadOutcome::Health(Detail::Full),
-            (Endpoint::Health, Access::Anonymous(_)) => HeadOutcome::Health(Detail::Summary),
-            (Endpoint::Servers, Access::Full) => HeadOutcome::Reply(
-                Reply::json(200, &servers::summary(self.config())).with_header("cache-control", "no-store"),
-            ),
-            (Endpoint::Servers, Access::Anonymous(reply)) => {
-                attrs.decision = Some("auth_failed");
-                attrs.reason = Some("credential_required".into());
-                HeadOutcome::Reply(reply)
-            }
-        }
-    }
+/// What the gateway does for an endpoint request.
+#[derive(Debug)]
+pub enum Answer {
+    /// Probe every backend, then answer with this much detail.
+    Health(Detail),
+    Reply(Reply),
+}
 
-    /// The one place that decides how much a caller of `/health` and
-    /// `/servers` may see. Fails closed: with auth on, nobody gets details
-    /// until a credential is verified here.
-    fn endpoint_access(&self, head: &RequestHead<'_>) -> Access {
-        match self.authenticate(head) {
-            Ok(_) => Access::Full,
-            Err(reply) => Access::Anonymous(reply),
+/// Answers `/health` (by asking the glue to probe) and `/servers`.
+/// `access` decides how much the caller may see; it is asked only for
+/// methods an endpoint serves. It fails closed: with auth on, nobody gets
+/// details until a credential is verified.
+pub fn answer(
+    ep: Endpoint,
+    head: &RequestHead<'_>,
+    config: &Config,
+    attrs: &mut Attributes,
+    access: impl FnOnce() -> Access,
+) -> Answer {
+    attrs.method = Some(head.method().to_string());
+    if !matches!(head.method(), "GET" | "HEAD") {
+        attrs.decision = Some(Decision::Error);
+        attrs.reason = Some("method_not_allowed".into());
+        let msg = format!("{} answers GET only", head.path());
+        return Answer::Reply(
+            Reply::error(405, code::METHOD_NOT_ALLOWED, &msg, &ReplyTo::Http).with_header("allow", "GET"),
+        );
+    }
+    // No decision for an answered endpoint: the audit trail and the
+    // request metrics are for MCP requests (and refusals), not for
+    // load-balancer polls of /health or reads of /servers.
+    match (ep, access()) {
+        (Endpoint::Health, Access::Full) => Answer::Health(Detail::Full),
+        (Endpoint::Health, Access::Anonymous(_)) => Answer::Health(Detail::Summary),
+        (Endpoint::Servers, Access::Full) => {
+            Answer::Reply(Reply::json(200, &servers::summary(config)).with_header("cache-control", "no-store"))
+        }
+        (Endpoint::Servers, Access::Anonymous(reply)) => {
+            attrs.decision = Some(Decision::AuthFailed);
+            attrs.reason = Some("credential_required".into());
+            Answer::Reply(reply)
         }
     }
 }
@@ -77,6 +82,7 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gateway::{Gateway, HeadOutcome};
 
     fn outcome(config: &str, method: &str, path: &str) -> HeadOutcome {
         let gw = Gateway::from_plugin_config(config).unwrap();
@@ -108,8 +114,8 @@ mod tests {
         assert_eq!(decision(OPEN, "GET", "/health"), None);
         assert_eq!(decision(OPEN, "GET", "/servers"), None);
         assert_eq!(decision(AUTH, "GET", "/health"), None);
-        assert_eq!(decision(AUTH, "GET", "/servers"), Some("auth_failed"));
-        assert_eq!(decision(OPEN, "POST", "/health"), Some("error"));
+        assert_eq!(decision(AUTH, "GET", "/servers"), Some(Decision::AuthFailed));
+        assert_eq!(decision(OPEN, "POST", "/health"), Some(Decision::Error));
     }
 
     #[test]

@@ -2,11 +2,17 @@
 //! natively. The glue (`glue/`) feeds it headers and bodies and carries out
 //! the outcome it returns.
 //!
-//! Order: CORS (Envoy) → auth → parse → policy → rate limit
-//! (Envoy, from attributes set here) → forward → inspect the response.
+//! Order (every step but Envoy's is a function here, called in this order):
+//! CORS (Envoy) → [`Gateway::admit`]: internal headers and the credential
+//! removed, Origin check, `/metrics` gate → [`Gateway::on_request_headers`]:
+//! OAuth metadata, `/health` and `/servers`, route, auth, method and header
+//! checks → [`Gateway::on_request_body`]: parse, policy, rate-limit cost →
+//! rate limit (Envoy, from headers set here) → forward → inspect the response
+//! ([`Gateway::rewrite_tools_list`], [`Gateway::list_inspector`]).
 
 use crate::auth::{self, Auth, Check, Grant};
 use crate::config::{Config, ConfigError, IntegrityMode, Mode};
+use crate::endpoints;
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::inspect::ListInspector;
 use crate::integrity::{self, BaselineStore, StoreError};
@@ -16,26 +22,10 @@ use crate::policy::{Action, Effective, Policy};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// Request headers whose names start with this are the filter's own; a client
-/// copy is removed on entry and ours are removed before forwarding.
-pub const INTERNAL_HEADER_PREFIX: &str = "x-mcpx-";
-
-/// The internal headers the filter sets for Envoy (rate-limit descriptors,
-/// routing). Rendered routes remove them before forwarding.
-pub const INTERNAL_HEADERS: &[&str] = &[
-    "x-mcpx-server",
-    "x-mcpx-method",
-    "x-mcpx-tool",
-    "x-mcpx-client",
-    crate::ops::RATE_LIMIT_HITS_HEADER,
-    crate::ops::RATE_LIMIT_TOOL_HITS_HEADER,
-];
-
-/// The caller's identity, set by the filter on requests to stdio servers so
-/// the bridge can keep one identity's session state (tasks) from another's on
-/// a shared child. Never taken from the client: every `x-mcpx-*` header a
-/// client sends is removed on entry; HTTP backends never get it.
-pub const IDENTITY_HEADER: &str = "x-mcpx-identity";
+// The names and request types live in leaf modules (so `auth`, `ops` and
+// `endpoints` need not import this one); re-exported where they were.
+pub use crate::names::{IDENTITY_HEADER, INTERNAL_HEADERS, INTERNAL_HEADER_PREFIX};
+pub use crate::request::{Attributes, Decision, RequestHead, MCP_PREFIX};
 
 /// The identity as a header value: visible ASCII only (an identity from a JWT
 /// claim may hold anything), `%XX` for every other byte and for `%` itself.
@@ -54,9 +44,6 @@ pub fn encode_identity(identity: &str) -> String {
 /// The `Accept` a `tools/list` is forwarded with when it will be inspected.
 pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";
 
-/// The MCP endpoints live under this prefix: `/mcp/{server}`.
-pub const MCP_PREFIX: &str = "/mcp/";
-
 /// Everything the filter needs, built once per configuration.
 #[derive(Debug)]
 pub struct Gateway {
@@ -70,34 +57,6 @@ struct ServerEntry {
     policy: Policy,
     /// Client identity -> that client's override for this server.
     clients: BTreeMap<String, Policy>,
-}
-
-/// The request line and headers, as Envoy gives them (`:method`, `:path`
-/// pseudo-headers included; names lowercase).
-#[derive(Debug, Clone, Copy)]
-pub struct RequestHead<'a> {
-    pub headers: &'a [(String, String)],
-}
-
-impl<'a> RequestHead<'a> {
-    pub fn get(&self, name: &str) -> Option<&'a str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
-    pub fn method(&self) -> &'a str {
-        self.get(":method").unwrap_or("")
-    }
-
-    /// The path without its query string.
-    pub fn path(&self) -> &'a str {
-        let p = self.get(":path").unwrap_or("");
-        p.split_once('?').map_or(p, |(path, _)| path)
-    }
-
-    /// The client-sent copies of internal headers, to be removed on entry.
-    pub fn internal_headers(&self) -> impl Iterator<Item = &'a str> {
-        self.headers.iter().map(|(k, _)| k.as_str()).filter(|k| starts_with_ignore_case(k, INTERNAL_HEADER_PREFIX))
-    }
 }
 
 /// Whether the request head announces a body (`Content-Length` above 0, or
@@ -181,8 +140,22 @@ fn media_params(mut s: &str) -> Result<Vec<(&str, String)>, String> {
     }
 }
 
-fn starts_with_ignore_case(s: &str, prefix: &str) -> bool {
-    s.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+/// What [`Gateway::admit`] decided.
+#[derive(Debug)]
+pub struct Admission<'a> {
+    /// Request headers to remove before anything is forwarded.
+    pub remove: Vec<&'a str>,
+    pub verdict: Admit,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Admit {
+    /// Go on to [`Gateway::on_request_headers`].
+    Continue,
+    /// `/metrics`: forward to Envoy's stats; the glue appends the breaker series.
+    ServeMetrics,
+    /// Answer now; the request never reaches a backend.
+    Reply(Reply),
 }
 
 /// What to do after the request headers.
@@ -249,20 +222,6 @@ pub enum ResponsePlan {
     FilterToolsList { list_ids: Vec<Value> },
 }
 
-/// The per-request facts audit logs, metrics and rate limits are built from.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Attributes {
-    pub server: Option<String>,
-    pub method: Option<String>,
-    pub tool: Option<String>,
-    pub client: Option<String>,
-    pub decision: Option<&'static str>,
-    pub reason: Option<String>,
-    /// Integrity violations seen on this request, `kind:tool` comma-separated
-    /// (audit field `integrity`; see `inspect::audit_note`).
-    pub integrity: Option<String>,
-}
-
 impl Gateway {
     /// Builds the gateway from a plugin configuration (YAML or JSON).
     pub fn from_plugin_config(text: &str) -> Result<Self, ConfigError> {
@@ -327,16 +286,59 @@ impl Gateway {
         Some(Effective { server: &entry.policy, client })
     }
 
+    /// Phase 0, before routing: which headers the glue removes before
+    /// anything is forwarded, the Origin check and the `/metrics` gate. Runs
+    /// once per request (not again after a key wait).
+    pub fn admit<'a>(&'a self, head: &RequestHead<'a>, attrs: &mut Attributes) -> Admission<'a> {
+        // Client copies of internal headers, and the gateway's credential (no
+        // token passthrough: it never reaches a backend). Only those present:
+        // every header change is a host call and a route re-match.
+        let mut remove: Vec<&'a str> = head.internal_headers().collect();
+        if let Some(name) = self.credential_header().filter(|n| head.get(n).is_some()) {
+            remove.push(name);
+        }
+        if let Some(reply) = crate::ops::check_origin(&self.config, head) {
+            attrs.server =
+                head.path().strip_prefix(MCP_PREFIX).filter(|s| self.config.server(s).is_some()).map(String::from);
+            attrs.decision = Some(Decision::Deny);
+            attrs.reason = Some("origin".into());
+            return Admission { remove, verdict: Admit::Reply(reply) };
+        }
+        let verdict = if head.path() == crate::names::METRICS_PATH { self.metrics_gate(head) } else { Admit::Continue };
+        Admission { remove, verdict }
+    }
+
+    /// `/metrics`: only GET is served; with auth enabled the caller must
+    /// present a valid credential of any client (docs/auth.md).
+    fn metrics_gate(&self, head: &RequestHead<'_>) -> Admit {
+        if head.method() != "GET" {
+            let r = Reply::error(405, code::METHOD_NOT_ALLOWED, "use GET /metrics", &ReplyTo::Http)
+                .with_header("allow", "GET");
+            return Admit::Reply(r);
+        }
+        match self.authenticate(head) {
+            Ok(_) => Admit::ServeMetrics,
+            Err(r) => Admit::Reply(r),
+        }
+    }
+
     /// Phase 1: routing, auth and the checks that need no body.
     pub fn on_request_headers(&self, head: &RequestHead<'_>, attrs: &mut Attributes) -> HeadOutcome {
         let path = head.path();
         if let Some(reply) = self.metadata(head) {
-            attrs.decision = Some("allow");
+            attrs.decision = Some(Decision::Allow);
             attrs.reason = Some("oauth_metadata".into());
             return HeadOutcome::Reply(reply);
         }
         if let Some(ep) = crate::endpoints::Endpoint::from_path(path) {
-            return self.on_endpoint(ep, head, attrs);
+            let access = || match self.authenticate(head) {
+                Ok(_) => endpoints::Access::Full,
+                Err(reply) => endpoints::Access::Anonymous(reply),
+            };
+            return match endpoints::answer(ep, head, &self.config, attrs, access) {
+                endpoints::Answer::Health(detail) => HeadOutcome::Health(detail),
+                endpoints::Answer::Reply(reply) => HeadOutcome::Reply(reply),
+            };
         }
         let Some(server) = path.strip_prefix(MCP_PREFIX) else {
             return HeadOutcome::PassThrough;
@@ -353,12 +355,12 @@ impl Gateway {
             Check::Open => None,
             Check::Allowed(p) => Some(p),
             Check::Refused(r) => {
-                attrs.decision = Some("auth_failed");
+                attrs.decision = Some(Decision::AuthFailed);
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::Reply(r.reply);
             }
             Check::AwaitKeys(r) => {
-                attrs.decision = Some(if r.reply.status == 401 { "auth_failed" } else { "error" });
+                attrs.decision = Some(if r.reply.status == 401 { Decision::AuthFailed } else { Decision::Error });
                 attrs.reason = Some(r.reason.into());
                 return HeadOutcome::AwaitKeys(r.reply);
             }
@@ -366,7 +368,7 @@ impl Gateway {
         if !known {
             let known: Vec<&str> = self.servers.keys().map(String::as_str).collect();
             let msg = format!("unknown MCP server {server:?}; this gateway serves: {}", known.join(", "));
-            attrs.decision = Some("error");
+            attrs.decision = Some(Decision::Error);
             attrs.reason = Some("unknown_server".into());
             return HeadOutcome::Reply(Reply::error(404, code::NOT_FOUND, &msg, &ReplyTo::Http));
         }
@@ -377,7 +379,7 @@ impl Gateway {
         match head.method() {
             "POST" => match self.check_post_headers(head) {
                 Some(reply) => {
-                    attrs.decision = Some("error");
+                    attrs.decision = Some(Decision::Error);
                     attrs.reason = Some("bad_request".into());
                     HeadOutcome::Reply(reply)
                 }
@@ -388,11 +390,11 @@ impl Gateway {
                 if head_declares_body(head) {
                     return HeadOutcome::Reply(Self::body_not_allowed(head.method(), attrs));
                 }
-                attrs.decision = Some("allow");
+                attrs.decision = Some(Decision::Allow);
                 HeadOutcome::Forward(req)
             }
             other => {
-                attrs.decision = Some("error");
+                attrs.decision = Some(Decision::Error);
                 attrs.reason = Some("method_not_allowed".into());
                 HeadOutcome::Reply(
                     Reply::error(
@@ -418,7 +420,7 @@ impl Gateway {
     /// parses (and so only decides on) POST bodies, so a body elsewhere would
     /// reach the backend unread.
     pub fn body_not_allowed(method: &str, attrs: &mut Attributes) -> Reply {
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("body_not_allowed".into());
         let msg =
             format!("a {method} request to an MCP endpoint must not carry a body; send JSON-RPC messages with POST");
@@ -476,7 +478,7 @@ impl Gateway {
         let parsed = match jsonrpc::parse_body(body) {
             Ok(b) => b,
             Err(e) => {
-                attrs.decision = Some("error");
+                attrs.decision = Some(Decision::Error);
                 attrs.reason = Some(if e.code == code::PARSE_ERROR { "parse_error" } else { "invalid_request" }.into());
                 let to = match e.id {
                     Some(id) => ReplyTo::JsonRpc(id),
@@ -497,7 +499,7 @@ impl Gateway {
         });
         // Headers that disagree with the body never reach a backend (docs/policy.md).
         if let Err(e) = req.mcp_headers.check(&parsed) {
-            attrs.decision = Some("error");
+            attrs.decision = Some(Decision::Error);
             attrs.reason = Some("header_mismatch".into());
             return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));
         }
@@ -518,7 +520,7 @@ impl Gateway {
             let action = match classified {
                 Ok(a) => a,
                 Err(e) => {
-                    attrs.decision = Some("error");
+                    attrs.decision = Some(Decision::Error);
                     attrs.reason = Some("invalid_params".into());
                     return BodyOutcome::Reply(Reply::error(400, code::INVALID_PARAMS, &e.0, &reply_to));
                 }
@@ -529,7 +531,7 @@ impl Gateway {
                 attrs.tool.get_or_insert_with(|| name.to_string());
             }
             if let Err(d) = policy.check(&action) {
-                attrs.decision = Some("deny");
+                attrs.decision = Some(Decision::Deny);
                 attrs.reason = Some(d.reason.as_str().to_string());
                 if let Action::CallTool { name, .. } = action {
                     attrs.tool = Some(name.to_string());
@@ -546,7 +548,7 @@ impl Gateway {
             // OAuth step-up: a tool may need scopes beyond the server's.
             if let (Action::CallTool { name, .. }, Some(grant), Some(o)) = (&action, &req.grant, self.auth.oauth()) {
                 if let Some(r) = o.check_tool(&req.server, name, grant, &reply_to) {
-                    attrs.decision = Some("deny");
+                    attrs.decision = Some(Decision::Deny);
                     attrs.reason = Some(r.reason.into());
                     attrs.tool = Some(name.to_string());
                     return BodyOutcome::Reply(r.reply);
@@ -561,7 +563,7 @@ impl Gateway {
         if let Some(reply) = self.check_batch_charge(&calls, attrs) {
             return BodyOutcome::Reply(reply);
         }
-        attrs.decision = Some("allow");
+        attrs.decision = Some(Decision::Allow);
         let hits = u32::try_from(messages.len()).unwrap_or(u32::MAX);
         let tool_hits = u32::try_from(calls.len()).unwrap_or(u32::MAX);
         let mut forward = Forward { reply_to, hits, tool_hits, ..Forward::default() };
@@ -583,7 +585,7 @@ impl Gateway {
     /// an MCP message and is refused rather than guessed at.
     fn check_batch_version(&self, req: &McpRequest, attrs: &mut Attributes) -> Option<Reply> {
         let v = req.mcp_headers.version().filter(|v| *v >= crate::mcpheaders::FIRST_VERSION_WITHOUT_BATCHES)?;
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("batch_not_allowed".into());
         let msg = format!(
             "JSON-RPC batches are not part of MCP protocol version {v} (only 2025-03-26 has them); send each message in its own POST"
@@ -603,7 +605,7 @@ impl Gateway {
         if !(rl.enabled && rl.per_tool) {
             return None;
         }
-        attrs.decision = Some("error");
+        attrs.decision = Some(Decision::Error);
         attrs.reason = Some("batch_mixed_tools".into());
         let msg = format!(
             "a batch may call only one tool while per-tool rate limits are on (each call is charged to its tool's \
@@ -644,13 +646,13 @@ impl Gateway {
             Ok(None) => return None,
             Ok(Some(kind)) => kind,
             Err(e) => {
-                attrs.decision = Some("error");
+                attrs.decision = Some(Decision::Error);
                 attrs.reason = Some("integrity_unavailable".into());
                 let msg = format!("tool integrity could not be checked, so the call is refused: {e}");
                 return Some(Reply::error(503, code::UNAVAILABLE, &msg, reply_to));
             }
         };
-        attrs.decision = Some("deny");
+        attrs.decision = Some(Decision::Deny);
         attrs.reason = Some(format!("integrity_{}", kind.as_str()));
         attrs.tool = Some(tool.to_string());
         let msg = format!(
@@ -755,6 +757,10 @@ fn completion_target<'a>(method: &str, params: Option<&'a Value>) -> Option<Acti
 pub type ViolationLookup<'a> = dyn Fn(&str, &str) -> Result<Option<integrity::Kind>, StoreError> + 'a;
 
 #[cfg(test)]
+#[path = "admit_tests.rs"]
+mod admit_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -818,7 +824,7 @@ clients:
         for m in ["POST", "GET", "DELETE", "PUT"] {
             let (o, a) = run(m, "/mcp/demo", &[JSON]);
             assert_eq!(status(&o), 401, "{m}");
-            assert_eq!(a.decision, Some("auth_failed"));
+            assert_eq!(a.decision, Some(Decision::AuthFailed));
         }
         let bot = ("authorization", "Bearer bot-token");
         assert_eq!(status(&run("POST", "/mcp/nope", &[JSON]).0), 401, "unknown servers are not revealed");
@@ -1046,7 +1052,7 @@ clients:
         assert_eq!(v["id"], 9);
         assert!(v["error"]["message"].as_str().unwrap().contains("dangerous_delete"));
         assert_eq!(v["error"]["code"], -32003);
-        assert_eq!((a.decision, a.tool.as_deref()), (Some("deny"), Some("dangerous_delete")));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some(Decision::Deny), Some("dangerous_delete")));
     }
 
     #[test]
@@ -1066,7 +1072,7 @@ clients:
         // A notification: nobody could match a 200's error to a call.
         let (o, a) = body(None, r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"dangerous_delete"}}"#);
         assert!(matches!(o, BodyOutcome::Reply(r) if r.status == 403));
-        assert_eq!(a.decision, Some("deny"));
+        assert_eq!(a.decision, Some(Decision::Deny));
     }
 
     #[test]
@@ -1111,7 +1117,7 @@ clients:
         let (o, a) = body(None, r#"{"jsonrpc":"2.0","id":"k-1","method":"tools/call","params":{"name":"echo"}}"#);
         let BodyOutcome::Forward(f) = o else { panic!("not forwarded") };
         assert_eq!(f.reply_to, ReplyTo::JsonRpc(Value::String("k-1".into())));
-        assert_eq!((a.decision, a.tool.as_deref()), (Some("allow"), Some("echo")));
+        assert_eq!((a.decision, a.tool.as_deref()), (Some(Decision::Allow), Some("echo")));
     }
 
     #[test]

@@ -26,9 +26,7 @@ const MAX_ERROR_TEXT: usize = 160;
 
 /// The Envoy cluster of a server: `mcpx run` renders one per server with
 /// this name, and the filter can only call predefined clusters.
-pub fn cluster_name(server: &str) -> String {
-    format!("mcpx_server_{server}")
-}
+pub use crate::names::cluster_name;
 
 /// Where to send one server's probe.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -115,7 +115,7 @@ const READ_HEADERS: &[&str] = &[
 /// Name prefixes of headers the gateway reads: pseudo-headers (`:path`…),
 /// every `Mcp-*` (`Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`,
 /// `MCP-Protocol-Version`, `Mcp-Session-Id`) and its own internal headers.
-const READ_PREFIXES: &[&str] = &[":", "mcp-", crate::gateway::INTERNAL_HEADER_PREFIX];
+const READ_PREFIXES: &[&str] = &[":", "mcp-", crate::names::INTERNAL_HEADER_PREFIX];
 
 /// Whether the gateway reads or strips this request header. `extra` holds
 /// the configured credential header (e.g. `x-api-key`).

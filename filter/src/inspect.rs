@@ -201,7 +201,7 @@ pub fn audit_note(existing: Option<&str>, violations: &[Violation]) -> Option<St
     }
     for v in violations {
         if named.len() < MAX_NAMED_VIOLATIONS {
-            named.push(format!("{}:{}", v.kind.as_str(), crate::ops::sanitize(&v.tool)));
+            named.push(format!("{}:{}", v.kind.as_str(), crate::names::label(&v.tool)));
         } else {
             more += 1;
         }

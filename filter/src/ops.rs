@@ -1,5 +1,5 @@
 //! Operations support that needs MCP awareness, free of proxy-wasm calls:
-//! the Origin check (DNS-rebinding defence), the `/metrics` gate, bounded
+//! the Origin rule (DNS-rebinding defence; applied by `Gateway::admit`), bounded
 //! metric / rate-limit labels, the JSON envelope for replies Envoy makes
 //! itself (429 from local rate limiting, 503 from an open circuit), and the
 //! breaker series derived from Envoy's own outlier-detection stats.
@@ -9,27 +9,15 @@
 
 use crate::config::Config;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{Gateway, RequestHead};
+use crate::request::{Decision, RequestHead};
 
-/// The Prometheus endpoint on the main listener (routed to Envoy admin's
-/// `/stats/prometheus` and nothing else).
-pub const METRICS_PATH: &str = "/metrics";
-
-/// Label used for a tool the gateway does not know, so a client can never
-/// mint new metric series or rate-limit buckets by inventing tool names.
-pub const OTHER: &str = "_other";
-
-/// The internal request header carrying the per-tool rate-limit key
-/// `server/tool` (one header, so one descriptor and one route re-match).
-pub const RATE_LIMIT_HEADER: &str = "x-mcpx-tool";
-
-/// The internal request header carrying how many tokens the request costs
-/// in the global bucket (one per JSON-RPC message; Envoy's `hits_addend`).
-pub const RATE_LIMIT_HITS_HEADER: &str = "x-mcpx-hits";
-
-/// The internal request header carrying how many tokens the request costs
-/// in its tool's bucket (one per `tools/call`).
-pub const RATE_LIMIT_TOOL_HITS_HEADER: &str = "x-mcpx-tool-hits";
+use crate::names::label;
+// Defined with the other names the renderer shares; re-exported here so
+// existing paths keep working (`sanitize` is `names::label`).
+pub use crate::names::{
+    label as sanitize, CLUSTER_PREFIX, METRICS_PATH, OTHER, RATE_LIMIT_HEADER, RATE_LIMIT_HITS_HEADER,
+    RATE_LIMIT_TOOL_HITS_HEADER,
+};
 
 /// At most this many tools per server are learned from `tools/list`
 /// answers; the rest share the `_other` label and bucket.
@@ -80,28 +68,6 @@ pub fn check_origin(config: &Config, head: &RequestHead<'_>) -> Option<Reply> {
     Some(Reply::error(403, code::FORBIDDEN, &msg, &ReplyTo::Http))
 }
 
-/// What the filter does with a request for [`METRICS_PATH`].
-#[derive(Debug, PartialEq)]
-pub enum MetricsAccess {
-    /// Forward to the admin cluster and append the derived series.
-    Serve,
-    Refuse(Reply),
-}
-
-/// The `/metrics` gate. Only GET is served. With auth enabled the caller
-/// must present a valid credential of any client (docs/auth.md).
-pub fn metrics_access(gateway: &Gateway, head: &RequestHead<'_>) -> MetricsAccess {
-    if head.method() != "GET" {
-        let r =
-            Reply::error(405, code::METHOD_NOT_ALLOWED, "use GET /metrics", &ReplyTo::Http).with_header("allow", "GET");
-        return MetricsAccess::Refuse(r);
-    }
-    match gateway.authenticate(head) {
-        Ok(_) => MetricsAccess::Serve,
-        Err(r) => MetricsAccess::Refuse(r),
-    }
-}
-
 /// Whether the config names `tool` for `server` (allow and deny lists,
 /// argument rules, client overrides): such tools are always labelled.
 pub fn is_configured_tool(config: &Config, server: &str, tool: &str) -> bool {
@@ -114,16 +80,10 @@ pub fn is_configured_tool(config: &Config, server: &str, tool: &str) -> bool {
         || config.clients.values().any(|c| c.servers.get(server).is_some_and(names))
 }
 
-/// A label-safe form of a name: Envoy stat names are split on `.`, so only
-/// `[A-Za-z0-9_-]` survive (others become `_`), at most 64 bytes.
-pub fn sanitize(name: &str) -> String {
-    name.chars().take(64).map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
-}
-
 /// The bounded label of a tool: its sanitised name when `known`, else `_other`.
 pub fn tool_label(tool: &str, known: bool) -> String {
     if known {
-        sanitize(tool)
+        label(tool)
     } else {
         OTHER.to_string()
     }
@@ -177,7 +137,7 @@ pub fn method_label(method: Option<&str>) -> String {
 pub fn client_label(config: &Config, identity: Option<&str>) -> String {
     match identity {
         None => "anonymous".to_string(),
-        Some(id) if id == "default" || config.auth.clients.iter().any(|c| c.name == id) => sanitize(id),
+        Some(id) if id == "default" || config.auth.clients.iter().any(|c| c.name == id) => label(id),
         Some(_) => OTHER.to_string(),
     }
 }
@@ -188,7 +148,7 @@ pub fn client_label(config: &Config, identity: Option<&str>) -> String {
 #[derive(Debug, PartialEq)]
 pub struct EnvoyReply {
     pub reply: Reply,
-    pub decision: &'static str,
+    pub decision: Decision,
     pub reason: String,
 }
 
@@ -211,7 +171,7 @@ pub fn envoy_reply(status: u16, details: &str, to: &ReplyTo, cooldown_secs: u64)
             to,
         )
         .with_header("retry-after", "1");
-        return EnvoyReply { reply, decision: "rate_limited", reason: "rate_limited".into() };
+        return EnvoyReply { reply, decision: Decision::RateLimited, reason: "rate_limited".into() };
     }
     let (message, reason, retry) = match details {
         "no_healthy_upstream" => (
@@ -229,11 +189,8 @@ pub fn envoy_reply(status: u16, details: &str, to: &ReplyTo, cooldown_secs: u64)
     if let Some(secs) = retry {
         reply = reply.with_header("retry-after", secs.to_string());
     }
-    EnvoyReply { reply, decision: "error", reason: reason.into() }
+    EnvoyReply { reply, decision: Decision::Error, reason: reason.into() }
 }
-
-/// The cluster name prefix the renderer uses for servers (`mcpx_server_{name}`).
-pub const CLUSTER_PREFIX: &str = "mcpx_server_";
 
 /// Appends `mcpx_breaker_state{server}` (1 = open, 0 = closed) and
 /// `mcpx_breaker_trips_total{server}` to Envoy's Prometheus text, derived from
@@ -339,13 +296,13 @@ mod tests {
     fn envoy_replies_get_the_envelope_with_the_id() {
         let to = ReplyTo::JsonRpc(serde_json::json!(7));
         let r = envoy_reply(429, "local_rate_limited", &to, 30);
-        assert_eq!((r.reply.status, r.decision), (429, "rate_limited"));
+        assert_eq!((r.reply.status, r.decision), (429, Decision::RateLimited));
         let v: serde_json::Value = serde_json::from_str(&r.reply.body).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["error"]["code"], code::RATE_LIMITED);
         assert!(r.reply.headers.contains(&("retry-after".to_string(), "1".to_string())));
         let r = envoy_reply(503, "no_healthy_upstream", &to, 30);
-        assert_eq!((r.reply.status, r.decision, r.reason.as_str()), (503, "error", "circuit_open"));
+        assert_eq!((r.reply.status, r.decision, r.reason.as_str()), (503, Decision::Error, "circuit_open"));
         assert!(r.reply.headers.contains(&("retry-after".to_string(), "30".to_string())));
         assert!(!is_envoy_reply("via_upstream"));
         assert!(is_envoy_reply("no_healthy_upstream"));

@@ -14,7 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, McpRequest};
+use mcpx_filter::gateway::{Attributes, BodyOutcome, Decision, Gateway, McpRequest};
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 
@@ -118,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(v.get("error").is_some());
             }
             BodyOutcome::Forward(_) => {
-                assert_eq!(attrs.decision, Some("allow"));
+                assert_eq!(attrs.decision, Some(Decision::Allow));
                 let lenient: Value =
                     serde_json::from_slice(data).expect("a forwarded body is JSON to a lenient reader too");
                 let messages = match &lenient {

@@ -38,8 +38,7 @@ pub fn event(config: &AuditConfig, event: &str, fields: Value) -> Result<(), Str
 
 /// The current UTC time as `2026-01-02T03:04:05.678Z`.
 pub fn rfc3339_now() -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    rfc3339(now.as_millis() as u64)
+    rfc3339(mcpx_filter::clock::now_ms())
 }
 
 fn rfc3339(unix_ms: u64) -> String {

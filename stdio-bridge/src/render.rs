@@ -8,7 +8,7 @@
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
 use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, ServerConfig, Transport, DEFAULT_MAX_IN_FLIGHT};
 use mcpx_filter::control::CONTROL_ROOT_ID;
-use mcpx_filter::gateway::INTERNAL_HEADERS;
+use mcpx_filter::names::{self, attr, INTERNAL_HEADERS};
 use mcpx_filter::ops;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ pub struct RenderOptions {
 
 /// The Envoy cluster name of a server (the filter's `/health` probes use it too).
 pub fn cluster_name(server: &str) -> String {
-    mcpx_filter::health::cluster_name(server)
+    names::cluster_name(server)
 }
 
 /// Per-connection buffer limit: the body limit plus headroom for large
@@ -534,7 +534,7 @@ pub fn rate_limit_policy(config: &Config) -> Option<Value> {
     });
     let mut limits = vec![json!({
         "actions": [{ "generic_key": { "descriptor_key": "mcpx_global", "descriptor_value": "all" } }],
-        "hits_addend": hits(ops::RATE_LIMIT_HITS_HEADER),
+        "hits_addend": hits(names::RATE_LIMIT_HITS_HEADER),
     })];
     let mut descriptors = vec![json!({
         "entries": [{ "key": "mcpx_global", "value": "all" }],
@@ -542,8 +542,8 @@ pub fn rate_limit_policy(config: &Config) -> Option<Value> {
     })];
     if rl.per_tool {
         limits.push(json!({
-            "actions": [{ "request_headers": { "header_name": ops::RATE_LIMIT_HEADER, "descriptor_key": "mcpx_tool" } }],
-            "hits_addend": hits(ops::RATE_LIMIT_TOOL_HITS_HEADER),
+            "actions": [{ "request_headers": { "header_name": names::RATE_LIMIT_HEADER, "descriptor_key": "mcpx_tool" } }],
+            "hits_addend": hits(names::RATE_LIMIT_TOOL_HITS_HEADER),
         }));
         descriptors.push(json!({
             "entries": [{ "key": "mcpx_tool", "value": "" }],
@@ -582,7 +582,7 @@ pub const TOOL_BUCKET_BLOCK: usize = 1024;
 /// `server` (the names `ops::is_configured_tool` accepts).
 fn configured_tool_labels(config: &Config, server: &str) -> std::collections::BTreeSet<String> {
     let names = |p: &mcpx_filter::config::PolicyConfig| -> Vec<String> {
-        p.allow_tools.iter().chain(&p.deny_tools).chain(p.tool_rules.keys()).map(|t| ops::sanitize(t)).collect()
+        p.allow_tools.iter().chain(&p.deny_tools).chain(p.tool_rules.keys()).map(|t| names::label(t)).collect()
     };
     let own = config.server(server).map(|s| names(&s.policy)).unwrap_or_default();
     let overrides = config.clients.values().filter_map(|c| c.servers.get(server)).flat_map(names);
@@ -594,7 +594,7 @@ fn configured_tool_labels(config: &Config, server: &str) -> std::collections::BT
 /// its own bucket (Envoy requires one on a per-route policy).
 fn metrics_route(config: &Config) -> Value {
     let mut route = json!({
-        "match": { "path": ops::METRICS_PATH },
+        "match": { "path": names::METRICS_PATH },
         "route": { "cluster": ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus", "timeout": "10s" },
     });
     if config.rate_limit.enabled {
@@ -626,7 +626,7 @@ fn admin_cluster(opts: &RenderOptions) -> Value {
 /// the stat name becomes `key="value"` (group 1 is cut out of the name,
 /// group 2 is the value; pairs are skipped lazily so a value can never be
 /// mistaken for a key).
-pub const METRIC_LABELS: &[&str] = &["server", "method", "status_code", "tool", "decision", "client", "kind"];
+pub use names::METRIC_LABELS;
 
 pub fn stats_config() -> Value {
     let tags: Vec<Value> = METRIC_LABELS
@@ -634,7 +634,7 @@ pub fn stats_config() -> Value {
         .map(|k| {
             json!({
                 "tag_name": k,
-                "regex": format!(r"^wasmcustom\.mcpx_[a-z_]+(?:\.[a-z_]+\.[^.]+)*?(\.{k}\.([^.]+))"),
+                "regex": format!(r"^wasmcustom\.{}[a-z_]+(?:\.[a-z_]+\.[^.]+)*?(\.{k}\.([^.]+))", names::METRIC_PREFIX),
             })
         })
         .collect();
@@ -683,10 +683,16 @@ fn circuit_breaker(config: &Config, server: &ServerConfig, cluster: &mut Value) 
     cluster["common_lb_config"] = json!({ "healthy_panic_threshold": { "value": 0.0 } });
 }
 
+/// The access-log command for an attribute the filter sets, by its short
+/// name (`decision` for `mcp_decision`).
+fn filter_state(short: &str) -> String {
+    format!("%FILTER_STATE({}:PLAIN)%", attr::filter_state_key(&format!("mcp_{short}")))
+}
+
 /// The audit log (docs/operations.md): one JSON line per MCP request, written by Envoy
 /// from the attributes the filter sets as filter state.
 pub fn audit_format() -> Value {
-    let fs = |k: &str| format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%");
+    let fs = filter_state;
     json!({
         "time": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
         "event": "request",
@@ -713,7 +719,7 @@ pub fn audit_format() -> Value {
 /// logger when the request ends. Envoy logs once per request and per logger,
 /// so the violations of one answer are listed in one event.
 pub fn integrity_event_format() -> Value {
-    let fs = |k: &str| format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%");
+    let fs = filter_state;
     json!({
         "time": "%START_TIME(%Y-%m-%dT%H:%M:%S.%3fZ)%",
         "event": "integrity_violation",
@@ -730,8 +736,9 @@ pub fn access_log(config: &Config) -> Value {
     if !config.audit.enabled {
         return json!([]);
     }
-    let request = logger(config, audit_format(), "'wasm.mcp_decision' in filter_state");
-    let integrity = logger(config, integrity_event_format(), "'wasm.mcp_integrity_action' in filter_state");
+    let present = |name: &str| format!("'{}' in filter_state", attr::filter_state_key(name));
+    let request = logger(config, audit_format(), &present(attr::DECISION));
+    let integrity = logger(config, integrity_event_format(), &present(attr::INTEGRITY_ACTION));
     json!([request, integrity])
 }
 
@@ -844,7 +851,7 @@ pub fn tracing(config: &Config) -> Value {
     let host = if host.contains(':') { format!("[{host}]") } else { host };
     let tags: Vec<Value> = ["server", "method", "tool", "client", "decision"]
         .iter()
-        .map(|k| json!({ "tag": format!("mcp.{k}"), "value": format!("%FILTER_STATE(wasm.mcp_{k}:PLAIN)%") }))
+        .map(|k| json!({ "tag": format!("mcp.{k}"), "value": filter_state(k) }))
         .collect();
     json!({
         "random_sampling": { "value": t.sample_ratio * 100.0 },
@@ -1089,6 +1096,36 @@ mod tests {
         let keys = possible_keys(&config, "a", &learned);
         assert_eq!(keys.len(), ops::MAX_LEARNED_TOOLS + TOOL_BUCKET_BLOCK + 3 + 2 + 1);
         assert!(max_tool_buckets(&config) >= keys.len(), "{} < {}", max_tool_buckets(&config), keys.len());
+    }
+
+    #[test]
+    fn the_renderer_and_the_filter_label_a_tool_alike() {
+        // Long, dotted and non-ASCII names: the renderer's bucket count and the
+        // filter's labels (metrics, rate-limit key) must be the same strings.
+        let long = "t".repeat(100);
+        let odd = ["a.b/c", "é-tool", long.as_str(), &format!("{long}x")];
+        let yaml = format!(
+            "servers:\n  - name: a\n    url: http://h:1\n    policy: {{ allow_tools: [{}] }}\n",
+            odd.map(|n| format!("{n:?}")).join(", ")
+        );
+        let config = Config::from_yaml(&yaml, Mode::Gateway).unwrap();
+        let filter: std::collections::BTreeSet<String> = odd
+            .iter()
+            .map(|n| {
+                assert!(ops::is_configured_tool(&config, "a", n));
+                ops::tool_label(n, true)
+            })
+            .collect();
+        assert_eq!(configured_tool_labels(&config, "a"), filter);
+        assert_eq!(filter.len(), 3, "the two names that share their first 64 characters share a label");
+        assert!(filter.iter().all(|l| l.len() <= names::MAX_LABEL_CHARS));
+        // Every attribute the access log and the tracer read is one the filter sets.
+        let text =
+            serde_json::to_string(&json!([audit_format(), integrity_event_format(), access_log(&config)])).unwrap();
+        for key in text.split("wasm.").skip(1) {
+            let name: String = key.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
+            assert!(attr::ALL.contains(&name.as_str()), "{name} is not an attribute the filter sets");
+        }
     }
 
     #[test]

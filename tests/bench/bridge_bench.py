@@ -188,7 +188,7 @@ RUST_DRIVER = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target") / "rel
 
 def rust_driver() -> str:
     if not RUST_DRIVER.exists():
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mcpx-stdio-bridge", "--example", "bridge_bench"],
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "mcpx", "--example", "bridge_bench"],
                        cwd=ROOT, check=True)
     return str(RUST_DRIVER)
 

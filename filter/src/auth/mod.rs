@@ -11,7 +11,7 @@ pub mod secret;
 
 use crate::config::{expand_env, AuthConfig, AuthType, Config, ConfigError};
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::RequestHead;
+use crate::request::RequestHead;
 use oauth::OAuth;
 use secret::{Credentials, Digest};
 use std::collections::BTreeSet;
@@ -266,10 +266,8 @@ pub fn seal_config(config: &Config, lookup: impl Fn(&str) -> Option<String>) -> 
     Ok(c)
 }
 
-/// Seconds since the Unix epoch (WASI's clock inside Envoy).
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
+/// Seconds since the Unix epoch (the crate's one clock).
+pub use crate::clock::now_secs;
 
 #[cfg(test)]
 mod tests;

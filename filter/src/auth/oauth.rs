@@ -7,7 +7,7 @@ use super::jwt::{self, Rules, TokenError, VerifiedToken};
 use super::{quoted_safe, unauthorized, Check, Grant, Principal, Refusal};
 use crate::config::{BackendUrl, ConfigError, OAuthConfig};
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{RequestHead, MCP_PREFIX};
+use crate::request::{RequestHead, MCP_PREFIX};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -30,7 +30,7 @@ impl HealthCheck {
     /// Dispatches every probe. A probe that cannot even be sent (no url, no
     /// such cluster) is a result at once.
     pub fn start(gateway: &Gateway, detail: Detail) -> Self {
-        let started_ms = host::now_ms();
+        let started_ms = crate::clock::now_ms();
         let mut check = Self { detail, results: Vec::new(), pending: Vec::new(), started_ms, cached: false };
         let plan = health::plan(gateway.config());
         let names: Vec<String> = plan.iter().map(|(n, _)| n.clone()).collect();
@@ -74,7 +74,7 @@ impl HealthCheck {
             return false;
         };
         let (_, index) = self.pending.swap_remove(pos);
-        let latency = host::now_ms().saturating_sub(self.started_ms);
+        let latency = crate::clock::now_ms().saturating_sub(self.started_ms);
         // Only the two headers judged are read, as bytes: a backend's other
         // headers (or a non-UTF-8 content-type, read lossily) cannot break
         // the probe.

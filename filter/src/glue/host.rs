@@ -63,7 +63,6 @@ fn check(status: u32) -> Result<(), HostError> {
 #[link(wasm_import_module = "env")]
 extern "C" {
     fn proxy_log(level: u32, message_data: *const u8, message_size: usize) -> u32;
-    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
     fn proxy_set_tick_period_milliseconds(period: u32) -> u32;
     fn proxy_get_buffer_bytes(
         buffer_type: u32,
@@ -153,16 +152,6 @@ unsafe fn owned(data: *mut u8, size: usize) -> Option<Vec<u8>> {
 pub fn log(level: LogLevel, msg: &str) {
     // SAFETY: pointer and length of a live &str.
     let _ = unsafe { proxy_log(level as u32, msg.as_ptr(), msg.len()) };
-}
-
-/// Milliseconds since the Unix epoch, from the host clock (0 if unavailable).
-pub fn now_ms() -> u64 {
-    let mut nanos: u64 = 0;
-    // SAFETY: a valid out-pointer.
-    match check(unsafe { proxy_get_current_time_nanoseconds(&mut nanos) }) {
-        Ok(()) => nanos / 1_000_000,
-        Err(_) => 0,
-    }
 }
 
 pub fn set_tick_period(period: Duration) -> Result<(), HostError> {

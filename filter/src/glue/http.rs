@@ -8,11 +8,13 @@ use crate::config::IntegrityMode;
 use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::gateway::{
-    Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan, MCP_PREFIX,
+    Admit, Attributes, BodyOutcome, Decision, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan,
 };
 use crate::inspect::Inspection;
 use crate::integrity;
+use crate::names::{self, attr};
 use crate::ops;
+use crate::response;
 use crate::sse::{FeedError, SseRewriter};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
@@ -52,12 +54,27 @@ enum ResponseBody {
     Metrics,
 }
 
+/// Where a request is. One phase at a time: a request waits for keys, or
+/// for its body, or for its probes, or has been forwarded; never two.
+#[derive(Default)]
+enum Phase {
+    /// Headers not decided yet; or the request was answered here, or passes
+    /// through untouched.
+    #[default]
+    Idle,
+    /// OAuth: held until the key set is loaded (see `waiting.rs`).
+    KeyWait(KeyWait),
+    /// An MCP POST whose body is being buffered.
+    ReadingBody(McpRequest),
+    /// A `/health` request waiting for its probes.
+    Health(HealthCheck),
+    /// Forwarded, and what to do with its response.
+    Forwarded(McpRequest, ResponsePlan),
+}
+
 pub struct HttpFilter {
     gateway: Option<Rc<Gateway>>,
-    /// Set while an MCP POST body is being buffered.
-    awaiting_body: Option<McpRequest>,
-    /// The request, once forwarded, and what to do with its response.
-    forwarded: Option<(McpRequest, ResponsePlan)>,
+    phase: Phase,
     response: ResponseBody,
     /// Serves the operator endpoints instead of MCP (control listener).
     control: bool,
@@ -67,41 +84,41 @@ pub struct HttpFilter {
     started_ms: u64,
     /// The bounded label of the called tool, computed once per request.
     tool_label: Option<String>,
-    /// OAuth: held until the key set is loaded (see `waiting.rs`).
-    key_wait: Option<KeyWait>,
-    /// A `/health` request waiting for its probes.
-    health: Option<HealthCheck>,
 }
 
 impl HttpFilter {
     pub fn new(gateway: Option<Rc<Gateway>>, control: bool) -> Self {
         Self {
             gateway,
-            awaiting_body: None,
-            forwarded: None,
+            phase: Phase::Idle,
             response: ResponseBody::PassThrough,
             control,
             attrs: Attributes::default(),
             reply_to: ReplyTo::Http,
             started_ms: 0,
             tool_label: None,
-            health: None,
-            key_wait: None,
         }
     }
 
     pub fn waiting_for_keys(&self) -> bool {
-        self.key_wait.is_some()
+        matches!(self.phase, Phase::KeyWait(_))
     }
 
     pub fn wait_is_over(&self) -> bool {
-        self.key_wait.as_ref().is_some_and(|w| crate::auth::now_secs() >= w.deadline)
+        matches!(&self.phase, Phase::KeyWait(w) if crate::clock::now_secs() >= w.deadline)
     }
 
     /// Called (as this request's context) when keys arrived or the wait is
     /// over: runs the headers phase again and carries on from where it was.
     pub fn wake(&mut self) {
-        let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.take()) else { return };
+        let Some(gateway) = self.gateway.clone() else { return };
+        let w = match std::mem::take(&mut self.phase) {
+            Phase::KeyWait(w) => w,
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
         let action = self.handle_head(&gateway, w.headers, w.headers_end_stream, w.body_done, Some(w.deadline));
         if action == Action::Continue && host::resume_http_request().is_err() {
             host::log(proxy_wasm::types::LogLevel::Error, "mcpx: could not resume a request after the key wait");
@@ -123,13 +140,14 @@ impl HttpFilter {
             HeadOutcome::PassThrough => Action::Continue,
             HeadOutcome::Reply(r) => self.reply(&r),
             HeadOutcome::AwaitKeys(reply) => {
-                let now = crate::auth::now_secs();
+                let now = crate::clock::now_secs();
                 let deadline = deadline.unwrap_or(now + KEY_WAIT_SECS);
                 if now >= deadline {
                     return self.reply(&reply);
                 }
                 self.attrs = Attributes::default();
-                self.key_wait = Some(KeyWait { headers, headers_end_stream: end_of_stream, body_done, deadline });
+                self.phase =
+                    Phase::KeyWait(KeyWait { headers, headers_end_stream: end_of_stream, body_done, deadline });
                 Action::Pause
             }
             HeadOutcome::Forward(_) if !end_of_stream => {
@@ -140,13 +158,13 @@ impl HttpFilter {
             }
             HeadOutcome::Forward(req) => {
                 if gateway.config().rate_limit.enabled {
-                    host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some("1"));
+                    host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some("1"));
                 }
                 if let Some((name, value)) = gateway.bridge_identity(&req) {
                     host::set_request_header(name, Some(&value));
                 }
                 self.publish_attributes();
-                self.forwarded = Some((req, ResponsePlan::PassThrough));
+                self.phase = Phase::Forwarded(req, ResponsePlan::PassThrough);
                 Action::Continue
             }
             HeadOutcome::Health(detail) => {
@@ -154,7 +172,7 @@ impl HttpFilter {
                 if check.done() {
                     return self.reply(&check.reply());
                 }
-                self.health = Some(check);
+                self.phase = Phase::Health(check);
                 Action::Pause
             }
             HeadOutcome::ReadBody(req) if end_of_stream => self.decide_body(gateway, req, &[]),
@@ -164,7 +182,7 @@ impl HttpFilter {
                     self.decide_body(gateway, req, &body)
                 }
                 None => {
-                    self.awaiting_body = Some(req);
+                    self.phase = Phase::ReadingBody(req);
                     Action::Pause
                 }
             },
@@ -182,13 +200,13 @@ impl HttpFilter {
     fn publish_attributes(&mut self) {
         let a = &self.attrs;
         let fields = [
-            ("mcp_server", a.server.as_deref()),
-            ("mcp_method", a.method.as_deref()),
-            ("mcp_tool", a.tool.as_deref()),
-            ("mcp_client", a.client.as_deref()),
-            ("mcp_decision", a.decision),
-            ("mcp_reason", a.reason.as_deref()),
-            ("mcp_integrity", a.integrity.as_deref()),
+            (attr::SERVER, a.server.as_deref()),
+            (attr::METHOD, a.method.as_deref()),
+            (attr::TOOL, a.tool.as_deref()),
+            (attr::CLIENT, a.client.as_deref()),
+            (attr::DECISION, a.decision.map(Decision::as_str)),
+            (attr::REASON, a.reason.as_deref()),
+            (attr::INTEGRITY, a.integrity.as_deref()),
         ];
         for (name, value) in fields {
             if let Some(v) = value {
@@ -209,20 +227,20 @@ impl HttpFilter {
                 let rl = &gateway.config().rate_limit;
                 if rl.enabled {
                     // Tokens: one per message (a batch costs what its messages would alone).
-                    host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
+                    host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
                 }
                 if let (true, true, Some(tool), true) =
                     (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
                 {
                     // The per-tool bucket key and its cost.
                     let label = tool_label(gateway, &req.server, tool);
-                    host::set_request_header(ops::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
-                    host::set_request_header(ops::RATE_LIMIT_TOOL_HITS_HEADER, Some(&f.tool_hits.to_string()));
+                    host::set_request_header(names::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
+                    host::set_request_header(names::RATE_LIMIT_TOOL_HITS_HEADER, Some(&f.tool_hits.to_string()));
                     self.tool_label = Some(label);
                 }
                 self.reply_to = f.reply_to;
                 self.publish_attributes();
-                self.forwarded = Some((req, f.response));
+                self.phase = Phase::Forwarded(req, f.response);
                 Action::Continue
             }
         }
@@ -246,29 +264,30 @@ impl HttpFilter {
         for v in &found.violations {
             *counts.entry((tool_label(gateway, server, &v.tool), v.kind.as_str())).or_default() += 1;
         }
-        let server_label = ops::sanitize(server);
+        let server_label = names::label(server);
         for ((tool, kind), n) in counts {
             metrics::integrity_violation(&server_label, &tool, kind, n);
         }
         self.attrs.integrity = crate::inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
         if let Some(n) = &self.attrs.integrity {
-            host::set_attribute("mcp_integrity", n);
-            host::set_attribute("mcp_integrity_action", action);
+            host::set_attribute(attr::INTEGRITY, n);
+            host::set_attribute(attr::INTEGRITY_ACTION, action);
         }
     }
 
     /// The request's list ids (for the id of an error), if it asked for a
     /// list the request pinned; empty for every other request.
     fn list_ids(&self) -> Vec<serde_json::Value> {
-        match &self.forwarded {
-            Some((_, ResponsePlan::FilterToolsList { list_ids })) => list_ids.clone(),
+        match &self.phase {
+            Phase::Forwarded(_, ResponsePlan::FilterToolsList { list_ids }) => list_ids.clone(),
             _ => Vec::new(),
         }
     }
 
     /// A buffered JSON answer, whole: every list in it inspected.
     fn finish_json(&mut self, gateway: &Gateway, body_size: usize) -> Action {
-        let Some((req, _)) = self.forwarded.clone() else { return Action::Continue };
+        let Phase::Forwarded(req, _) = &self.phase else { return Action::Continue };
+        let req = req.clone();
         let list_ids = self.list_ids();
         let body = host::body(BufferType::HttpResponseBody, body_size);
         let new = match gateway.rewrite_tools_list(&req, &list_ids, &body, &mut SharedStore) {
@@ -297,7 +316,8 @@ impl HttpFilter {
     /// One chunk of an event-stream answer: complete events go on at once
     /// (inspected), an unfinished one waits for the next chunk.
     fn sse_chunk(&mut self, gateway: &Gateway, mut rewriter: SseRewriter, body_size: usize, eos: bool) -> Action {
-        let Some((req, _)) = self.forwarded.clone() else { return Action::Continue };
+        let Phase::Forwarded(req, _) = &self.phase else { return Action::Continue };
+        let req = req.clone();
         let Some(inspector) = gateway.list_inspector(&req) else { return Action::Continue };
         let list_ids = self.list_ids();
         let chunk = host::body(BufferType::HttpResponseBody, body_size);
@@ -341,10 +361,10 @@ impl HttpFilter {
 
     /// Records that the gateway refused the backend's answer.
     fn note_refused(&mut self, reason: &str) {
-        self.attrs.decision = Some("error");
+        self.attrs.decision = Some(Decision::Error);
         self.attrs.reason = Some(reason.to_string());
-        host::set_attribute("mcp_decision", "error");
-        host::set_attribute("mcp_reason", reason);
+        host::set_attribute(attr::DECISION, Decision::Error.as_str());
+        host::set_attribute(attr::REASON, reason);
     }
 
     /// Refuses the backend's answer in the headers phase (502 with the
@@ -376,8 +396,8 @@ impl HttpFilter {
         let er = ops::envoy_reply(status, details, &self.reply_to, cooldown);
         self.attrs.decision = Some(er.decision);
         self.attrs.reason = Some(er.reason.clone());
-        host::set_attribute("mcp_decision", er.decision);
-        host::set_attribute("mcp_reason", &er.reason);
+        host::set_attribute(attr::DECISION, er.decision.as_str());
+        host::set_attribute(attr::REASON, &er.reason);
         for (k, v) in &er.reply.headers {
             host::set_response_header(k, Some(v));
         }
@@ -409,7 +429,7 @@ impl HttpFilter {
             return; // not an MCP request
         }
         let config = gateway.config();
-        let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), ops::sanitize);
+        let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), names::label);
         let method = ops::method_label(self.attrs.method.as_deref());
         let tool = match (self.attrs.method.as_deref(), self.attrs.tool.as_deref(), self.attrs.server.as_deref()) {
             (Some("tools/call" | "batch"), Some(t), Some(s)) => {
@@ -419,7 +439,7 @@ impl HttpFilter {
         };
         let client = ops::client_label(config, self.attrs.client.as_deref());
         let status = host::property_u64(&["response", "code"]).unwrap_or(0);
-        let duration = host::now_ms().saturating_sub(self.started_ms);
+        let duration = crate::clock::now_ms().saturating_sub(self.started_ms);
         let labels =
             metrics::RequestLabels { server: &server, method: &method, tool: tool.as_deref(), client: &client };
         metrics::request(&labels, &self.attrs, status, duration);
@@ -470,10 +490,10 @@ fn replace_whole_body(body_size: usize, new: &[u8], what: &str) {
 
 impl Context for HttpFilter {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
-        let Some(check) = self.health.as_mut() else { return };
+        let Phase::Health(check) = &mut self.phase else { return };
         if check.on_response(token_id, body_size) && check.done() {
             let reply = check.reply();
-            self.health = None;
+            self.phase = Phase::Idle;
             self.reply(&reply);
         }
     }
@@ -491,7 +511,7 @@ impl HttpContext for HttpFilter {
         let headers = match host::request_headers(&credential) {
             Ok(h) => h,
             Err(reply) => {
-                self.attrs.decision = Some("error");
+                self.attrs.decision = Some(Decision::Error);
                 // 400: a header the gateway reads is not UTF-8; 500: Envoy
                 // would not hand over the headers.
                 self.attrs.reason = Some(if reply.status == 400 { "bad_request" } else { "host_error" }.into());
@@ -502,40 +522,30 @@ impl HttpContext for HttpFilter {
         if self.control {
             return self.reply(&control::handle(&head, &mut SharedStore));
         }
-        self.started_ms = host::now_ms();
-        for name in head.internal_headers() {
-            host::set_request_header(name, None);
-        }
-        // No token passthrough: the gateway's credential never reaches a
-        // backend. Removed only when sent, like the internal headers above:
-        // every header change is a host call and a route re-match.
-        if let Some(name) = gateway.credential_header().filter(|n| head.get(n).is_some()) {
-            host::set_request_header(name, None);
-        }
-        if let Some(reply) = ops::check_origin(gateway.config(), &head) {
-            let server = head.path().strip_prefix(MCP_PREFIX).filter(|s| gateway.config().server(s).is_some());
-            self.attrs.server = server.map(String::from);
-            self.attrs.decision = Some("deny");
-            self.attrs.reason = Some("origin".into());
-            return self.reply(&reply);
-        }
-        if head.path() == ops::METRICS_PATH {
-            return match ops::metrics_access(&gateway, &head) {
-                ops::MetricsAccess::Serve => {
-                    self.response = ResponseBody::Metrics;
-                    Action::Continue
-                }
-                ops::MetricsAccess::Refuse(r) => self.reply(&r),
-            };
+        self.started_ms = crate::clock::now_ms();
+        let verdict = {
+            let admission = gateway.admit(&head, &mut self.attrs);
+            for name in admission.remove {
+                host::set_request_header(name, None);
+            }
+            admission.verdict
+        };
+        match verdict {
+            Admit::Continue => {}
+            Admit::ServeMetrics => {
+                self.response = ResponseBody::Metrics;
+                return Action::Continue;
+            }
+            Admit::Reply(r) => return self.reply(&r),
         }
         self.handle_head(&gateway, headers, end_of_stream, None, None)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Waiting for keys: keep buffering; never let the body run ahead.
-        if let (Some(gateway), Some(w)) = (self.gateway.clone(), self.key_wait.as_mut()) {
+        if let (Some(gateway), Phase::KeyWait(w)) = (self.gateway.clone(), &mut self.phase) {
             if !gateway.body_within_limit(body_size) {
-                self.key_wait = None;
+                self.phase = Phase::Idle;
                 return self.reply(&gateway.too_large());
             }
             if end_of_stream {
@@ -543,17 +553,17 @@ impl HttpContext for HttpFilter {
             }
             return Action::Pause;
         }
-        let (Some(gateway), Some(_)) = (self.gateway.clone(), self.awaiting_body.as_ref()) else {
+        let (Some(gateway), Phase::ReadingBody(_)) = (self.gateway.clone(), &self.phase) else {
             return Action::Continue;
         };
         if !gateway.body_within_limit(body_size) {
-            self.awaiting_body = None;
+            self.phase = Phase::Idle;
             return self.reply(&gateway.too_large());
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        let Some(req) = self.awaiting_body.take() else { return Action::Continue };
+        let Phase::ReadingBody(req) = std::mem::take(&mut self.phase) else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, body_size);
         self.decide_body(&gateway, req, &body)
     }
@@ -563,13 +573,14 @@ impl HttpContext for HttpFilter {
         // decision) must not be released by a Continue here: that would
         // forward it unchecked.
         const ALL: usize = u32::MAX as usize;
-        if let Some(w) = self.key_wait.as_mut() {
+        if let Phase::KeyWait(w) = &mut self.phase {
             w.body_done = Some(ALL);
             return Action::Pause;
         }
-        let (Some(gateway), Some(req)) = (self.gateway.clone(), self.awaiting_body.take()) else {
+        let (Some(gateway), Phase::ReadingBody(_)) = (self.gateway.clone(), &self.phase) else {
             return Action::Continue;
         };
+        let Phase::ReadingBody(req) = std::mem::take(&mut self.phase) else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, ALL);
         if !gateway.body_within_limit(body.len()) {
             return self.reply(&gateway.too_large());
@@ -588,50 +599,43 @@ impl HttpContext for HttpFilter {
             }
             return Action::Continue;
         }
-        if self.forwarded.is_some() {
+        let forwarded = matches!(self.phase, Phase::Forwarded(..));
+        if forwarded {
             let details = host::property_string(&["response", "code_details"]);
             if ops::is_envoy_reply(&details) {
                 self.envelope_envoy_reply(&gateway, &details, end_of_stream);
                 return Action::Continue;
             }
         }
-        if self.forwarded.is_none() || !gateway.inspects_lists() {
+        if !forwarded || !gateway.inspects_lists() {
             return Action::Continue;
         }
         let status = host::response_header(":status").unwrap_or_default();
-        if status.starts_with('3') {
-            let why = format!("the backend answered {status} (a redirect); MCP answers must come from the gateway");
-            return self.refuse_answer("redirect", &why, end_of_stream);
+        // Read only when it can matter: a redirect is refused bodiless too.
+        let content_type = if status.starts_with('2') && !end_of_stream {
+            host::response_header("content-type").unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let list_request = matches!(&self.phase, Phase::Forwarded(_, ResponsePlan::FilterToolsList { list_ids }) if !list_ids.is_empty());
+        match response::classify(&status, &content_type, end_of_stream, list_request) {
+            response::Read::PassThrough => Action::Continue,
+            response::Read::Refuse { reason, why } => self.refuse_answer(reason, &why, end_of_stream),
+            response::Read::Sse { drop_ids } => {
+                // Inspect the events as they pass; their length changes, so
+                // drop Content-Length.
+                host::set_response_header("content-length", None);
+                self.response =
+                    ResponseBody::Sse(if drop_ids { SseRewriter::dropping_ids() } else { SseRewriter::default() });
+                Action::Continue
+            }
+            response::Read::BufferJson => {
+                // Hold the headers until the body is inspected, so
+                // Content-Length (and the status, when refused) can be corrected.
+                self.response = ResponseBody::BufferJson;
+                Action::Pause
+            }
         }
-        // Clients read a message only from a 2xx answer with a body.
-        if end_of_stream || !status.starts_with('2') {
-            return Action::Continue;
-        }
-        // Clients pick the parser by substring of Content-Type (the
-        // TypeScript SDK checks `includes`), so classify the same way.
-        let content_type = host::response_header("content-type").unwrap_or_default().to_ascii_lowercase();
-        let (sse, json) = (content_type.contains("text/event-stream"), content_type.contains("json"));
-        if sse && json {
-            let why = format!("Content-Type {content_type:?} names both JSON and an event stream");
-            return self.refuse_answer("ambiguous_answer", &why, end_of_stream);
-        }
-        if sse {
-            // Inspect the events as they pass; their length changes, so drop
-            // Content-Length. A list request's event ids go too (as before
-            // every stream was inspected: a resumed list is re-inspected now,
-            // but a cached replay need not be offered).
-            host::set_response_header("content-length", None);
-            let list = !self.list_ids().is_empty();
-            self.response = ResponseBody::Sse(if list { SseRewriter::dropping_ids() } else { SseRewriter::default() });
-            return Action::Continue;
-        }
-        if !json {
-            return Action::Continue; // no client parses it
-        }
-        // Hold the headers until the body is inspected, so Content-Length
-        // (and the status, when refused) can be corrected.
-        self.response = ResponseBody::BufferJson;
-        Action::Pause
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -8,8 +8,8 @@
 //! token named an unknown `kid`, and every `REFRESH_SECS`.
 
 use super::host::{self, log};
-use crate::auth::now_secs;
 use crate::auth::oauth::{OAuth, REFETCH_FLOOR_SECS};
+use crate::clock::now_secs;
 use proxy_wasm::types::{BufferType, LogLevel};
 use std::time::Duration;
 

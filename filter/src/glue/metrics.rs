@@ -9,7 +9,7 @@
 //! name is a permanent Envoy stat. Metric ids are cached per VM.
 
 use super::host::{self, log};
-use crate::gateway::Attributes;
+use crate::request::{Attributes, Decision};
 use proxy_wasm::types::{LogLevel, MetricType};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -50,8 +50,9 @@ fn record(name: &str, value: u64) {
     }
 }
 
-pub const AUTH_FAILURES: &str = "mcpx_auth_failures_total";
-pub const RATE_LIMIT_HITS: &str = "mcpx_rate_limit_hits_total";
+use crate::names::metric::{
+    AUTH_FAILURES, INTEGRITY_VIOLATIONS, RATE_LIMIT_HITS, REQUESTS, REQUEST_DURATION_MS, TOOL_CALLS,
+};
 
 /// Defines the label-less counters so they are served (as 0) before any hit.
 pub fn define_static() {
@@ -71,15 +72,15 @@ pub struct RequestLabels<'a> {
 /// Counts one finished MCP request (called from `on_log`).
 pub fn request(labels: &RequestLabels<'_>, attrs: &Attributes, status: u64, duration_ms: u64) {
     let RequestLabels { server, method, tool, client } = labels;
-    inc(&format!("mcpx_requests_total.server.{server}.method.{method}.status_code.{status}"));
-    record(&format!("mcpx_request_duration_ms.server.{server}"), duration_ms);
-    let decision = attrs.decision.unwrap_or("none");
+    inc(&format!("{REQUESTS}.server.{server}.method.{method}.status_code.{status}"));
+    record(&format!("{REQUEST_DURATION_MS}.server.{server}"), duration_ms);
+    let decision = attrs.decision.map_or("none", Decision::as_str);
     if let Some(tool) = tool {
-        inc(&format!("mcpx_tool_calls_total.server.{server}.tool.{tool}.decision.{decision}.client.{client}"));
+        inc(&format!("{TOOL_CALLS}.server.{server}.tool.{tool}.decision.{decision}.client.{client}"));
     }
-    match decision {
-        "auth_failed" => inc(AUTH_FAILURES),
-        "rate_limited" => inc(RATE_LIMIT_HITS),
+    match attrs.decision {
+        Some(Decision::AuthFailed) => inc(AUTH_FAILURES),
+        Some(Decision::RateLimited) => inc(RATE_LIMIT_HITS),
         _ => {}
     }
 }
@@ -89,5 +90,5 @@ pub fn request(labels: &RequestLabels<'_>, attrs: &Attributes, status: u64, dura
 /// configured or learned tool, else `_other`), so a rug-pulling backend
 /// cannot mint series or long labels.
 pub fn integrity_violation(server: &str, tool: &str, kind: &str, n: u64) {
-    add(&format!("mcpx_integrity_violations_total.server.{server}.tool.{tool}.kind.{kind}"), n);
+    add(&format!("{INTEGRITY_VIOLATIONS}.server.{server}.tool.{tool}.kind.{kind}"), n);
 }

@@ -19,7 +19,7 @@ const MAX_BODY: usize = 64 * 1024 * 1024 + 1024;
 pub const TOKEN_HEADER: &str = "x-mcpx-bridge-token";
 /// The caller's identity, set by the filter (client copies are removed on
 /// entry to Envoy); absent when auth is off.
-const IDENTITY_HEADER: &str = mcpx_filter::gateway::IDENTITY_HEADER;
+const IDENTITY_HEADER: &str = mcpx_filter::names::IDENTITY_HEADER;
 const SESSION: &str = "mcp-session-id";
 
 /// Bridge-made error codes (the gateway's table in mcpx_filter::envelope).
