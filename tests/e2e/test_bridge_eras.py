@@ -227,3 +227,33 @@ def test_server_everything_shared_by_both_eras(gateway_factory, order):
     # The first client declared roots, sampling and elicitation; the child was opened with none, so it
     # never asked for roots (it does at once when a client declares them; the bridge logs any request).
     assert "roots/list" not in log, log[-3000:]
+
+
+# --- a 2026-only child ------------------------------------------------------------------------------
+
+
+def test_a_2026_only_child_serves_handshake_clients_through_the_bridges_envelope(gateway_factory):
+    gw = gateway_factory(CONFIG.format(servers=stdio_server("t", "--modern-only", timeout="20s")))
+    url = f"http://127.0.0.1:{gw.port}/mcp/t"
+
+    async def go(mode: str, **client_args):
+        async with Client(url, mode=mode, **client_args) as c:
+            tools = sorted(t.name for t in (await c.list_tools()).tools)
+            echo = (await c.call_tool("echo", {"text": f"from {mode}"})).content[0].text
+            stats = json.loads((await c.call_tool("stats", {})).content[0].text)
+            return c.protocol_version, c.instructions, tools, echo, stats
+
+    for mode in [LEGACY, MODERN, LEGACY]:
+        version, instructions, tools, echo, stats = run(go(mode, **(GREEDY if mode == LEGACY else {})))
+        assert version == VERSION[mode] and "echo" in tools and echo == f"from {mode}", (mode, version, echo)
+        if mode == LEGACY:
+            # initialize was answered from the child's server/discover (instructions, pid and all).
+            assert instructions == f"modern-only, pid {stats['pid']}", instructions
+    # The child's record: it refused the bridge's one initialize and saw no client's; every request
+    # carried an envelope; the handshake clients' ones declared the bridge's capabilities, not theirs.
+    assert stats["methods"]["initialize"] == 1 and stats["unenveloped"] == 0, stats
+    assert stats["calls"] == ["echo", "stats"] * 3, stats
+    legacy_caps = [caps for method, version, caps in stats["envelopes"] if method == "tools/list"]
+    assert len(legacy_caps) == 3 and legacy_caps[0] == {} and legacy_caps[2] == {}, stats["envelopes"]
+    assert all(v == "2026-07-28" for _, v, _ in stats["envelopes"]), stats["envelopes"]
+    assert gw.process.log().count("opened in the 2026-07-28 era") == 1
