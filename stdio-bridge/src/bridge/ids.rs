@@ -266,7 +266,7 @@ mod tests {
         assert!(p.sole_sink().is_none());
         p.cancel(b);
         assert!(p.sole_sink().is_some());
-        assert!(p.resolve(a, Reply::result(&serde_json::json!({}))) || true);
+        assert!(p.resolve(a, Reply::result(&serde_json::json!({}))));
         assert!(p.progress_sink(&Value::from(progress_token(a))).is_none(), "over: nothing routed");
         assert!(p.sole_sink().is_none());
     }

@@ -328,6 +328,11 @@ impl Upstream {
     }
 }
 
+/// The notification that completes the bridge's handshake with a child.
+fn initialized() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+}
+
 /// Unpredictable hex from the kernel's CSPRNG (session ids must not be guessable).
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -390,9 +395,4 @@ mod tests {
         assert!(!u.has_session(&a, "alice") && !u.end_session(&a, "alice"));
         assert!(u.has_session(&b, "alice"));
     }
-}
-
-/// The notification that completes the bridge's handshake with a child.
-fn initialized() -> Value {
-    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
 }
