@@ -35,7 +35,10 @@ received (`methods`), so tests can prove what never reached the child.
 
 Flags: --ignore-eof (keep running after stdin closes), --tag X (shown in stats),
 --ignore-sigterm, --starts FILE (append the pid at start), --hold-start FILE (read nothing
-until FILE exists).
+until FILE exists), --modern-only (a 2026-07-28-only server: `initialize` is refused with -32022
+naming only 2026-07-28, `server/discover` answers, and every other request must carry the
+per-request envelope in `params._meta`, else -32600; stats lists `envelopes`: the method, version
+and client capabilities of each enveloped request, and counts `unenveloped` ones).
 """
 
 import hashlib
@@ -55,6 +58,8 @@ def flag_value(name):
 
 TAG = flag_value("--tag") or ""
 IGNORE_EOF = "--ignore-eof" in sys.argv
+MODERN_ONLY = "--modern-only" in sys.argv
+PV, CAPS = "io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientCapabilities"
 STARTS = flag_value("--starts")
 HOLD_START = flag_value("--hold-start")
 if "--ignore-sigterm" in sys.argv:
@@ -63,7 +68,7 @@ if "--ignore-sigterm" in sys.argv:
 out_lock = threading.Lock()
 state_lock = threading.Lock()
 state = {"initialize": 0, "initialized": 0, "cancelled": 0, "in_flight": 0, "replies_to_server_requests": [],
-         "calls": [], "methods": {}, "log_level": None}
+         "calls": [], "methods": {}, "log_level": None, "envelopes": [], "unenveloped": 0}
 gathered: dict[str, int] = {}
 gather_cond = threading.Condition()
 tasks = {}  # taskId -> {"status": ..., "result": ...}
@@ -184,6 +189,8 @@ def handle(msg):
             elif method == "notifications/cancelled":
                 state["cancelled"] += 1
         return
+    if MODERN_ONLY and modern_only(msg):
+        return
     with state_lock:
         state["in_flight"] += 1
     try:
@@ -224,15 +231,47 @@ def handle(msg):
                 send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32602, "message": "unknown tool"}})
                 return
             pieces = 50 if p.get("name") == "big" else 1
-            send({"jsonrpc": "2.0", "id": mid, "result": result}, pieces)
+            send({"jsonrpc": "2.0", "id": mid, "result": modern_fields(method, result)}, pieces)
             return
         else:
             send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": f"method not found: {method}"}})
             return
-        send({"jsonrpc": "2.0", "id": mid, "result": result})
+        send({"jsonrpc": "2.0", "id": mid, "result": modern_fields(method, result)})
     finally:
         with state_lock:
             state["in_flight"] -= 1
+
+
+def modern_fields(method, result):
+    """What a 2026-07-28 result carries (only with --modern-only)."""
+    if not MODERN_ONLY:
+        return result
+    extra = {"cacheScope": "private", "ttlMs": 0} if method.endswith("/list") else {}
+    return {**result, "resultType": "complete", **extra}
+
+
+def modern_only(msg) -> bool:
+    """The 2026-07-28-only rules; True when they answered the request."""
+    method, mid = msg["method"], msg["id"]
+    if method == "initialize":
+        send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32022, "message": "this server speaks only 2026-07-28",
+              "data": {"supported": ["2026-07-28"], "requested": msg.get("params", {}).get("protocolVersion")}}})
+        return True
+    meta = (msg.get("params") or {}).get("_meta") or {}
+    if PV not in meta or CAPS not in meta:
+        with state_lock:
+            state["unenveloped"] += 1
+        send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32600, "message": "the envelope is required"}})
+        return True
+    with state_lock:
+        state["envelopes"].append([method, meta[PV], meta[CAPS]])
+    if method == "server/discover":
+        send({"jsonrpc": "2.0", "id": mid, "result": {
+            "supportedVersions": ["2026-07-28"], "capabilities": {"tools": {}}, "resultType": "complete",
+            "cacheScope": "private", "ttlMs": 0, "instructions": f"modern-only, pid {os.getpid()}",
+            "_meta": {"io.modelcontextprotocol/serverInfo": {"name": "stdio-modern", "version": "1.0"}}}})
+        return True
+    return False
 
 
 def task_method(method, params):

@@ -221,13 +221,13 @@ def test_kill_9_fails_only_in_flight_requests_and_sessions_survive(bridges):
         assert r.status == 502 and body["id"] in (0, 1, 2), r.text
         assert "exited" in body["error"]["message"] and "SIGKILL" in body["error"]["message"]
     # The next request, on the same session without a new initialize, works on a new child
-    # that got the handshake replayed.
+    # that the bridge opened with its own handshake.
     assert tool_text(b.call("t", "echo", {"text": "after"}, headers=session)) == "after"
     new = b.stats("t")
     assert new["pid"] != old["pid"]
     assert new["initialize"] == 1 and new["initialized"] == 1
     assert not pid_alive(old["pid"])
-    assert "handshake replayed" in b.log()
+    assert b.log().count("opened in the handshake era") == 2
 
 
 def test_request_timeout_fails_that_request_only(bridges):
@@ -406,7 +406,7 @@ def run_sdk_client(url: str, mode: str) -> tuple[list[str], str]:
 def test_official_sdk_stdio_server_through_the_bridge(bridges, mode):
     b = bridges(stdio_server("sdk", script=SDK_SERVER))
     names, answer = run_sdk_client(f"http://127.0.0.1:{b.port}/mcp/sdk", mode)
-    assert names == ["add", "shout"] and answer == "42"
+    assert {"add", "shout"} <= set(names) and answer == "42"
     # A second client (fresh session) works on the same child.
     assert run_sdk_client(f"http://127.0.0.1:{b.port}/mcp/sdk", mode) == (names, answer)
     assert b.log().count("started server `sdk`") == 1
@@ -515,7 +515,7 @@ def _children(parent: int) -> list[int]:
 def test_official_sdk_client_and_server_through_the_gateway(gateway_factory, mode):
     gw = gateway_factory(GATEWAY_CONFIG.format(servers=stdio_server("t", script=SDK_SERVER)))
     names, answer = run_sdk_client(f"http://127.0.0.1:{gw.port}/mcp/t", mode)
-    assert names == ["add", "shout"] and answer == "42"
+    assert {"add", "shout"} <= set(names) and answer == "42"
 
 
 def test_gateway_kill_9_mid_request_then_session_continues(gateway_factory):

@@ -347,9 +347,10 @@ def test_bridge_401_names_the_header_and_the_variable(bridges):
     msg = r.json()["error"]["message"]
     assert "x-mcpx-bridge-token" in msg and "MCPX_BRIDGE_TOKEN" in msg, msg
     assert b.post("t", jsonrpc("ping"), {"x-mcpx-bridge-token": "sidecar-token-123"}).status == 200
-    # Only the good token reached the child: its one ping.
+    # Only the good token reached the child: its one ping (after the bridge's own handshake).
     st = b.call("t", "stats", headers={"x-mcpx-bridge-token": "sidecar-token-123"})
-    assert json.loads(tool_text(st))["methods"] == {"ping": 1, "tools/call": 1}
+    assert json.loads(tool_text(st))["methods"] == {"initialize": 1, "notifications/initialized": 1, "ping": 1,
+                                                    "tools/call": 1}
 
 
 def test_shutdown_lets_in_flight_requests_finish(bridges, tmp_path):

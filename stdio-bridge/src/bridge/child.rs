@@ -9,7 +9,7 @@
 //! to it has a deadline (its `request_timeout`), after which its whole process
 //! group is killed.
 
-use super::ids::{Outcome, Pending, Registration};
+use super::ids::{self, Outcome, Pending, Registration, Sink};
 use super::lines::{Frame, Lines};
 use super::reply::{Peek, Reply};
 use super::sanitize::{self, for_log};
@@ -217,12 +217,23 @@ impl Child {
         self.exit.borrow().clone()
     }
 
-    /// Sends a request (with a child-side id swapped in) and waits for the answer.
-    pub async fn call(&self, mut message: Value, timeout: Duration) -> Result<Reply, CallError> {
+    /// Sends a request (with a child-side id swapped in) and waits for the
+    /// answer. Its progress and log notifications go to `sink`, if given.
+    pub async fn call(&self, mut message: Value, timeout: Duration, sink: Option<Sink>) -> Result<Reply, CallError> {
         let (id, rx) = self.pending.register().map_err(CallError::Gone)?;
         let registration = Registration { pending: &self.pending, id };
         if let Some(obj) = message.as_object_mut() {
             obj.insert("id".into(), json!(id));
+        }
+        // Clients choose their progress tokens (and all like `1`): the child
+        // sees one only this request has, whether or not it is relayed.
+        let token = message.pointer_mut("/params/_meta").and_then(Value::as_object_mut).and_then(|meta| {
+            let client = meta.get("progressToken")?.clone();
+            meta.insert("progressToken".into(), json!(ids::progress_token(id)));
+            Some(client)
+        });
+        if let Some(sink) = sink {
+            self.pending.route(id, sink, token);
         }
         let line = to_line(&message);
         drop(message);
@@ -439,7 +450,7 @@ impl Reader {
             }
         }
         match serde_json::from_slice::<Peek>(trimmed) {
-            Ok(p) => self.message(p),
+            Ok(p) => self.message(trimmed, p),
             Err(_) => {
                 eprintln!(
                     "mcpx bridge: server `{}` wrote non-JSON (or a non-message) to stdout (skipped, {} bytes): {}",
@@ -451,7 +462,7 @@ impl Reader {
         }
     }
 
-    fn message(&self, p: Peek<'_>) {
+    fn message(&self, line: &[u8], p: Peek<'_>) {
         if let Some(m) = p.method {
             // Escaped and cut: it goes to the log and back to the child.
             let raw = serde_json::from_str::<String>(m.get()).unwrap_or_else(|_| m.get().to_string());
@@ -466,7 +477,11 @@ impl Reader {
                     let reply = format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"error\":{error}}}\n", id.get());
                     let _ = self.writer.try_send(Write::Line(reply.into_bytes()));
                 }
-                None => self.dropped("notification", &method),
+                None => {
+                    if !self.relay(&method, line) {
+                        self.dropped("notification", &method)
+                    }
+                }
             }
             return;
         }
@@ -487,6 +502,34 @@ impl Reader {
         }
     }
 
+    /// Progress goes to the request its token names, a log message to the
+    /// only request in flight (stdio says nothing else about whose it is);
+    /// false when it goes nowhere. Never waits: a client that does not read
+    /// its stream loses notifications, the child is not held up.
+    fn relay(&self, method: &str, line: &[u8]) -> bool {
+        let (sink, message) = match method {
+            "notifications/progress" => {
+                let Ok(mut n) = serde_json::from_slice::<Value>(line) else { return false };
+                let Some((sink, client_token)) =
+                    n.pointer("/params/progressToken").and_then(|t| self.pending.progress_sink(t))
+                else {
+                    return false;
+                };
+                if let Some(params) = n.get_mut("params").and_then(Value::as_object_mut) {
+                    params.insert("progressToken".into(), client_token);
+                }
+                (sink, n)
+            }
+            "notifications/message" => {
+                let Some(sink) = self.pending.sole_sink() else { return false };
+                let Ok(n) = serde_json::from_slice::<Value>(line) else { return false };
+                (sink, n)
+            }
+            _ => return false,
+        };
+        sink.tx.try_send(message.to_string()).is_ok()
+    }
+
     fn dropped(&self, kind: &str, method: &str) {
         let (n, method) = {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
@@ -502,7 +545,7 @@ impl Reader {
         };
         if n.is_power_of_two() {
             eprintln!(
-                "mcpx bridge: server `{}` sent {kind} {method}; not relayed (server-initiated messages are dropped; {n} so far)",
+                "mcpx bridge: server `{}` sent {kind} {method}; not relayed (nobody to relay it to; {n} so far)",
                 self.name
             );
         }

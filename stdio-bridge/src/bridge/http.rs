@@ -1,17 +1,27 @@
 //! Streamable HTTP for the bridge: `POST /mcp/{name}` carries JSON-RPC (one
 //! message or a batch), `DELETE /mcp/{name}` ends a session, `GET` is 405
-//! (server-initiated messages are not relayed). Answers are always
-//! `application/json`.
+//! (no stream of server-initiated messages is offered). An answer is
+//! `application/json`, unless the child sends progress or log notifications
+//! for the request while it runs and the client accepts
+//! `text/event-stream`: then the answer becomes an event stream carrying
+//! those notifications and, last, the response.
 
+use super::ids::Sink;
 use super::upstream::{Failure, Upstream};
 use super::Inner;
 use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use hyper::body::{Frame, Incoming};
+use hyper::header::{HeaderValue, ACCEPT, ALLOW, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 /// Largest request body (the gateway's own limit is at most 64 MiB).
 const MAX_BODY: usize = 64 * 1024 * 1024 + 1024;
@@ -32,8 +42,10 @@ const PAYLOAD_TOO_LARGE: i64 = -32013;
 const UNAVAILABLE: i64 = -32050;
 /// The server did not answer within `request_timeout`.
 const TIMEOUT: i64 = -32054;
+/// Notifications queued for one client; more are dropped, not waited for.
+const RELAY_QUEUE: usize = 256;
 
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<BoxBody<Bytes, Infallible>>;
 
 pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
     if let Some(expected) = &inner.token {
@@ -52,11 +64,16 @@ pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
         return error(StatusCode::NOT_FOUND, None, NOT_FOUND, "not found: stdio servers are at /mcp/{server}");
     };
     let session = req.headers().get(SESSION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let events = req
+        .headers()
+        .get_all(ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("text/event-stream")));
     // Opaque: only compared. Not valid visible ASCII means not from the filter.
     let identity: Arc<str> =
         Arc::from(req.headers().get(IDENTITY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default());
     match *req.method() {
-        Method::POST => post(upstream, session, identity, req.into_body()).await,
+        Method::POST => post(upstream, session, identity, events, req.into_body()).await,
         Method::DELETE => match session {
             None => error(StatusCode::BAD_REQUEST, None, INVALID_REQUEST, "DELETE needs the Mcp-Session-Id header"),
             Some(s) if upstream.end_session(&s, &identity) => empty(StatusCode::NO_CONTENT),
@@ -67,7 +84,8 @@ pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
                 StatusCode::METHOD_NOT_ALLOWED,
                 None,
                 METHOD_NOT_ALLOWED,
-                "method not allowed: use POST (server-initiated streams are not relayed for stdio servers)",
+                "method not allowed: use POST (stdio servers offer no stream of server-initiated messages; progress and \
+                 log notifications come on the stream of the request they belong to)",
             );
             r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST, DELETE"));
             r
@@ -75,7 +93,13 @@ pub async fn handle(inner: Arc<Inner>, req: Request<Incoming>) -> Resp {
     }
 }
 
-async fn post(upstream: Arc<Upstream>, session: Option<String>, identity: Arc<str>, body: Incoming) -> Resp {
+async fn post(
+    upstream: Arc<Upstream>,
+    session: Option<String>,
+    identity: Arc<str>,
+    events: bool,
+    body: Incoming,
+) -> Resp {
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
@@ -104,7 +128,7 @@ async fn post(upstream: Arc<Upstream>, session: Option<String>, identity: Arc<st
             error(StatusCode::BAD_REQUEST, Some(&Value::Null), INVALID_REQUEST, "empty batch")
         }
         Value::Array(items) => batch(upstream, items, identity).await,
-        single => one(upstream, single, &identity).await,
+        single => one(upstream, single, identity, events).await,
     }
 }
 
@@ -129,15 +153,18 @@ fn classify(m: &Value) -> Kind {
 }
 
 /// One message: a request gets its answer, a notification 202.
-async fn one(upstream: Arc<Upstream>, message: Value, identity: &str) -> Resp {
+async fn one(upstream: Arc<Upstream>, message: Value, identity: Arc<str>, events: bool) -> Resp {
     match classify(&message) {
         Kind::Request(id) => {
             let is_initialize = message.get("method").and_then(Value::as_str) == Some("initialize");
-            match upstream.request(message, identity).await {
+            if events && !is_initialize {
+                return relayed(upstream, message, identity, id).await;
+            }
+            match upstream.request(message, &identity, None).await {
                 Ok(reply) => {
                     let mut r = bytes_response(StatusCode::OK, reply.message(&id).into_bytes());
                     if is_initialize && reply.is_result() {
-                        if let Ok(v) = HeaderValue::from_str(&upstream.new_session(identity)) {
+                        if let Ok(v) = HeaderValue::from_str(&upstream.new_session(&identity)) {
                             r.headers_mut().insert(SESSION, v);
                         }
                     }
@@ -167,7 +194,7 @@ async fn batch(upstream: Arc<Upstream>, items: Vec<Value>, identity: Arc<str>) -
         let identity = identity.clone();
         tasks.push(tokio::spawn(async move {
             match classify(&item) {
-                Kind::Request(id) => Some(match upstream.request(item, &identity).await {
+                Kind::Request(id) => Some(match upstream.request(item, &identity, None).await {
                     Ok(reply) => reply.message(&id),
                     Err(f) => failure_object(&upstream, &id, f).1.to_string(),
                 }),
@@ -192,6 +219,81 @@ async fn batch(upstream: Arc<Upstream>, items: Vec<Value>, identity: Arc<str>) -
         empty(StatusCode::ACCEPTED)
     } else {
         bytes_response(StatusCode::OK, format!("[{}]", answers.join(",")).into_bytes())
+    }
+}
+
+/// Aborts the request when its client goes away (dropping the request
+/// cancels it at the child, as for a JSON answer).
+struct Running(JoinHandle<Result<super::reply::Reply, Failure>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A request whose client accepts an event stream: answered in JSON when
+/// nothing comes before the answer, else as a stream of its notifications
+/// followed by the answer.
+async fn relayed(upstream: Arc<Upstream>, message: Value, identity: Arc<str>, id: Value) -> Resp {
+    let (tx, mut notes) = mpsc::channel::<String>(RELAY_QUEUE);
+    let up = upstream.clone();
+    let mut running = Running(tokio::spawn(async move { up.request(message, &identity, Some(Sink { tx })).await }));
+    let first = tokio::select! {
+        biased;
+        Some(n) = notes.recv() => n,
+        done = &mut running.0 => return match done {
+            Ok(Ok(reply)) => bytes_response(StatusCode::OK, reply.message(&id).into_bytes()),
+            Ok(Err(f)) => failure(&upstream, Some(&id), f),
+            Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, Some(&id), -32603, "internal error in the bridge"),
+        },
+    };
+    let (body_tx, body_rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        if body_tx.send(event(&first)).await.is_err() {
+            return;
+        }
+        let done = loop {
+            tokio::select! {
+                biased;
+                Some(n) = notes.recv() => if body_tx.send(event(&n)).await.is_err() { return },
+                done = &mut running.0 => break done,
+            }
+        };
+        // Written before the answer, so queued before it: they go first.
+        while let Ok(n) = notes.try_recv() {
+            if body_tx.send(event(&n)).await.is_err() {
+                return;
+            }
+        }
+        let last = match done {
+            Ok(Ok(reply)) => reply.message(&id),
+            Ok(Err(f)) => failure_object(&upstream, &id, f).1.to_string(),
+            Err(_) => error_object(&id, -32603, "internal error in the bridge").to_string(),
+        };
+        let _ = body_tx.send(event(&last)).await;
+    });
+    let mut r = Response::new(Events(body_rx).boxed());
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// One server-sent event carrying one JSON-RPC message (compact JSON: no
+/// line breaks, so one `data:` line).
+fn event(message: &str) -> Bytes {
+    Bytes::from(format!("event: message\ndata: {message}\n\n"))
+}
+
+/// A response body fed by a channel, one frame per event.
+struct Events(mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for Events {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
 }
 
@@ -251,14 +353,14 @@ fn json_response(status: StatusCode, body: &Value) -> Resp {
 }
 
 fn bytes_response(status: StatusCode, bytes: Vec<u8>) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
 fn empty(status: StatusCode) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Full::new(Bytes::new()).boxed());
     *r.status_mut() = status;
     r
 }

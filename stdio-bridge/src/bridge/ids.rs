@@ -3,11 +3,42 @@
 //! all like to use id 1) never collide and any number can be in flight at
 //! once. The child's answer is matched back by that id and the client's own
 //! id is put back.
+//!
+//! The same id names the request's progress token at the child
+//! (`mcpx-progress-{id}`), so progress notifications find their way back to
+//! the client that asked, whatever token it chose (see [`Sink`]).
 
 use super::reply::Reply;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+/// The prefix of the progress tokens the bridge gives a child.
+const PROGRESS_PREFIX: &str = "mcpx-progress-";
+
+/// Where one request's notifications go: its client's event stream. Each
+/// item is one JSON-RPC notification, serialised.
+#[derive(Clone, Debug)]
+pub struct Sink {
+    pub tx: mpsc::Sender<String>,
+}
+
+/// The progress token a child gets for the request with child-side id `id`.
+pub fn progress_token(id: u64) -> String {
+    format!("{PROGRESS_PREFIX}{id}")
+}
+
+/// The request a child's progress token names, if it is one of the bridge's.
+pub fn progress_id(token: &Value) -> Option<u64> {
+    token.as_str()?.strip_prefix(PROGRESS_PREFIX)?.parse().ok()
+}
+
+/// A request's relay: its sink and the progress token its client chose.
+struct Route {
+    sink: Sink,
+    client_token: Option<Value>,
+}
 
 /// What a waiting request gets.
 #[derive(Debug)]
@@ -22,6 +53,8 @@ pub enum Outcome {
 struct Inner {
     next: u64,
     waiting: HashMap<u64, oneshot::Sender<Outcome>>,
+    /// The in-flight requests whose client takes notifications.
+    routes: HashMap<u64, Route>,
     /// Set once the child has exited: new requests are refused with this.
     closed: Option<String>,
 }
@@ -54,12 +87,43 @@ impl Pending {
         Ok((id, rx))
     }
 
+    /// Sends request `id`'s notifications to `sink`; `client_token`: the
+    /// progress token its client chose (the child sees the bridge's).
+    pub fn route(&self, id: u64, sink: Sink, client_token: Option<Value>) {
+        let mut inner = self.lock();
+        if inner.waiting.contains_key(&id) {
+            inner.routes.insert(id, Route { sink, client_token });
+        }
+    }
+
+    /// For a progress notification: the sink of the request its token names,
+    /// and the client's own token to put back. None when that request is
+    /// over, never asked for progress, or its client takes no notifications.
+    pub fn progress_sink(&self, token: &Value) -> Option<(Sink, Value)> {
+        let id = progress_id(token)?;
+        let inner = self.lock();
+        let route = inner.routes.get(&id)?;
+        Some((route.sink.clone(), route.client_token.clone()?))
+    }
+
+    /// For a log message, which names no request on stdio: the sink of the
+    /// only request in flight. With two or more in flight nobody can tell
+    /// whose it is, so it goes to nobody.
+    pub fn sole_sink(&self) -> Option<Sink> {
+        let inner = self.lock();
+        if inner.waiting.len() != 1 {
+            return None;
+        }
+        inner.routes.values().next().map(|r| r.sink.clone())
+    }
+
     /// Delivers the child's response; false when nobody waits for `id`
     /// (timed out, cancelled, or an id the bridge never sent).
     pub fn resolve(&self, id: u64, reply: Reply) -> bool {
         let tx = {
             let mut inner = self.lock();
             let tx = inner.waiting.remove(&id);
+            inner.routes.remove(&id);
             if inner.waiting.is_empty() {
                 self.idle.notify_waiters();
             }
@@ -72,6 +136,7 @@ impl Pending {
     pub fn cancel(&self, id: u64) {
         let mut inner = self.lock();
         inner.waiting.remove(&id);
+        inner.routes.remove(&id);
         if inner.waiting.is_empty() {
             self.idle.notify_waiters();
         }
@@ -82,6 +147,7 @@ impl Pending {
         let waiting: Vec<_> = {
             let mut inner = self.lock();
             inner.closed = Some(reason.to_string());
+            inner.routes.clear();
             inner.waiting.drain().map(|(_, tx)| tx).collect()
         };
         for tx in waiting {
@@ -180,6 +246,29 @@ mod tests {
         }
         assert!(p.register().is_err());
         p.drained().await;
+    }
+
+    #[tokio::test]
+    async fn progress_goes_to_the_request_its_token_names_and_logs_only_when_unambiguous() {
+        let p = Pending::default();
+        let (a, _ra) = p.register().unwrap();
+        let (tx, mut rx) = mpsc::channel(4);
+        p.route(a, Sink { tx }, Some(serde_json::json!("client-token")));
+        let (sink, token) = p.progress_sink(&Value::from(progress_token(a))).unwrap();
+        assert_eq!(token, "client-token");
+        sink.tx.try_send("n".into()).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), "n");
+        assert!(p.progress_sink(&Value::from(progress_token(a + 1))).is_none());
+        assert!(p.progress_sink(&Value::from(a)).is_none(), "a client's own token is not the bridge's");
+        assert!(p.sole_sink().is_some());
+        // A second request in flight: a log message could be either one's.
+        let (b, _rb) = p.register().unwrap();
+        assert!(p.sole_sink().is_none());
+        p.cancel(b);
+        assert!(p.sole_sink().is_some());
+        assert!(p.resolve(a, Reply::result(&serde_json::json!({}))));
+        assert!(p.progress_sink(&Value::from(progress_token(a))).is_none(), "over: nothing routed");
+        assert!(p.sole_sink().is_none());
     }
 
     #[tokio::test]

@@ -10,8 +10,8 @@
 //!   same answer as for a task that does not exist, so ids cannot be probed);
 //!   `tasks/list` answers keep only the caller's tasks. Other `tasks/*`
 //!   methods are refused (nothing is known about whose state they touch).
-//! - `logging/setLevel` changes the child's level for every client, and the
-//!   bridge relays no log messages anyway: it is refused, never forwarded.
+//! - `logging/setLevel` changes the child's level for every client: it is
+//!   refused, never forwarded.
 
 use super::reply::Reply;
 use super::sanitize;
@@ -84,7 +84,7 @@ pub fn plan(message: &Value, identity: &str, owners: &TaskOwners, server: &str) 
             METHOD_NOT_FOUND,
             &format!(
                 "logging/setLevel is not relayed to the stdio server `{server}`: its one process serves every \
-                 client, so one client's level would apply to all (and the gateway does not relay log messages)"
+                 client, so one client's level would apply to all"
             ),
         )),
         "tasks/get" | "tasks/result" | "tasks/cancel" => {

@@ -7,14 +7,15 @@
 //! - `lines`: line framing of the child's output.
 //! - `ids`: JSON-RPC id rewriting and the requests in flight.
 //! - `reply`: answers kept verbatim (only the id is swapped back).
-//! - `cache`: the handshake (`initialize` / `server/discover`) cache and replay.
+//! - `era`: both protocol eras on one child (the bridge opens it; requests are
+//!   answered or translated in their own era).
 //! - `isolation`: what one identity may not do to another on a shared child.
 //! - `sanitize`: child output made safe for the log.
 //! - `upstream`: one server: lazy start, respawn with backoff, sessions.
 //! - `http`: the HTTP surface.
 
-mod cache;
 mod child;
+mod era;
 mod http;
 mod ids;
 mod isolation;

@@ -50,6 +50,18 @@ impl Reply {
         Reply { is_error: true, payload }
     }
 
+    /// An error with `data` (e.g. the versions a -32022 names).
+    pub fn error_with_data(code: i64, message: &str, data: Value) -> Reply {
+        let error = serde_json::json!({"code": code, "message": message, "data": data});
+        let payload = serde_json::value::to_raw_value(&error).unwrap_or_default();
+        Reply { is_error: true, payload }
+    }
+
+    /// The parsed error object; None for results.
+    pub fn error_value(&self) -> Option<Value> {
+        self.is_error.then(|| serde_json::from_str(self.payload.get()).ok()).flatten()
+    }
+
     pub fn is_result(&self) -> bool {
         !self.is_error
     }

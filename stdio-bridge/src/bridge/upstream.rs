@@ -1,9 +1,10 @@
 //! One configured stdio server: the shared child (spawned lazily, respawned
-//! with bounded exponential backoff after a crash), its handshake cache and
-//! its HTTP sessions.
+//! with bounded exponential backoff after a crash, opened by the bridge in
+//! the era that serves every client: see `era`) and its HTTP sessions.
 
-use super::cache::{initialized, Cache};
 use super::child::{CallError, Child};
+use super::era::{self, ChildEra, RequestEra};
+use super::ids::Sink;
 use super::isolation::{self, Plan, TaskOwners};
 use super::reply::Reply;
 use super::spec::ServerSpec;
@@ -58,9 +59,16 @@ pub fn backoff(failures: u32) -> Duration {
     BACKOFF_START.saturating_mul(1 << doublings).min(BACKOFF_CAP)
 }
 
+/// A running child and what it said about itself when the bridge opened it:
+/// both go when it exits, so a new child is always asked again.
+pub struct Instance {
+    pub child: Arc<Child>,
+    pub era: ChildEra,
+}
+
 #[derive(Default)]
 struct State {
-    child: Option<Arc<Child>>,
+    child: Option<Arc<Instance>>,
     /// Failed starts or early exits in a row.
     failures: u32,
     not_before: Option<Instant>,
@@ -79,9 +87,6 @@ pub struct Upstream {
     /// `request_timeout` in ms; shared with the child (the deadline of each write).
     timeout_ms: Arc<AtomicU64>,
     state: tokio::sync::Mutex<State>,
-    cache: Mutex<Cache>,
-    /// Serialises the first handshake so concurrent first clients share it.
-    init_lock: tokio::sync::Mutex<()>,
     sessions: Mutex<Sessions>,
     /// Whose task each task id is (see `isolation`).
     tasks: Mutex<TaskOwners>,
@@ -98,8 +103,6 @@ impl Upstream {
             timeout_ms: Arc::new(AtomicU64::new(spec.request_timeout.as_millis() as u64)),
             spec,
             state: Default::default(),
-            cache: Default::default(),
-            init_lock: Default::default(),
             sessions: Default::default(),
             tasks: Default::default(),
             retired: AtomicBool::new(false),
@@ -121,7 +124,7 @@ impl Upstream {
 
     /// The running child, starting one if needed. Concurrent callers wait for
     /// the same start; a crash-looping server fails fast with a retry time.
-    async fn child(&self) -> Result<Arc<Child>, Failure> {
+    async fn instance(&self) -> Result<Arc<Instance>, Failure> {
         let mut st = self.state.lock().await;
         if self.retired.load(Ordering::Acquire) {
             return Err(Failure::Unavailable {
@@ -129,14 +132,16 @@ impl Upstream {
                 retry_after: Duration::from_secs(1),
             });
         }
-        if let Some(c) = &st.child {
+        if let Some(i) = &st.child {
+            let c = &i.child;
             match c.exited() {
-                None => return Ok(c.clone()),
+                None => return Ok(i.clone()),
                 Some(exit) => {
                     let lived = exit.at.saturating_duration_since(c.started);
                     st.failures = if lived >= STABLE_AFTER { 1 } else { st.failures + 1 };
                     st.not_before = Some(exit.at + backoff(st.failures));
                     st.last_problem = Some(format!("its last run exited ({})", exit.status));
+                    // What the old child said about itself goes with it.
                     st.child = None;
                 }
             }
@@ -159,29 +164,50 @@ impl Upstream {
             Ok(c) => c,
             Err(e) => return Err(self.failed_start(&mut st, e)),
         };
-        // A respawn: bring the new child to the state existing sessions expect.
-        let replay = lock(&self.cache).replay_request();
-        if let Some(request) = replay {
-            match child.call(request, self.timeout()).await {
-                Ok(reply) if reply.is_result() => {
-                    lock(&self.cache).refresh_initialize(&reply);
-                    let _ = child.notify(&initialized()).await;
-                    eprintln!("mcpx bridge: server `{}`: handshake replayed to the new child", self.name());
-                }
-                outcome => {
-                    let why = match outcome {
-                        Ok(reply) => format!("it answered the replayed initialize with {}", reply.message(&json!(0))),
-                        Err(CallError::Gone(r)) => r,
-                        Err(CallError::Timeout(t)) => format!("no answer to the replayed initialize within {t:?}"),
-                    };
-                    let c = child.clone();
-                    tokio::spawn(async move { c.stop(Duration::ZERO, Duration::from_secs(1)).await });
-                    return Err(self.failed_start(&mut st, format!("handshake replay failed: {why}")));
-                }
+        match self.open(&child).await {
+            Ok(era) => {
+                let instance = Arc::new(Instance { child, era });
+                st.child = Some(instance.clone());
+                Ok(instance)
+            }
+            Err(why) => {
+                let c = child.clone();
+                tokio::spawn(async move { c.stop(Duration::ZERO, Duration::from_secs(1)).await });
+                Err(self.failed_start(&mut st, format!("server `{}`: {why}", self.name())))
             }
         }
-        st.child = Some(child.clone());
-        Ok(child)
+    }
+
+    /// Opens the bridge's one connection to a new child (see `era`): the
+    /// handshake era when the child accepts the bridge's `initialize`, the
+    /// 2026-07-28 era when it refuses it naming only 2026-era versions.
+    async fn open(&self, child: &Child) -> Result<ChildEra, String> {
+        let asked = |e: CallError, what: &str| match e {
+            CallError::Gone(r) => r,
+            CallError::Timeout(t) => format!("no answer to the bridge's {what} within {t:?}"),
+        };
+        let init =
+            child.call(era::bridge_initialize(), self.timeout(), None).await.map_err(|e| asked(e, "initialize"))?;
+        if init.is_result() {
+            child.notify(&initialized()).await?;
+            eprintln!("mcpx bridge: server `{}` (pid {}): opened in the handshake era", self.name(), child.pid);
+            return Ok(ChildEra::Handshake { initialize: init });
+        }
+        let Some(version) = era::modern_only(&init) else {
+            return Err(format!("it answered the bridge's initialize with {}", init.message(&json!(0))));
+        };
+        let discover = child
+            .call(era::bridge_discover(&version), self.timeout(), None)
+            .await
+            .map_err(|e| asked(e, "server/discover"))?;
+        if !discover.is_result() {
+            return Err(format!(
+                "it speaks only {version} but answered server/discover with {}",
+                discover.message(&json!(0))
+            ));
+        }
+        eprintln!("mcpx bridge: server `{}` (pid {}): opened in the {version} era", self.name(), child.pid);
+        Ok(ChildEra::Modern { discover, version })
     }
 
     fn failed_start(&self, st: &mut State, problem: String) -> Failure {
@@ -195,55 +221,49 @@ impl Upstream {
 
     /// A JSON-RPC request (it has an id) from `identity` ("" when auth is
     /// off). Returns the answer; the caller puts the client's id on it.
-    pub async fn request(&self, message: Value, identity: &str) -> Result<Reply, Failure> {
+    /// `sink`: where the request's progress and log notifications go.
+    pub async fn request(&self, message: Value, identity: &str, sink: Option<Sink>) -> Result<Reply, Failure> {
         let plan = isolation::plan(&message, identity, &lock(&self.tasks), self.name());
-        match plan {
-            Plan::Pass => self.forward(message).await,
-            Plan::Answer(reply) => Ok(reply),
-            plan => {
-                let reply = self.call(message).await?;
-                Ok(isolation::after(&plan, reply, identity, &mut lock(&self.tasks)))
+        if let Plan::Answer(reply) = plan {
+            return Ok(reply);
+        }
+        let reply = self.forward(message, sink).await?;
+        Ok(isolation::after(&plan, reply, identity, &mut lock(&self.tasks)))
+    }
+
+    /// Serves the request in its own era on the child's one connection:
+    /// answered from what this child said about itself, or translated.
+    async fn forward(&self, mut message: Value, sink: Option<Sink>) -> Result<Reply, Failure> {
+        let instance = self.instance().await?;
+        let method = message.get("method").and_then(Value::as_str).unwrap_or_default().to_string();
+        let method = method.as_str();
+        match (&instance.era, era::request_era(&message)) {
+            (ChildEra::Handshake { initialize }, RequestEra::Handshake) if method == "initialize" => {
+                return Ok(initialize.clone());
             }
-        }
-    }
-
-    async fn forward(&self, message: Value) -> Result<Reply, Failure> {
-        match message.get("method").and_then(Value::as_str) {
-            Some("initialize") => self.initialize(message).await,
-            Some("server/discover") => {
-                if let Some(r) = lock(&self.cache).discover_reply() {
-                    return Ok(r);
-                }
-                let reply = self.call(message).await?;
-                lock(&self.cache).store_discover(&reply);
-                Ok(reply)
+            (ChildEra::Handshake { .. }, RequestEra::Handshake) => {}
+            (ChildEra::Handshake { .. }, RequestEra::Modern(v))
+                if !v.as_deref().is_some_and(|v| era::MODERN_VERSIONS.contains(&v)) =>
+            {
+                return Ok(era::unsupported_version(v.as_deref()));
             }
-            _ => self.call(message).await,
+            (ChildEra::Handshake { initialize }, RequestEra::Modern(_)) if method == "server/discover" => {
+                return Ok(era::discover_from_initialize(initialize));
+            }
+            (ChildEra::Handshake { .. }, RequestEra::Modern(_)) => {
+                era::strip_envelope(&mut message);
+                let reply = instance.child.call(message, self.timeout(), sink).await?;
+                return Ok(era::to_modern_result(method, reply));
+            }
+            (ChildEra::Modern { discover, .. }, RequestEra::Handshake) if method == "initialize" => {
+                let requested = message.pointer("/params/protocolVersion").and_then(Value::as_str);
+                return Ok(era::initialize_from_discover(discover, requested, self.name()));
+            }
+            (ChildEra::Modern { version, .. }, RequestEra::Handshake) => era::add_envelope(&mut message, version),
+            // A 2026-only child judges 2026 requests itself (versions included).
+            (ChildEra::Modern { .. }, RequestEra::Modern(_)) => {}
         }
-    }
-
-    async fn call(&self, message: Value) -> Result<Reply, Failure> {
-        let child = self.child().await?;
-        Ok(child.call(message, self.timeout()).await?)
-    }
-
-    async fn initialize(&self, message: Value) -> Result<Reply, Failure> {
-        if let Some(r) = lock(&self.cache).initialize_reply() {
-            return Ok(r);
-        }
-        let _first = self.init_lock.lock().await;
-        if let Some(r) = lock(&self.cache).initialize_reply() {
-            return Ok(r);
-        }
-        let params = message.get("params").cloned().unwrap_or_else(|| json!({}));
-        let child = self.child().await?;
-        let reply = child.call(message, self.timeout()).await?;
-        if lock(&self.cache).store_initialize(params, &reply) {
-            // The bridge owns the child's session: it completes the handshake
-            // itself; clients' own `initialized` notifications are absorbed.
-            let _ = child.notify(&initialized()).await;
-        }
-        Ok(reply)
+        Ok(instance.child.call(message, self.timeout(), sink).await?)
     }
 
     /// A JSON-RPC notification (no id): forwarded, except those that belong
@@ -256,8 +276,8 @@ impl Upstream {
             // child; the bridge cancels timed-out requests itself.
             Some("notifications/cancelled") => Ok(()),
             _ => {
-                let child = self.child().await?;
-                child.notify(&message).await.map_err(Failure::Crashed)
+                let instance = self.instance().await?;
+                instance.child.notify(&message).await.map_err(Failure::Crashed)
             }
         }
     }
@@ -293,7 +313,7 @@ impl Upstream {
     /// Pid of the running child, if one is running.
     pub async fn pid(&self) -> Option<u32> {
         let st = self.state.lock().await;
-        st.child.as_ref().filter(|c| c.exited().is_none()).map(|c| c.pid)
+        st.child.as_ref().map(|i| &i.child).filter(|c| c.exited().is_none()).map(|c| c.pid)
     }
 
     /// Stops taking requests and stops the child: in-flight requests get up
@@ -301,11 +321,16 @@ impl Upstream {
     /// lingers.
     pub async fn retire(&self, drain: Duration) {
         self.retired.store(true, Ordering::Release);
-        let child = self.state.lock().await.child.take();
-        if let Some(c) = child {
-            c.stop(drain, EXIT_GRACE).await;
+        let instance = self.state.lock().await.child.take();
+        if let Some(i) = instance {
+            i.child.stop(drain, EXIT_GRACE).await;
         }
     }
+}
+
+/// The notification that completes the bridge's handshake with a child.
+fn initialized() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
 }
 
 /// Unpredictable hex from the kernel's CSPRNG (session ids must not be guessable).
