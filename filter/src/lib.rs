@@ -23,6 +23,7 @@ pub mod integrity;
 pub mod jsonrpc;
 pub mod mcpheaders;
 pub mod ops;
+pub mod paramheaders;
 pub mod policy;
 pub mod resource_uri;
 pub mod scalar;
