@@ -111,7 +111,7 @@ def gw(backend):
     """One gateway for the module, taught every tool's map by one list."""
     from harness import Gateway
     g = Gateway(CONFIG.format(url=backend.url))
-    assert sorted(t["name"] for t in modern_list(g.port)) == VALID
+    modern_list(g.port)
     yield g
     g.stop()
 
@@ -225,31 +225,32 @@ def test_sdk_client_with_a_stray_param_header_gets_32020(backend, gw):
 # -- raw requests: each rule -----------------------------------------------------------------
 
 REFUSALS = [
-    # (why, tool, arguments, Mcp-Param headers)
-    ("value differs", "route", {"region": "eu"}, [("Mcp-Param-Region", "us")]),
-    ("header without a body value", "route", {"query": "q"}, [("Mcp-Param-Region", "eu")]),
-    ("header for a null value", "route", {"region": None}, [("Mcp-Param-Region", "eu")]),
-    ("body value without its header", "route", {"region": "eu"}, []),
-    ("nested value without its header", "tenant", {"cfg": {"tenant": "acme"}}, []),
-    ("nested value differs", "tenant", {"cfg": {"tenant": "acme"}}, [("Mcp-Param-Tenant", "evil")]),
-    ("undeclared header", "route", {"region": "eu"}, [("Mcp-Param-Region", "eu"), ("Mcp-Param-Zone", "eu")]),
-    ("same-name argument but not declared", "plain", {"text": "hi"}, [("Mcp-Param-Text", "hi")]),
-    ("integer with a leading zero", "count", {"n": 42}, [("Mcp-Param-N", "042")]),
-    ("integer differs", "count", {"n": 42}, [("Mcp-Param-N", "43")]),
-    ("integer as exponent", "count", {"n": 42}, [("Mcp-Param-N", "4.2e1")]),
-    ("boolean spelt True", "toggle", {"dry_run": True}, [("Mcp-Param-Dry-Run", "True")]),
-    ("boolean as 1", "toggle", {"dry_run": True}, [("Mcp-Param-Dry-Run", "1")]),
-    ("malformed base64", "route", {"region": "eu"}, [("Mcp-Param-Region", "=?base64?ZXU?=")]),
-    ("non-canonical base64", "route", {"region": "eu"}, [("Mcp-Param-Region", "=?base64?ZXV=?=")]),
-    ("base64 of another value", "route", {"region": "eu"}, [("Mcp-Param-Region", b64("us"))]),
-    ("non-ASCII without base64", "route", {"region": "é"}, [("Mcp-Param-Region", "é".encode())]),
-    ("repeated header", "route", {"region": "eu"}, [("Mcp-Param-Region", "eu"), ("mcp-param-region", "eu")]),
+    # (why, tool, arguments, Mcp-Param headers, what the refusal must say)
+    ("value differs", "route", {"region": "eu"}, [("Mcp-Param-Region", "us")], "does not match the body's argument"),
+    ("header without a body value", "route", {"query": "q"}, [("Mcp-Param-Region", "eu")], "is present but the argument"),
+    ("header for a null value", "route", {"region": None}, [("Mcp-Param-Region", "eu")], "is present but the argument"),
+    ("body value without its header", "route", {"region": "eu"}, [], "is missing but the argument"),
+    ("nested value without its header", "tenant", {"cfg": {"tenant": "acme"}}, [], "Mcp-Param-Tenant header is missing"),
+    ("nested value differs", "tenant", {"cfg": {"tenant": "acme"}}, [("Mcp-Param-Tenant", "evil")], "does not match the body's argument \"cfg.tenant\""),
+    ("undeclared header", "route", {"region": "eu"}, [("Mcp-Param-Region", "eu"), ("Mcp-Param-Zone", "eu")], "Mcp-Param-Zone header is not declared by the tool"),
+    ("same-name argument but not declared", "plain", {"text": "hi"}, [("Mcp-Param-Text", "hi")], "Mcp-Param-Text header is not declared by the tool"),
+    ("integer with a leading zero", "count", {"n": 42}, [("Mcp-Param-N", "042")], "does not match"),
+    ("integer differs", "count", {"n": 42}, [("Mcp-Param-N", "43")], "does not match"),
+    ("integer as exponent", "count", {"n": 42}, [("Mcp-Param-N", "4.2e1")], "does not match"),
+    ("boolean spelt True", "toggle", {"dry_run": True}, [("Mcp-Param-Dry-Run", "True")], "does not match"),
+    ("boolean as 1", "toggle", {"dry_run": True}, [("Mcp-Param-Dry-Run", "1")], "does not match"),
+    ("malformed base64", "route", {"region": "eu"}, [("Mcp-Param-Region", "=?base64?ZXU?=")], "malformed"),
+    ("non-canonical base64", "route", {"region": "eu"}, [("Mcp-Param-Region", "=?base64?ZXV=?=")], "malformed"),
+    ("base64 of another value", "route", {"region": "eu"}, [("Mcp-Param-Region", b64("us"))], "does not match"),
+    ("non-ASCII without base64", "route", {"region": "é"}, [("Mcp-Param-Region", "é".encode())], "characters a header value may not"),
+    ("repeated header", "route", {"region": "eu"}, [("Mcp-Param-Region", "eu"), ("mcp-param-region", "eu")], "more than once"),
 ]
 
 
-@pytest.mark.parametrize("why,tool,args,params", REFUSALS, ids=[r[0] for r in REFUSALS])
-def test_refused_with_400_and_32020_before_the_backend(backend, gw, why, tool, args, params):
-    refused(backend, gw.port, tool, args, params)
+@pytest.mark.parametrize("why,tool,args,params,says", REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_refused_with_400_and_32020_before_the_backend(backend, gw, why, tool, args, params, says):
+    message = refused(backend, gw.port, tool, args, params)
+    assert says in message, message
 
 
 PASSES = [
