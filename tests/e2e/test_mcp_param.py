@@ -250,7 +250,7 @@ REFUSALS = [
 @pytest.mark.parametrize("why,tool,args,params,says", REFUSALS, ids=[r[0] for r in REFUSALS])
 def test_refused_with_400_and_32020_before_the_backend(backend, gw, why, tool, args, params, says):
     message = refused(backend, gw.port, tool, args, params)
-    assert says in message, message
+    assert says.lower() in message.lower(), message  # Envoy lowercases header names
 
 
 PASSES = [
