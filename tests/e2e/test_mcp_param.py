@@ -215,8 +215,9 @@ def test_sdk_client_mirrors_every_type_and_the_gateway_passes_it(backend, gw):
 def test_sdk_client_with_a_stray_param_header_gets_32020(backend, gw):
     before = len(backend.calls())
     got = asyncio.run(asyncio.wait_for(
-        sdk_session(f"http://127.0.0.1:{gw.port}/mcp/p", ("Mcp-Param-Zone", "eu")), 60))
-    # Every call carries a header no tool declares: each is refused, none arrives.
+        sdk_session(f"http://127.0.0.1:{gw.port}/mcp/p", ("Mcp-Param-Text", "hi")), 60))
+    # Every call carries a header no tool declares (not even `plain`, whose
+    # argument `text` has the header's name): each is refused, none arrives.
     assert [e[0] for e in got["errors"]] == ["route", "route", "count", "toggle", "tenant", "plain"], got
     assert all(e[1] == -32020 for e in got["errors"]), got["errors"]
     assert len(backend.calls()) == before
