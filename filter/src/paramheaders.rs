@@ -265,7 +265,9 @@ pub fn record(store: &mut dyn BaselineStore, server: &str, tool: &str, h: &ToolH
     Ok(true)
 }
 
-/// Counts one more tool map for `server`, unless the cap is reached.
+/// Counts one more tool map for `server`, unless the cap is reached. Two
+/// workers recording the same new tool at once may both count it: the count
+/// can only run ahead of the keys, which makes the cap conservative.
 fn reserve(store: &mut dyn BaselineStore, server: &str) -> Result<bool, StoreError> {
     let k = count_key(server);
     for _ in 0..32 {
