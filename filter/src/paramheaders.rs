@@ -546,7 +546,8 @@ mod tests {
         let sentinel = json!({"region": "=?base64?literal?="});
         assert_eq!(ok(&[("Region", "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=")], &sentinel), Ok(()));
 
-        let refused: &[(&str, &[(&str, &str)], Value)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Value);
+        let refused: &[Case] = &[
             ("different value", &[("Region", "us"), ("N", "42"), ("Dry", "false"), ("Tenant", "acme")], args.clone()),
             ("missing header", &[("N", "42"), ("Dry", "false"), ("Tenant", "acme")], args.clone()),
             ("missing nested header", &[("Region", "eu"), ("N", "42"), ("Dry", "false")], args.clone()),
