@@ -100,6 +100,24 @@ def main() -> None:
     for name, s in streams.items():
         write("sse_chunks", name, b"\x80" + s)  # first byte: where the split falls
 
+    # Mcp-Param: tool `t` has a known map in the header_body target (region, cfg.tenant).
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    param_calls = {
+        "agree": ("Mcp-Param-Region: eu\nMcp-Param-Tenant: acme\n", {"region": "eu", "cfg": {"tenant": "acme"}}),
+        "missing": ("Mcp-Param-Region: eu\n", {"region": "eu", "cfg": {"tenant": "acme"}}),
+        "undeclared": ("Mcp-Param-Region: eu\nMcp-Param-Zone: x\n", {"region": "eu"}),
+        "integer": ("Mcp-Param-Region: 42.0\n", {"region": 42}),
+        "base64": ("Mcp-Param-Region: =?base64?IHBhZGRlZCA=?=\n", {"region": " padded "}),
+        "null": ("Mcp-Param-Region: eu\n", {"region": None}),
+    }
+    for name, (hdrs, args) in param_calls.items():
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": args, "_meta": meta}}
+        head = "MCP-Protocol-Version: 2026-07-28\nMcp-Method: tools/call\nMcp-Name: t\n" + hdrs
+        write("header_body", f"param-{name}", head.encode() + b"\n" + json.dumps(body).encode())
+    old_call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "t", "arguments": {"region": "eu"}}}
+    write("header_body", "param-old-version",
+          b"MCP-Protocol-Version: 2025-11-25\nMcp-Param-Region: eu\n\n" + json.dumps(old_call).encode())
+
     uris = ["file:///data/a.txt", "file:///data/../etc/passwd", "file:///data/%2e%2e/etc", "FILE:///data/x",
             "file:///data%2Fsecret", "https://Host.Example:8080/a/%7Euser?q=1#f", "file:///data/%41%e9",
             "file:///data/a\\b", "file:///data/%zz", "urn:x:y", "file:///data/./x", "file:///data/secret/x"]

@@ -475,6 +475,20 @@ impl Gateway {
         attrs: &mut Attributes,
         violation: &ViolationLookup<'_>,
     ) -> BodyOutcome {
+        self.on_request_body_checked(req, body, attrs, violation, &|_| Ok(None))
+    }
+
+    /// Phase 2 with the integrity lookup and `tool_headers(tool)`, the
+    /// `x-mcp-header` map recorded for a tool of this server (read only for
+    /// 2026-07-28 `tools/call`).
+    pub fn on_request_body_checked(
+        &self,
+        req: &McpRequest,
+        body: &[u8],
+        attrs: &mut Attributes,
+        violation: &ViolationLookup<'_>,
+        tool_headers: &crate::mcpheaders::ToolHeadersLookup<'_>,
+    ) -> BodyOutcome {
         let parsed = match jsonrpc::parse_body(body) {
             Ok(b) => b,
             Err(e) => {
@@ -498,7 +512,7 @@ impl Gateway {
             Body::Batch(_) => "batch".to_string(),
         });
         // Headers that disagree with the body never reach a backend (docs/policy.md).
-        if let Err(e) = req.mcp_headers.check(&parsed) {
+        if let Err(e) = req.mcp_headers.check_with(&parsed, tool_headers) {
             attrs.decision = Some(Decision::Error);
             attrs.reason = Some("header_mismatch".into());
             return BodyOutcome::Reply(Reply::error_with_data(400, e.code, &e.message, e.data, &reply_to));

@@ -10,6 +10,7 @@
 use crate::config::IntegrityMode;
 use crate::integrity::{self, BaselineStore, StoreError, Verdict, Violation};
 use crate::jsonrpc;
+use crate::paramheaders::{self, ToolHeaders};
 use crate::policy::{Action, DenyReason, Effective};
 use crate::toolslist::{self, ListKind};
 use serde_json::Value;
@@ -36,6 +37,9 @@ pub struct Inspection {
     pub listed: Vec<String>,
     /// The baseline could not be used (`warn` mode goes on without it).
     pub store_error: Option<StoreError>,
+    /// Tools removed because their `x-mcp-header` annotations are invalid:
+    /// (tool name, why).
+    pub invalid_headers: Vec<(String, String)>,
 }
 
 /// Why a list could not be passed on; the caller answers with an error.
@@ -169,11 +173,38 @@ impl ListInspector<'_> {
                 if let Some(v) = violation {
                     found.violations.push(v.clone());
                 }
-                let visible =
-                    !self.filter || t.get("name").and_then(Value::as_str).is_some_and(|n| self.policy.tool_visible(n));
-                visible && !(enforce && violation.is_some())
+                let name = t.get("name").and_then(Value::as_str);
+                let visible = !self.filter || name.is_some_and(|n| self.policy.tool_visible(n));
+                let trusted = !(enforce && violation.is_some());
+                let headers_valid = match name {
+                    // A tool the gateway passes: remember its map for the calls.
+                    Some(n) if trusted => self.note_headers(n, t, store, found),
+                    _ => true,
+                };
+                visible && trusted && headers_valid
             })
             .collect())
+    }
+
+    /// Records the `x-mcp-header` map of a tool passed to the client (see
+    /// [`crate::paramheaders`]); `false` when its annotations are invalid and
+    /// it must be removed, as the protocol tells clients to.
+    fn note_headers(&self, name: &str, tool: &Value, store: &mut dyn BaselineStore, found: &mut Inspection) -> bool {
+        let scanned = paramheaders::scan(tool.get("inputSchema"));
+        let valid = scanned.is_ok();
+        let headers = match scanned {
+            Ok(map) => ToolHeaders::Map(map),
+            Err(why) => {
+                found.invalid_headers.push((name.to_string(), why.clone()));
+                ToolHeaders::Invalid(why)
+            }
+        };
+        // Unrecorded, a call falls back to the same-name check: not a reason to
+        // refuse the list, but worth the operator's attention.
+        if let Err(e) = paramheaders::record(store, self.server, name, &headers) {
+            found.store_error.get_or_insert(e);
+        }
+        valid
     }
 }
 
@@ -186,7 +217,13 @@ pub const MAX_NAMED_VIOLATIONS: usize = 16;
 /// label-safe form), at most [`MAX_NAMED_VIOLATIONS`] named, then `+N more`.
 /// `existing` is what earlier events of the same request recorded.
 pub fn audit_note(existing: Option<&str>, violations: &[Violation]) -> Option<String> {
-    if violations.is_empty() {
+    let entries = violations.iter().map(|v| format!("{}:{}", v.kind.as_str(), crate::names::label(&v.tool)));
+    audit_note_entries(existing, entries)
+}
+
+/// [`audit_note`] for ready-made `kind:tool` entries.
+pub fn audit_note_entries(existing: Option<&str>, entries: impl ExactSizeIterator<Item = String>) -> Option<String> {
+    if entries.len() == 0 {
         return existing.map(str::to_string);
     }
     let mut named: Vec<String> = Vec::new();
@@ -199,9 +236,9 @@ pub fn audit_note(existing: Option<&str>, violations: &[Violation]) -> Option<St
             }
         }
     }
-    for v in violations {
+    for entry in entries {
         if named.len() < MAX_NAMED_VIOLATIONS {
-            named.push(format!("{}:{}", v.kind.as_str(), crate::names::label(&v.tool)));
+            named.push(entry);
         } else {
             more += 1;
         }
@@ -255,6 +292,59 @@ mod tests {
         assert_eq!(names(&body), ["other"]);
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!((v["result"]["nextCursor"].as_str(), v["result"]["ttlMs"].as_u64()), (Some("page2"), Some(1000)));
+    }
+
+    fn with_header(name: &str, token: Value, prop_type: &str) -> Value {
+        json!({"name": name, "inputSchema": {"type": "object",
+            "properties": {"region": {"type": prop_type, "x-mcp-header": token}}}})
+    }
+
+    #[test]
+    fn header_maps_are_kept_and_invalid_annotations_drop_the_tool() {
+        use crate::paramheaders::{lookup, Declared, ToolHeaders};
+        let p = policy();
+        let region = ToolHeaders::Map(vec![Declared { path: vec!["region".into()], token: "Region".into() }]);
+        // (integrity mode, tools listed, tools kept)
+        for mode in [IntegrityMode::Off, IntegrityMode::Warn, IntegrityMode::Enforce] {
+            let mut store = MemoryStore::default();
+            let body = json!({"jsonrpc":"2.0","id":1,"result":{"tools":[
+                with_header("good", json!("Region"), "string"),
+                {"name": "plain"},
+                with_header("empty", json!(""), "string"),
+                with_header("spaced", json!("Re gion"), "string"),
+                with_header("numeric", json!("N"), "number"),
+                {"name": "twice", "inputSchema": {"properties": {
+                    "a": {"type": "string", "x-mcp-header": "X"}, "b": {"type": "string", "x-mcp-header": "x"}}}},
+                {"name": "nested_in_items", "inputSchema": {"properties": {"a": {"type": "array",
+                    "items": {"type": "string", "x-mcp-header": "I"}}}}},
+            ]}})
+            .to_string();
+            let found = inspector(&p, mode).inspect_json(body.as_bytes(), &mut store).unwrap();
+            assert_eq!(names(found.body.as_deref().unwrap()), ["good", "plain"], "{mode:?}");
+            let dropped: Vec<&str> = found.invalid_headers.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(dropped, ["empty", "spaced", "numeric", "twice", "nested_in_items"], "{mode:?}");
+            assert_eq!(lookup(&store, "demo", "good"), Ok(Some(region.clone())));
+            assert_eq!(lookup(&store, "demo", "plain"), Ok(Some(ToolHeaders::Map(vec![]))));
+            assert!(matches!(lookup(&store, "demo", "twice"), Ok(Some(ToolHeaders::Invalid(_)))));
+        }
+    }
+
+    #[test]
+    fn enforce_keeps_the_pinned_map_warn_follows_the_passed_definition() {
+        use crate::paramheaders::{lookup, Declared, ToolHeaders};
+        let p = policy();
+        let list = |token: &str| {
+            json!({"jsonrpc":"2.0","id":1,"result":{"tools":[with_header("w", json!(token), "string")]}}).to_string()
+        };
+        let map = |t: &str| ToolHeaders::Map(vec![Declared { path: vec!["region".into()], token: t.into() }]);
+        for (mode, after) in [(IntegrityMode::Enforce, "Region"), (IntegrityMode::Warn, "Zone")] {
+            let mut store = MemoryStore::default();
+            let i = inspector(&p, mode);
+            i.inspect_json(list("Region").as_bytes(), &mut store).unwrap();
+            let pulled = i.inspect_json(list("Zone").as_bytes(), &mut store).unwrap();
+            assert_eq!(pulled.violations.len(), 1, "{mode:?}");
+            assert_eq!(lookup(&store, "demo", "w"), Ok(Some(map(after))), "{mode:?}");
+        }
     }
 
     #[test]

@@ -14,19 +14,21 @@
 //!   modern backend enforces presence itself. Present means checked.
 //! - A repeated `Mcp-*` / `MCP-Protocol-Version` header is refused: first-copy
 //!   and last-copy readers would disagree.
-//! - `Mcp-Param-<token>`: the gateway does not see the tool's input schema at
-//!   request time, so it matches the token to the top-level argument with the
-//!   same name, ignoring ASCII case. A header with no such argument (or with a
-//!   non-scalar one) is refused: fail closed. Values may use the
-//!   `=?base64?…?=` sentinel, decoded strictly.
+//! - `Mcp-Param-<token>` exists only in protocol 2026-07-28: on a request of
+//!   an older version (or with no version at all) it is refused, because a
+//!   backend or router of that era might trust it unchecked. On a 2026-07-28
+//!   `tools/call` the headers are checked through the tool's `x-mcp-header`
+//!   map, kept from its listed definition ([`crate::paramheaders`]); values
+//!   may use the `=?base64?…?=` sentinel, decoded strictly.
 //! - Batches: these headers describe one message, so `Mcp-Method`, `Mcp-Name`
 //!   or `Mcp-Param-*` on a batch is refused. `MCP-Protocol-Version` must still
 //!   be supported and agree with every element's `_meta` version.
 
+use crate::headervalue::decode_value;
 use crate::envelope::code;
 use crate::jsonrpc::{Body, Message};
-use crate::scalar;
-use serde_json::{Map, Value};
+use crate::paramheaders::{self, ToolHeaders};
+use serde_json::Value;
 
 /// Protocol revisions the gateway knows; any other `MCP-Protocol-Version` is
 /// refused with -32022.
@@ -41,6 +43,14 @@ pub const FIRST_VERSION_WITHOUT_BATCHES: &str = "2025-06-18";
 
 /// The `params._meta` key carrying a modern request's protocol version.
 pub const META_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
+
+/// The first protocol revision that defines `Mcp-Param-*` headers (and the
+/// header/body validation that makes them safe to act on).
+pub const FIRST_VERSION_WITH_PARAM_HEADERS: &str = "2026-07-28";
+
+/// A tool's recorded `x-mcp-header` map by tool name (`None`: never
+/// recorded; `Err`: the record could not be read).
+pub type ToolHeadersLookup<'a> = dyn Fn(&str) -> Result<Option<ToolHeaders>, String> + 'a;
 
 const METHOD: &str = "mcp-method";
 const NAME: &str = "mcp-name";
@@ -116,8 +126,15 @@ impl McpHeaders {
         *self == Self::default()
     }
 
-    /// Checks every present header against the parsed body.
+    /// Checks every present header against the parsed body, with no tool's
+    /// header map known (each `Mcp-Param-*` must then name an argument).
     pub fn check(&self, body: &Body) -> Result<(), HeaderError> {
+        self.check_with(body, &|_| Ok(None))
+    }
+
+    /// Checks every present header against the parsed body; a 2026-07-28
+    /// `tools/call` is checked through its tool's map from `tool_headers`.
+    pub fn check_with(&self, body: &Body, tool_headers: &ToolHeadersLookup<'_>) -> Result<(), HeaderError> {
         if let Some(name) = &self.repeated {
             return mismatch(format!("header {name} appears more than once"));
         }
@@ -147,7 +164,7 @@ impl McpHeaders {
             }
         }
         match body {
-            Body::Single(m) => self.check_message(m),
+            Body::Single(m) => self.check_message(m, tool_headers),
             Body::Batch(_) if self.method.is_some() || self.name.is_some() || !self.params.is_empty() => mismatch(
                 "Mcp-Method, Mcp-Name and Mcp-Param-* headers describe a single message and cannot be sent with a batch"
                     .into(),
@@ -156,7 +173,7 @@ impl McpHeaders {
         }
     }
 
-    fn check_message(&self, m: &Message) -> Result<(), HeaderError> {
+    fn check_message(&self, m: &Message, tool_headers: &ToolHeadersLookup<'_>) -> Result<(), HeaderError> {
         let method = m.method();
         if let Some(h) = &self.method {
             if Some(h.as_str()) != method {
@@ -188,13 +205,33 @@ impl McpHeaders {
                 ));
             }
         }
+        // The version the request speaks: the header, else the body's `_meta`.
+        let version = self.version.as_deref().or_else(|| meta_version(m));
+        let modern = version.is_some_and(|v| v >= FIRST_VERSION_WITH_PARAM_HEADERS);
         if !self.params.is_empty() {
             if method != Some("tools/call") {
                 return mismatch("Mcp-Param-* headers are only valid on tools/call".into());
             }
+            if !modern {
+                return mismatch(format!(
+                    "Mcp-Param-* headers are defined only by protocol {FIRST_VERSION_WITH_PARAM_HEADERS}, and this \
+                     request speaks {}",
+                    version
+                        .map_or_else(|| "no version (no MCP-Protocol-Version header)".to_string(), |v| v.to_string())
+                ));
+            }
+        }
+        if modern && method == Some("tools/call") {
+            // A call without a string name is refused later (invalid params).
+            let Some(tool) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else { return Ok(()) };
+            let known = tool_headers(tool).map_err(|e| HeaderError {
+                code: code::HEADER_MISMATCH,
+                message: format!("the Mcp-Param headers of tool {tool:?} cannot be checked: {e}"),
+                data: None,
+            })?;
             let args = params.and_then(|p| p.get("arguments")).and_then(Value::as_object);
-            for (token, raw) in &self.params {
-                check_param(token, raw, args)?;
+            if let Err(message) = paramheaders::check(known.as_ref(), args, &self.params) {
+                return mismatch(message);
             }
         }
         Ok(())
@@ -221,73 +258,6 @@ fn name_key(method: &str) -> Option<&'static str> {
 
 fn meta_version(m: &Message) -> Option<&str> {
     m.params()?.get("_meta")?.get(META_VERSION_KEY)?.as_str()
-}
-
-/// `Mcp-Param-<token>` against the argument named like the token (ASCII case
-/// ignored); see the module docs for why this is the rule.
-fn check_param(token: &str, raw: &str, args: Option<&Map<String, Value>>) -> Result<(), HeaderError> {
-    let header = format!("Mcp-Param-{token}");
-    let mut found = args.into_iter().flatten().filter(|(k, _)| k.eq_ignore_ascii_case(token));
-    let (Some((arg, value)), None) = (found.next(), found.next()) else {
-        return mismatch(format!(
-            "{header} header names no single argument of this tools/call (the gateway matches the token to an argument of the same name)"
-        ));
-    };
-    let Some(decoded) = decode_value(raw) else {
-        return mismatch(format!("{header} header carries a malformed =?base64?...?= value"));
-    };
-    let agrees = match value {
-        // Numbers match their written form and their normalised form (5 = 5.0).
-        Value::Number(n) => decoded == n.to_string() || Some(&decoded) == scalar::normalise(value).as_ref(),
-        Value::String(_) | Value::Bool(_) => Some(&decoded) == scalar::normalise(value).as_ref(),
-        _ => false,
-    };
-    if agrees {
-        Ok(())
-    } else {
-        mismatch(format!("{header} header does not match the body's argument {arg:?}"))
-    }
-}
-
-/// A header value as sent, or the text inside the `=?base64?…?=` sentinel.
-/// Malformed or non-canonical base64 and invalid UTF-8 give `None`, so a
-/// corrupt header never matches by accident.
-pub fn decode_value(v: &str) -> Option<String> {
-    let Some(payload) = v.strip_prefix("=?base64?").and_then(|r| r.strip_suffix("?=")) else {
-        return Some(v.to_string());
-    };
-    String::from_utf8(base64_decode(payload)?).ok()
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Strict standard base64 (padded, canonical trailing bits).
-fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let bytes = s.as_bytes();
-    if !bytes.len().is_multiple_of(4) {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (i, quad) in bytes.chunks(4).enumerate() {
-        let last = i + 1 == bytes.len() / 4;
-        let pad = quad.iter().rev().take_while(|&&b| b == b'=').count();
-        if pad > 2 || (pad > 0 && !last) {
-            return None;
-        }
-        let mut n: u32 = 0;
-        for &b in quad.get(..4 - pad)? {
-            let d = B64.iter().position(|&c| c == b)? as u32;
-            n = (n << 6) | d;
-        }
-        n <<= 6 * pad as u32;
-        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        // Canonical: the bits the padding drops must be zero.
-        if (pad == 1 && three[2] != 0) || (pad == 2 && three[1] != 0) {
-            return None;
-        }
-        out.extend_from_slice(three.get(..3 - pad)?);
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -346,6 +316,54 @@ mod tests {
     }
 
     #[test]
+    fn param_headers_need_protocol_2026_07_28() {
+        let old_call =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+        let param = ("Mcp-Param-text", "hi");
+        // (version header, expected) on a body without `_meta`.
+        let cases: &[(Option<&str>, bool)] = &[
+            (None, false),
+            (Some("2024-11-05"), false),
+            (Some("2025-03-26"), false),
+            (Some("2025-06-18"), false),
+            (Some("2025-11-25"), false),
+            (Some("2026-07-28"), true),
+        ];
+        for (version, passes) in cases {
+            let mut h = vec![param];
+            h.extend(version.map(|v| ("MCP-Protocol-Version", v)));
+            assert_eq!(check(&h, old_call).is_ok(), *passes, "{version:?}");
+        }
+        // The body's `_meta` version counts when the header is absent.
+        assert_eq!(check(&[param], CALL), Ok(()));
+    }
+
+    #[test]
+    fn modern_calls_are_checked_through_the_tool_map() {
+        let h = |hs: &[(&str, &str)]| McpHeaders::capture(hs.iter().copied());
+        let body = parse_body(CALL.as_bytes()).unwrap();
+        let map = |tool: &str| {
+            assert_eq!(tool, "echo");
+            Ok(Some(ToolHeaders::Map(vec![paramheaders::Declared {
+                path: vec!["Region".into()],
+                token: "Where".into(),
+            }])))
+        };
+        assert_eq!(h(&[("Mcp-Param-where", "eu")]).check_with(&body, &map), Ok(()));
+        // The body value without its header; a same-name header the map does not declare.
+        assert_eq!(code_of(h(&[]).check_with(&body, &map)), Some(code::HEADER_MISMATCH));
+        assert_eq!(code_of(h(&[("Mcp-Param-Region", "eu")]).check_with(&body, &map)), Some(code::HEADER_MISMATCH));
+        // An unreadable record fails closed.
+        let broken = |_: &str| Err("shared data unavailable".to_string());
+        assert_eq!(code_of(h(&[]).check_with(&body, &broken)), Some(code::HEADER_MISMATCH));
+        // Older protocol versions never consult the map (no header semantics there).
+        let old =
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"Region":"eu"}}}"#;
+        let old = parse_body(old.as_bytes()).unwrap();
+        assert_eq!(h(&[("MCP-Protocol-Version", "2025-11-25")]).check_with(&old, &broken), Ok(()));
+    }
+
+    #[test]
     fn unsupported_version_is_32022_without_the_gateways_list() {
         let e = check(&[("MCP-Protocol-Version", "2099-01-01")], CALL).unwrap_err();
         assert_eq!(e.code, code::UNSUPPORTED_VERSION);
@@ -391,15 +409,5 @@ mod tests {
         assert!(check(&[("Mcp-Method", "ping")], batch).is_err());
         let meta = r#"[{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}]"#;
         assert!(check(&[("MCP-Protocol-Version", "2025-03-26")], meta).is_err());
-    }
-
-    #[test]
-    fn base64() {
-        assert_eq!(base64_decode("aGk=").unwrap(), b"hi");
-        assert_eq!(base64_decode("aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(base64_decode("").unwrap(), b"");
-        for bad in ["aGk", "a===", "aG=k", "aGl=", "****"] {
-            assert!(base64_decode(bad).is_none(), "{bad}");
-        }
     }
 }

@@ -6,13 +6,26 @@
 //! header present says what the body says (read by a lenient, last-key-wins
 //! decoder): `Mcp-Method` is the single message's method, `Mcp-Name` its
 //! params.name or params.uri, each `Mcp-Param-X` names exactly one argument;
-//! none of them appears twice, and none comes with a batch.
+//! none of them appears twice, and none comes with a batch. `Mcp-Param-*` is
+//! forwarded only on a 2026-07-28 request; and when tool `t` has a known
+//! `x-mcp-header` map (`region` -> `Region`, `cfg.tenant` -> `Tenant`), a
+//! forwarded call to it carries exactly the declared headers whose argument
+//! has a scalar value, and no other `Mcp-Param-*`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, RequestHead};
+use mcpx_filter::paramheaders::{Declared, ToolHeaders};
 use serde_json::Value;
 use std::sync::OnceLock;
+
+/// The map the second run knows for tool `t`.
+fn map() -> Vec<Declared> {
+    vec![
+        Declared { path: vec!["region".into()], token: "Region".into() },
+        Declared { path: vec!["cfg".into(), "tenant".into()], token: "Tenant".into() },
+    ]
+}
 
 fn gateway() -> &'static Gateway {
     static GW: OnceLock<Gateway> = OnceLock::new();
@@ -33,10 +46,44 @@ fuzz_target!(|data: &[u8]| {
     else {
         return;
     };
-    if !matches!(gateway().on_request_body(&req, body.as_bytes(), &mut attrs), BodyOutcome::Forward(_)) {
+    let known = |tool: &str| Ok((tool == "t").then(|| ToolHeaders::Map(map())));
+    let mapped = matches!(
+        gateway().on_request_body_checked(&req, body.as_bytes(), &mut Attributes::default(), &|_, _| Ok(None), &known),
+        BodyOutcome::Forward(_)
+    );
+    let forwarded = matches!(gateway().on_request_body(&req, body.as_bytes(), &mut attrs), BodyOutcome::Forward(_));
+    if !forwarded && !mapped {
         return;
     }
     let msg: Value = serde_json::from_str(body).expect("a forwarded body is JSON");
+    let params: Vec<String> = headers
+        .iter()
+        .filter_map(|(k, _)| k.to_ascii_lowercase().strip_prefix("mcp-param-").map(str::to_string))
+        .collect();
+    let meta = msg.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion").and_then(Value::as_str);
+    let header = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("mcp-protocol-version")).map(|(_, v)| v.as_str());
+    let modern = header.or(meta).is_some_and(|v| v >= "2026-07-28");
+    assert!(params.is_empty() || modern, "Mcp-Param forwarded on an older version");
+    let call_to_t = msg.get("method").and_then(Value::as_str) == Some("tools/call")
+        && msg.pointer("/params/name").and_then(Value::as_str) == Some("t");
+    if mapped && modern && call_to_t {
+        let args = msg.pointer("/params/arguments");
+        for d in map() {
+            let mut v = args;
+            for step in &d.path {
+                v = v.and_then(|a| a.as_object()).and_then(|o| o.get(step));
+            }
+            let scalar = matches!(v, Some(Value::String(_) | Value::Number(_) | Value::Bool(_)));
+            let sent = params.iter().filter(|p| p.eq_ignore_ascii_case(&d.token)).count();
+            assert_eq!(sent, usize::from(scalar), "{} header and its argument disagree on presence", d.token);
+        }
+        for p in &params {
+            assert!(map().iter().any(|d| d.token.eq_ignore_ascii_case(p)), "undeclared Mcp-Param-{p} forwarded");
+        }
+    }
+    if !forwarded {
+        return;
+    }
     let routing = |h: &str| h.eq_ignore_ascii_case("mcp-method") || h.eq_ignore_ascii_case("mcp-name")
         || h.to_ascii_lowercase().starts_with("mcp-param-");
     let names: Vec<String> = headers.iter().map(|(k, _)| k.to_ascii_lowercase()).collect();

@@ -72,7 +72,9 @@ def test_internal_headers_are_stripped_and_agreeing_mcp_headers_pass(demo, gatew
     demo.reset()
     msg = jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "hi"}}, id=1)
     spoofed = {"X-MCPX-Tool": "ping", "x-mcpx-client": "admin", "X-Mcpx-Server": "other", "x-mcpx-anything": "1"}
-    modern = {"Mcp-Method": "tools/call", "Mcp-Name": "echo", "Mcp-Param-Text": "hi"}
+    # Mcp-Param-* exists only in 2026-07-28 (older versions refuse it: test_mcp_param.py).
+    modern = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "echo",
+              "Mcp-Param-Text": "hi"}
     r = gw.post("demo", msg, headers={**spoofed, **modern})
     assert r.status == 200, r.text
     got = demo.received()[-1]["headers"]

@@ -218,7 +218,10 @@ impl HttpFilter {
     fn decide_body(&mut self, gateway: &Gateway, req: McpRequest, body: &[u8]) -> Action {
         // Read only in enforce mode, only for tools/call: one small shared-data read.
         let lookup = |server: &str, tool: &str| integrity::recorded_violation(&SharedStore, server, tool);
-        match gateway.on_request_body_with(&req, body, &mut self.attrs, &lookup) {
+        // Read only for 2026-07-28 tools/call: the tool's x-mcp-header map.
+        let tool_headers =
+            |tool: &str| crate::paramheaders::lookup(&SharedStore, &req.server, tool).map_err(|e| e.to_string());
+        match gateway.on_request_body_checked(&req, body, &mut self.attrs, &lookup, &tool_headers) {
             BodyOutcome::Reply(r) => self.reply(&r),
             BodyOutcome::Forward(f) => {
                 for (name, value) in &f.set_headers {
@@ -254,6 +257,7 @@ impl HttpFilter {
         if let Some(e) = &found.store_error {
             host::log(LogLevel::Warn, &format!("mcpx: integrity baseline unavailable, list passed unchecked: {e}"));
         }
+        self.report_invalid_headers(gateway, server, &found.invalid_headers);
         if found.violations.is_empty() {
             return;
         }
@@ -272,6 +276,35 @@ impl HttpFilter {
         if let Some(n) = &self.attrs.integrity {
             host::set_attribute(attr::INTEGRITY, n);
             host::set_attribute(attr::INTEGRITY_ACTION, action);
+        }
+    }
+
+    /// Tools removed for invalid `x-mcp-header` annotations: a warn line each
+    /// (bounded), a counter (kind `invalid_x_mcp_header`) and the integrity
+    /// audit event, like the integrity violations beside them.
+    fn report_invalid_headers(&mut self, gateway: &Gateway, server: &str, invalid: &[(String, String)]) {
+        if invalid.is_empty() {
+            return;
+        }
+        const KIND: &str = "invalid_x_mcp_header";
+        let named = crate::inspect::MAX_NAMED_VIOLATIONS;
+        for (tool, why) in invalid.iter().take(named) {
+            let tool: String = tool.chars().take(128).collect();
+            let why: String = why.chars().take(256).collect();
+            host::log(
+                LogLevel::Warn,
+                &format!("mcpx: tool removed from tools/list kind={KIND} server={server} tool={tool:?} reason={why:?}"),
+            );
+        }
+        let server_label = ops::sanitize(server);
+        for (tool, _) in invalid {
+            metrics::integrity_violation(&server_label, &tool_label(gateway, server, tool), KIND, 1);
+        }
+        let entries = invalid.iter().map(|(tool, _)| format!("{KIND}:{}", ops::sanitize(tool)));
+        self.attrs.integrity = crate::inspect::audit_note_entries(self.attrs.integrity.as_deref(), entries);
+        if let Some(n) = &self.attrs.integrity {
+            host::set_attribute("mcp_integrity", n);
+            host::set_attribute("mcp_integrity_action", "removed_from_list");
         }
     }
 
