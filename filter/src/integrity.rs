@@ -67,16 +67,17 @@ const CAS_RETRIES: usize = 32;
 // Canonical JSON and the tool hash
 // ---------------------------------------------------------------------------
 
-/// The canonical text of a JSON value, so that re-serialisation never changes
-/// a hash:
-/// * object keys sorted by Unicode code point at every depth; no whitespace;
+/// The canonical text of a JSON value: the JSON Canonicalization Scheme
+/// (RFC 8785, "JCS"), so anyone can reproduce a pin with any JCS library:
+/// * object keys sorted by their UTF-16 code units at every depth (not by
+///   code point: `"\u{1F600}"` sorts before `"\u{FB33}"`); no whitespace;
 /// * strings with the minimal escapes (`\"`, `\\`, `\b \f \n \r \t`, other
-///   control characters as `\u00XX`), everything else as UTF-8, so `"\u00e9"`
+///   control characters as `\u00xx`), everything else as UTF-8, so `"\u00e9"`
 ///   and `"é"` are the same string;
-/// * numbers: integers in decimal; a float with an integral value that fits
-///   the exactly representable range (|x| ≤ 2^53) is written as that integer
-///   (`1.0`, `1e0`, `10E-1` all become `1`; `-0.0` becomes `0`); any other
-///   float in the shortest form that reads back to the same double.
+/// * every number is an IEEE 754 double written as ECMAScript's
+///   `Number.prototype.toString` writes it (`1.0` and `10E-1` are `1`, `-0`
+///   is `0`, `1e21` is `1e+21`, `18446744073709551615` is
+///   `18446744073709552000`).
 pub fn canonical_json(v: &Value) -> String {
     let mut out = String::new();
     write_canonical(v, &mut out);
@@ -100,10 +101,10 @@ fn write_canonical(v: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Object(map) => {
-            // serde_json's Map is already sorted unless `preserve_order` is
-            // enabled somewhere in the build; sort explicitly to not depend on it.
+            // JCS orders keys by UTF-16 code units, which differs from
+            // serde_json's (byte, i.e. code point) order above U+FFFF.
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
+            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
             out.push('{');
             for (i, (k, val)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -118,23 +119,75 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// 2^53: every integer up to this magnitude is exactly representable as f64.
-const MAX_EXACT_F64_INT: f64 = 9_007_199_254_740_992.0;
-
+/// A JSON number as a double (JCS treats every number as one; integers past
+/// 2^53 round, as in JavaScript).
 fn write_number(n: &serde_json::Number, out: &mut String) {
-    if let Some(u) = n.as_u64() {
-        let _ = write!(out, "{u}");
+    let f = if let Some(u) = n.as_u64() {
+        u as f64
     } else if let Some(i) = n.as_i64() {
-        let _ = write!(out, "{i}");
-    } else if let Some(f) = n.as_f64() {
-        if f.is_finite() && f.fract() == 0.0 && f.abs() <= MAX_EXACT_F64_INT {
-            // `as i64` is exact here, and turns -0.0 into 0.
-            let _ = write!(out, "{}", f as i64);
-        } else {
-            // serde_json writes the shortest round-trip form (ryu).
-            out.push_str(&serde_json::Number::from_f64(f).map_or_else(|| "null".to_string(), |n| n.to_string()));
-        }
+        i as f64
+    } else {
+        n.as_f64().unwrap_or(0.0)
+    };
+    write_es_number(f, out);
+}
+
+/// ECMAScript `Number.prototype.toString(x)` for a finite double (ECMA-262
+/// Number::toString): the shortest digits that read back to `x`, placed
+/// in fixed notation when the decimal exponent is in (-7, 21], else
+/// exponential with an explicit sign (`1e+21`, `1e-7`).
+pub fn write_es_number(x: f64, out: &mut String) {
+    if x == 0.0 || !x.is_finite() {
+        // -0 is "0"; JSON has no NaN or Infinity (serde_json never yields them).
+        out.push('0');
+        return;
     }
+    if x < 0.0 {
+        out.push('-');
+    }
+    // Ryu (through serde_json) gives the shortest digits that read back to
+    // x, the closest of them, ties to even, as ECMAScript requires (Rust's
+    // own `{:e}` rounds such ties up: 1424953923781206.25 would end in 3).
+    let (digits, n) = serde_json::Number::from_f64(x.abs()).map_or((String::from("0"), 1), |v| digits_and_point(&v.to_string()));
+    let k = digits.len() as i64;
+    if k <= n && n <= 21 {
+        out.push_str(&digits);
+        out.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        let (int, frac) = digits.split_at(n as usize);
+        out.push_str(int);
+        out.push('.');
+        out.push_str(frac);
+    } else if -6 < n && n <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.push_str(&digits);
+    } else {
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let e = n - 1;
+        let _ = write!(out, "e{}{}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+}
+
+/// A decimal numeral (`123.45`, `1.5e-7`, `1e21`) as its significant digits
+/// and the position `n` of the decimal point: value = 0.digits × 10^n.
+fn digits_and_point(text: &str) -> (String, i64) {
+    let (mantissa, exp) = text.split_once(['e', 'E']).unwrap_or((text, "0"));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let mut point = int.len() as i64 + exp.parse::<i64>().unwrap_or(0);
+    let all: String = int.chars().chain(frac.chars()).collect();
+    let trimmed = all.trim_start_matches('0');
+    point -= (all.len() - trimmed.len()) as i64;
+    let digits = trimmed.trim_end_matches('0');
+    if digits.is_empty() {
+        return (String::from("0"), 1);
+    }
+    (digits.to_string(), point)
 }
 
 fn write_string(s: &str, out: &mut String) {
@@ -674,7 +727,7 @@ mod tests {
         assert_eq!(canon(r#""\/""#), "\"/\"");
         assert_eq!(canon(r#""a\u000Ab\u0009\u0001\"\\""#), r#""a\nb\t\u0001\"\\""#);
         assert_eq!(canon(r#""\ud83d\ude00""#), "\"😀\"");
-        // Keys get the same treatment and sort by code point.
+        // Keys get the same treatment.
         assert_eq!(canon(r#"{"\u00e9":1,"z":2,"a":3}"#), "{\"a\":3,\"z\":2,\"é\":1}");
     }
 
@@ -689,9 +742,90 @@ mod tests {
         assert_eq!(canon("1E2"), "100");
         assert_eq!(canon("0.5"), "0.5");
         assert_eq!(canon("5e-1"), "0.5");
-        assert_eq!(canon("18446744073709551615"), "18446744073709551615");
+        // Every number is a double, as in JavaScript.
+        assert_eq!(canon("18446744073709551615"), "18446744073709552000");
+        assert_eq!(canon("-9223372036854775808"), "-9223372036854776000");
+        assert_eq!(canon("1e21"), "1e+21");
+        assert_eq!(canon("1e20"), "100000000000000000000");
+        assert_eq!(canon("1e-6"), "0.000001");
+        assert_eq!(canon("1e-7"), "1e-7");
+        assert_eq!(canon("1.5e300"), "1.5e+300");
         assert_eq!(canon("1e300"), canon("1.0e300"));
         assert_ne!(canon("1"), canon("\"1\""));
+    }
+
+    /// RFC 8785 section 3.2.2: the example's input and its canonical output.
+    #[test]
+    fn jcs_rfc8785_main_example() {
+        let input = r#"{
+          "numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],
+          "string": "\u20ac$\u000F\u000aA'\u0042\u0022\u005c\\\"\/",
+          "literals": [null, true, false]
+        }"#;
+        assert_eq!(
+            canon(input),
+            r#"{"literals":[null,true,false],"numbers":[333333333.3333333,1e+30,4.5,0.002,1e-27],"string":"€$\u000f\nA'B\"\\\\\"/"}"#
+        );
+    }
+
+    /// RFC 8785 section 3.2.3: keys sort by UTF-16 code units, so the emoji
+    /// (a surrogate pair, 0xD83D…) comes before U+FB33.
+    #[test]
+    fn jcs_rfc8785_sorting_example() {
+        let input = r#"{
+          "\u20ac": "Euro Sign",
+          "\r": "Carriage Return",
+          "\ufb33": "Hebrew Letter Dalet With Dagesh",
+          "1": "One",
+          "\ud83d\ude00": "Emoji: Grinning Face",
+          "\u0080": "Control",
+          "\u00f6": "Latin Small Letter O With Diaeresis"
+        }"#;
+        let expected = "{\"\\r\":\"Carriage Return\",\"1\":\"One\",\"\u{80}\":\"Control\",\
+            \"\u{f6}\":\"Latin Small Letter O With Diaeresis\",\"\u{20ac}\":\"Euro Sign\",\
+            \"\u{1f600}\":\"Emoji: Grinning Face\",\"\u{fb33}\":\"Hebrew Letter Dalet With Dagesh\"}";
+        assert_eq!(canon(input), expected);
+    }
+
+    /// RFC 8785 appendix B: IEEE 754 doubles (by bit pattern) and their
+    /// ECMAScript serialisation.
+    #[test]
+    fn jcs_rfc8785_number_examples() {
+        let cases: [(u64, &str); 24] = [
+            (0x0000000000000000, "0"),
+            (0x8000000000000000, "0"),
+            (0x0000000000000001, "5e-324"),
+            (0x8000000000000001, "-5e-324"),
+            (0x7fefffffffffffff, "1.7976931348623157e+308"),
+            (0xffefffffffffffff, "-1.7976931348623157e+308"),
+            (0x4340000000000000, "9007199254740992"),
+            (0xc340000000000000, "-9007199254740992"),
+            (0x4430000000000000, "295147905179352830000"),
+            (0x44b52d02c7e14af5, "9.999999999999997e+22"),
+            (0x44b52d02c7e14af6, "1e+23"),
+            (0x44b52d02c7e14af7, "1.0000000000000001e+23"),
+            (0x444b1ae4d6e2ef4e, "999999999999999700000"),
+            (0x444b1ae4d6e2ef4f, "999999999999999900000"),
+            (0x444b1ae4d6e2ef50, "1e+21"),
+            (0x3eb0c6f7a0b5ed8c, "9.999999999999997e-7"),
+            (0x3eb0c6f7a0b5ed8d, "0.000001"),
+            (0x41b3de4355555553, "333333333.3333332"),
+            (0x41b3de4355555554, "333333333.33333325"),
+            (0x41b3de4355555555, "333333333.3333333"),
+            (0x41b3de4355555556, "333333333.3333334"),
+            (0x41b3de4355555557, "333333333.33333343"),
+            (0xbecbf647612f3696, "-0.0000033333333333333333"),
+            (0x43143ff3c1cb0959, "1424953923781206.2"),
+        ];
+        for (bits, expected) in cases {
+            let x = f64::from_bits(bits);
+            let mut out = String::new();
+            write_es_number(x, &mut out);
+            assert_eq!(out, expected, "{bits:016x}");
+            // And through a parsed JSON value.
+            let v = serde_json::Number::from_f64(x).map(Value::Number).unwrap();
+            assert_eq!(canonical_json(&v), expected, "{bits:016x}");
+        }
     }
 
     #[test]
