@@ -68,6 +68,11 @@ pub fn run(
         (Action::Write, false) => Lock::default(),
         (_, _) => Lock::read(lock_path)?,
     };
+    if let (Action::Check, Some(s)) = (&action, server) {
+        if !existing.servers.contains_key(s) {
+            return Err(format!("--server {s}: {} does not pin it (it is on trust on first use)", lock_path.display()));
+        }
+    }
     // --check looks at the servers the lock pins (others keep first use).
     let scope: Vec<String> = match action {
         Action::Check => scope.into_iter().filter(|s| existing.servers.contains_key(s)).collect(),
