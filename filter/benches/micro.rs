@@ -220,7 +220,12 @@ fn lock_cases() -> Vec<Case> {
             format!("lock: tools/call, {n} tools pinned"),
             "Gateway::on_request_body_with in enforce: the lock lookup plus the recorded-violation lookup",
             move || {
-                let o = gw.on_request_body_with(&req, black_box(call.as_bytes()), &mut Attributes::default(), &nothing_recorded);
+                let o = gw.on_request_body_with(
+                    &req,
+                    black_box(call.as_bytes()),
+                    &mut Attributes::default(),
+                    &nothing_recorded,
+                );
                 assert!(matches!(o, BodyOutcome::Forward(_)));
                 black_box(o);
             },
