@@ -447,6 +447,14 @@ def test_a_changed_lock_hot_reloads(backend, workdir, gateway_factory):
     assert passed(call(gw, "echo"))
     assert backend.calls() == ["echo"]
     assert all_names(gw) == ["echo", "read_file", "unicode"]
+    # A broken lock is rejected like a broken mcpx.yaml: the pins in force stay.
+    tmp = workdir / "mcpx.lock.new"
+    tmp.write_text(pinned(workdir).read_text().replace("Echo, reviewed v2", "Echo, edited by hand"))
+    tmp.rename(pinned(workdir))
+    wait_until(lambda: "reload rejected" in gw.process.log(), timeout=30, what="the rejected lock reload")
+    assert "does not match its definition" in gw.process.log()
+    assert passed(call(gw, "echo"))
+    assert all_names(gw) == ["echo", "read_file", "unicode"]
 
 
 def test_baseline_show_as_lock_turns_first_use_pins_into_a_lock(backend, workdir, gateway_factory):
