@@ -517,6 +517,7 @@ pub fn check_tools_locked(
             }
             _ => v,
         })
+        // A name the reviewed lock pins on another server is shadowing.
         .zip(&hashed)
         .map(|(v, h)| match (&v, h) {
             (Verdict::Trusted | Verdict::Pinned, Some((name, hash))) => {
