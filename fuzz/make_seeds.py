@@ -82,6 +82,16 @@ def main() -> None:
     for i, tool in enumerate(tools[:3] + [{"name": "n", "inputSchema": {"type": "object", "properties": {
             "x": {"type": "number", "default": 1.5e300}, "y": {"enum": ["\u00e9", "e\u0301", None, True]}}}}]):
         write("canonical_hash", f"tool-{i}", json.dumps(tool, indent=i).encode())
+    # RFC 8785's own examples (sections 3.2.2 and 3.2.3): number forms and
+    # keys whose UTF-16 order differs from their code-point order.
+    write("canonical_hash", "rfc8785-main",
+          b'{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001],'
+          b' "string": "\\u20ac$\\u000F\\u000aA\'\\u0042\\u0022\\u005c\\\\\\"\\/", "literals": [null, true, false]}')
+    write("canonical_hash", "rfc8785-sorting",
+          b'{"\\u20ac": "Euro Sign", "\\r": "Carriage Return", "\\ufb33": "Hebrew Letter Dalet With Dagesh",'
+          b' "1": "One", "\\ud83d\\ude00": "Emoji: Grinning Face", "\\u0080": "Control", "\\u00f6": "o"}')
+    write("canonical_hash", "es-numbers",
+          b'[1e21, 1e20, 1e-7, 1e-6, 18446744073709551615, -0.0, 1424953923781206.25, 5e-324, 9007199254740993]')
     configs = yaml.safe_load((ROOT / "tests" / "vectors" / "policy.yaml").read_text())["configs"]
     for name, text in configs.items():
         write("config", f"vector-{name}", text.encode())

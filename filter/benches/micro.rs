@@ -179,8 +179,108 @@ fn cases() -> Vec<Case> {
     }
 
     out.extend(pending::cases());
+    out.extend(lock_cases());
     out
 }
+
+/// The reviewed lock (`inspection.pins`) at 10, 1,000 and 5,000 tools: what
+/// loading it costs (per plugin configure, i.e. per worker and reload), the
+/// heap it holds, and what a call and a list cost with it.
+fn lock_cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    for n in [10usize, 1000, 5000] {
+        let body = tools_list_response(n);
+        let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let tools = doc["result"]["tools"].as_array().cloned().unwrap_or_default();
+        let pins: serde_json::Map<String, Value> = tools
+            .iter()
+            .map(|t| (t["name"].as_str().unwrap_or_default().to_string(), json!(mcpx_filter::integrity::tool_hash(t))))
+            .collect();
+        let mut config: Value = serde_yaml::from_str(CONFIG).unwrap_or_default();
+        config["inspection"] = json!({"tool_integrity": "enforce", "pins": {"demo": pins}});
+        let text = serde_json::to_string(&config).unwrap_or_default();
+        let heap = heap_of(|| Gateway::from_plugin_config(&text).expect("the lock config is valid"));
+        let load_text = text.clone();
+        out.push(case(
+            format!("lock: load plugin config, {n} tools"),
+            format!(
+                "Gateway::from_plugin_config with inspection.pins ({} KiB of JSON; the gateway holds {} KiB of heap)",
+                text.len() / 1024,
+                heap / 1024
+            ),
+            move || {
+                black_box(Gateway::from_plugin_config(black_box(&load_text)).ok());
+            },
+        ));
+        let gw = Gateway::from_plugin_config(&text).expect("the lock config is valid");
+        let req = mcp_request(&gw, None);
+        let call = r#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"tool_0","arguments":{}}}"#;
+        let nothing_recorded = |_: &str, _: &str| Ok(None);
+        out.push(case(
+            format!("lock: tools/call, {n} tools pinned"),
+            "Gateway::on_request_body_with in enforce: the lock lookup plus the recorded-violation lookup",
+            move || {
+                let o = gw.on_request_body_with(
+                    &req,
+                    black_box(call.as_bytes()),
+                    &mut Attributes::default(),
+                    &nothing_recorded,
+                );
+                assert!(matches!(o, BodyOutcome::Forward(_)));
+                black_box(o);
+            },
+        ));
+        let gw = Gateway::from_plugin_config(&text).expect("the lock config is valid");
+        let req = mcp_request(&gw, None);
+        let mut store = mcpx_filter::integrity::MemoryStore::default();
+        out.push(case(
+            format!("lock: tools/list inspection, {n} tools"),
+            format!("Gateway::rewrite_tools_list checked against the lock ({} KiB list)", body.len() / 1024),
+            move || {
+                let r = gw.rewrite_tools_list(&req, &[json!(1)], black_box(&body), &mut store);
+                assert!(r.as_ref().is_ok_and(|i| i.violations.is_empty()));
+                black_box(r.ok());
+            },
+        ));
+    }
+    out
+}
+
+/// Heap bytes still held by what `make` returns (counted by [`Counting`]).
+fn heap_of<T>(make: impl FnOnce() -> T) -> usize {
+    use std::sync::atomic::Ordering::SeqCst;
+    COUNTING.store(true, SeqCst);
+    let before = LIVE.load(SeqCst);
+    let value = make();
+    let after = LIVE.load(SeqCst);
+    COUNTING.store(false, SeqCst);
+    drop(value);
+    after.saturating_sub(before) as usize
+}
+
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+/// The system allocator, counting live bytes while [`COUNTING`] is set.
+struct Counting;
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        if COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
+            LIVE.fetch_add(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        }
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        if COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
+            LIVE.fetch_sub(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        }
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
 
 /// Integrity pinning and JWT verification cases.
 mod pending {

@@ -352,11 +352,23 @@ pub struct InspectionConfig {
     pub tool_integrity: IntegrityMode,
     #[serde(default = "yes")]
     pub filter_tools_list: bool,
+    /// The reviewed lock file (`mcpx.lock`, docs/integrity.md), relative to
+    /// mcpx.yaml. `mcpx run/render` read it and embed its pins as [`Self::pins`];
+    /// the filter cannot read files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<String>,
+    /// The lock's pins, embedded: server -> tool -> JCS SHA-256 (hex). The
+    /// servers listed here are checked against these pins instead of first use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins: Option<LockPins>,
 }
+
+/// server -> tool name -> SHA-256 (lowercase hex) of the tool's RFC 8785 form.
+pub type LockPins = BTreeMap<String, BTreeMap<String, String>>;
 
 impl Default for InspectionConfig {
     fn default() -> Self {
-        Self { tool_integrity: IntegrityMode::default(), filter_tools_list: true }
+        Self { tool_integrity: IntegrityMode::default(), filter_tools_list: true, lock: None, pins: None }
     }
 }
 
@@ -770,6 +782,48 @@ impl Config {
         }
         if self.audit.output.trim().is_empty() {
             return Err(ConfigError::new("audit.output", "must be stdout, stderr or a file path"));
+        }
+        self.validate_lock(mode)
+    }
+
+    /// `inspection.lock` / `inspection.pins`: who reads the file, that the
+    /// pins are hashes, and that every locked server is configured (a lock
+    /// for a misspelt or removed server would silently leave the real one
+    /// on trust-on-first-use, so that is an error, not a warning).
+    pub fn validate_lock(&self, mode: Mode) -> Result<(), ConfigError> {
+        let i = &self.inspection;
+        if i.lock.is_some() && mode == Mode::Plugin {
+            return Err(ConfigError::new(
+                "inspection.lock",
+                "the filter cannot read files; `mcpx run` and `mcpx render` embed the lock as inspection.pins \
+                 (write that, or render the plugin configuration with mcpx)",
+            ));
+        }
+        if i.lock.is_some() && i.pins.is_some() {
+            return Err(ConfigError::new("inspection", "set either lock (a file) or pins (embedded), not both"));
+        }
+        if (i.lock.is_some() || i.pins.is_some()) && i.tool_integrity == IntegrityMode::Off {
+            return Err(ConfigError::new(
+                "inspection.tool_integrity",
+                "is off, so the lock would not be enforced; set it to warn or enforce, or remove the lock",
+            ));
+        }
+        let Some(pins) = &i.pins else { return Ok(()) };
+        for (server, tools) in pins {
+            if self.server(server).is_none() {
+                return Err(ConfigError::new(
+                    format!("inspection.pins.{server}"),
+                    "the lock pins a server that is not in `servers:`; re-run `mcpx pin` or remove its entries",
+                ));
+            }
+            for (tool, hash) in tools {
+                if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+                    return Err(ConfigError::new(
+                        format!("inspection.pins.{server}.{tool}"),
+                        "is not a SHA-256 in lowercase hex (64 characters); re-run `mcpx pin`",
+                    ));
+                }
+            }
         }
         Ok(())
     }

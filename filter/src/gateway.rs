@@ -656,7 +656,14 @@ impl Gateway {
         if self.config.inspection.tool_integrity != IntegrityMode::Enforce {
             return None;
         }
-        let kind = match violation(server, tool) {
+        let pins = self.config.inspection.pins.as_ref().and_then(|l| l.get(server));
+        // A locked server's tool that is not in the lock is refused without a
+        // lookup: it was never reviewed, listed or not.
+        let recorded = match pins {
+            Some(p) if !p.contains_key(tool) => Ok(Some(integrity::Kind::Unpinned)),
+            _ => violation(server, tool),
+        };
+        let kind = match recorded {
             Ok(None) => return None,
             Ok(Some(kind)) => kind,
             Err(e) => {
@@ -669,11 +676,19 @@ impl Gateway {
         attrs.decision = Some(Decision::Deny);
         attrs.reason = Some(format!("integrity_{}", kind.as_str()));
         attrs.tool = Some(tool.to_string());
-        let msg = format!(
-            "tool {tool:?} on server {server:?} is blocked by tool_integrity: enforce: {}. An operator can review it \
-             with `mcpx baseline show` and accept it with `mcpx baseline reset --server {server} --tool {tool}`",
-            kind.explain()
-        );
+        let msg = if pins.is_some() {
+            format!(
+                "tool {tool:?} on server {server:?} is blocked by tool_integrity: enforce: {}. An operator can review \
+                 it with `mcpx pin --check` and accept it with `mcpx pin --update --server {server} --tool {tool}`",
+                kind.explain()
+            )
+        } else {
+            format!(
+                "tool {tool:?} on server {server:?} is blocked by tool_integrity: enforce: {}. An operator can review \
+                 it with `mcpx baseline show` and accept it with `mcpx baseline reset --server {server} --tool {tool}`",
+                kind.explain()
+            )
+        };
         let data = serde_json::json!({ "reason": attrs.reason, "integrity": kind.as_str() });
         Some(self.denial(&msg, data, reply_to))
     }
@@ -702,6 +717,7 @@ impl Gateway {
             policy: self.effective(req)?,
             filter: self.config.inspection.filter_tools_list,
             integrity: self.config.inspection.tool_integrity,
+            lock: self.config.inspection.pins.as_ref(),
         })
     }
 
@@ -1157,6 +1173,35 @@ clients:
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
         assert!(gw().rewrite_tools_list(&req, &list_ids, b"garbage", &mut store).is_err());
+    }
+
+    #[test]
+    fn a_locked_server_refuses_calls_to_tools_not_in_the_lock() {
+        let hash = "a".repeat(64);
+        let cfg = format!("{CONFIG}inspection: {{tool_integrity: enforce, pins: {{demo: {{echo: \"{hash}\"}}}}}}\n");
+        let g = Gateway::from_plugin_config(&cfg).unwrap();
+        let req = McpRequest { server: "demo".into(), identity: None, mcp_headers: McpHeaders::default(), grant: None };
+        let nothing_recorded = |_: &str, _: &str| Ok(None);
+        let call =
+            |name: &str| format!(r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"{name}"}}}}"#);
+        let mut a = Attributes::default();
+        let o = g.on_request_body_with(&req, call("read_file").as_bytes(), &mut a, &nothing_recorded);
+        let BodyOutcome::Reply(r) = o else { panic!("an unpinned tool was forwarded") };
+        assert_eq!(r.status, 403);
+        assert_eq!(a.reason.as_deref(), Some("integrity_unpinned"));
+        assert!(r.body.contains("mcpx pin --update --server demo --tool read_file"), "{}", r.body);
+        let o = g.on_request_body_with(&req, call("echo").as_bytes(), &mut Attributes::default(), &nothing_recorded);
+        assert!(matches!(o, BodyOutcome::Forward(_)));
+        // The plugin configuration cannot name a file, nor pin an unknown server.
+        let e = Gateway::from_plugin_config(&format!("{CONFIG}inspection: {{lock: mcpx.lock}}\n")).unwrap_err();
+        assert_eq!(e.key, "inspection.lock");
+        let e = Gateway::from_plugin_config(&format!("{CONFIG}inspection: {{pins: {{gone: {{}}}}}}\n")).unwrap_err();
+        assert_eq!(e.key, "inspection.pins.gone");
+        let e = Gateway::from_plugin_config(&format!("{CONFIG}inspection: {{pins: {{demo: {{echo: abc}}}}}}\n"))
+            .unwrap_err();
+        assert_eq!(e.key, "inspection.pins.demo.echo");
+        let off = format!("{CONFIG}inspection: {{tool_integrity: off, pins: {{demo: {{}}}}}}\n");
+        assert_eq!(Gateway::from_plugin_config(&off).unwrap_err().key, "inspection.tool_integrity");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct ListInspector<'a> {
     /// Remove the tools, prompts and resources the caller may not use.
     pub filter: bool,
     pub integrity: IntegrityMode,
+    /// The reviewed lock's pins (`inspection.pins`), if any.
+    pub lock: Option<&'a integrity::LockPins>,
 }
 
 /// What inspecting one message (or batch) found.
@@ -152,7 +154,7 @@ impl ListInspector<'_> {
         found.listed.extend(tools.iter().filter_map(|t| t.get("name")?.as_str().map(str::to_string)));
         let verdicts = match self.integrity {
             IntegrityMode::Off => Vec::new(),
-            mode => match integrity::check_tools(store, self.server, tools) {
+            mode => match integrity::check_tools_locked(store, self.server, tools, self.lock) {
                 Ok(v) => v,
                 // Fail closed: without the baseline nothing can be trusted.
                 Err(e) if mode == IntegrityMode::Enforce => {
@@ -274,7 +276,13 @@ mod tests {
     }
 
     fn inspector(p: &Policy, mode: IntegrityMode) -> ListInspector<'_> {
-        ListInspector { server: "demo", policy: Effective { server: p, client: None }, filter: true, integrity: mode }
+        ListInspector {
+            server: "demo",
+            policy: Effective { server: p, client: None },
+            filter: true,
+            integrity: mode,
+            lock: None,
+        }
     }
 
     #[test]

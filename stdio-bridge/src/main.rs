@@ -21,6 +21,8 @@ mod baseline;
 mod bridge;
 mod dynamic;
 mod envoy;
+mod lockfile;
+mod pin;
 mod reload;
 mod render;
 mod snippets;
@@ -64,6 +66,32 @@ enum Command {
     Baseline(BaselineCommand),
     /// Run only the stdio bridge (sidecar use): each stdio server at http://LISTEN/mcp/{name}.
     Bridge(BridgeArgs),
+    /// Write, check or update the reviewed tool lock (mcpx.lock) from the live servers.
+    Pin(PinArgs),
+}
+
+#[derive(Args, Clone)]
+struct PinArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Only this server (its block in the lock is replaced; the others are kept).
+    #[arg(long, value_name = "NAME")]
+    server: Option<String>,
+    /// The lock file [default: inspection.lock of the config, else mcpx.lock next to it].
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+    /// Compare the live servers with the lock; exit 1 with a field-by-field diff when they differ.
+    #[arg(long, conflicts_with = "update")]
+    check: bool,
+    /// Accept one reviewed change: re-pin --server's --tool (or all its tools) from the live server.
+    #[arg(long, requires = "server")]
+    update: bool,
+    /// With --update: only this tool.
+    #[arg(long, value_name = "NAME", requires = "update")]
+    tool: Option<String>,
+    /// Print the canonical (RFC 8785) form and SHA-256 of the tool JSON on stdin, and exit.
+    #[arg(long, exclusive = true)]
+    canonical: bool,
 }
 
 #[derive(Args, Clone)]
@@ -99,6 +127,10 @@ struct BaselineArgs {
     /// Only this tool (needs --server).
     #[arg(long, value_name = "NAME", requires = "server")]
     tool: Option<String>,
+    /// `show` only: print the baseline as a lock (mcpx.lock) to review and commit; needs
+    /// -c (each pinned tool's definition is fetched live and kept if it still matches its pin).
+    #[arg(long, requires = "config")]
+    as_lock: bool,
 }
 
 /// The operator control socket's default place: a directory only this user
@@ -212,6 +244,7 @@ fn main() -> ExitCode {
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
         Some(Command::Bridge(args)) => bridge_cmd(args),
+        Some(Command::Pin(args)) => pin_cmd(&args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mcpx: {e}");
@@ -223,11 +256,43 @@ fn load(arg: &ConfigArg) -> Result<(PathBuf, Config), String> {
     load_as(arg, Mode::Gateway)
 }
 
+/// Reads and validates the config; in gateway mode the lock it names is
+/// read and embedded (`inspection.pins`), as the filter will receive it.
 fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
+    let (path, mut config) = load_raw(arg, mode)?;
+    if mode == Mode::Gateway {
+        lockfile::embed(&path, &mut config).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok((path, config))
+}
+
+/// The config as written (`inspection.lock` still a path).
+fn load_raw(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
     let path = arg.config.clone().ok_or("no config given: pass -c mcpx.yaml")?;
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let config = Config::from_yaml(&text, mode).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((path, config))
+}
+
+/// `mcpx pin`: see pin.rs. Exit 1 when `--check` finds differences.
+fn pin_cmd(args: &PinArgs) -> Result<ExitCode, String> {
+    if args.canonical {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| e.to_string())?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("stdin is not JSON: {e}"))?;
+        println!("{}", mcpx_filter::integrity::canonical_json(&v));
+        println!("sha256 {}", mcpx_filter::integrity::tool_hash(&v));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (path, config) = load_raw(&args.config, Mode::Gateway)?;
+    let lock = pin::lock_location(&path, &config, args.lock.as_deref());
+    let action = match (args.check, args.update) {
+        (true, _) => pin::Action::Check,
+        (_, true) => pin::Action::Update { server: args.server.clone().unwrap_or_default(), tool: args.tool.clone() },
+        _ => pin::Action::Write,
+    };
+    let same = pin::run(&path, &config, args.server.as_deref(), &lock, action)?;
+    Ok(if same { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 /// `mcpx check`: everything `run` would refuse before starting Envoy, so
@@ -302,11 +367,12 @@ fn render_options(
 fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
     let (method, args) = match cmd {
         BaselineCommand::Show(a) => ("GET", a),
+        BaselineCommand::Reset(a) if a.as_lock => return Err("--as-lock goes with `baseline show`".into()),
         BaselineCommand::Reset(a) => ("DELETE", a),
     };
     if args.config.config.is_some() {
         // With a config, name the servers it knows so a typo is caught here.
-        let (path, config) = load(&args.config)?;
+        let (path, config) = load_raw(&args.config, Mode::Gateway)?;
         if let Some(s) = args.server.as_deref().filter(|s| config.server(s).is_none()) {
             let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
             return Err(format!("--server {s}: not a server in {} (known: {})", path.display(), known.join(", ")));
@@ -320,6 +386,20 @@ fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
         }
     }
     let (status, body) = baseline::request(&control_path(&args.control)?, method, &path)?;
+    if args.as_lock && method == "GET" && status == 200 {
+        let (_, config) = load_raw(&args.config, Mode::Gateway)?;
+        let mut baseline: serde_json::Value =
+            serde_json::from_str(&body).map_err(|e| format!("the control listener answered non-JSON: {e}"))?;
+        if let (Some(s), Some(all)) = (&args.server, baseline.get_mut("servers").and_then(|v| v.as_object_mut())) {
+            all.retain(|k, _| k == s);
+        }
+        let (lock, skipped) = pin::baseline_as_lock(&config, &baseline)?;
+        for s in &skipped {
+            eprintln!("mcpx: left out {s}; review it, then `mcpx pin --update`");
+        }
+        print!("{}", lock.to_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let shown = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {

@@ -62,8 +62,11 @@ pub struct Reloader {
     config: Config,
     /// What is on disk for Envoy, to write only what changed.
     written: Split,
-    /// The file content last acted on (applied or rejected), for `--watch`.
+    /// The file content last acted on (applied or rejected), for `--watch`:
+    /// mcpx.yaml followed by the lock it names, so a changed lock reloads too.
     seen: Vec<u8>,
+    /// The lock file (`inspection.lock`) of the config last acted on.
+    lock: Option<PathBuf>,
     /// `--watch`: content that differed from `seen` at the previous poll;
     /// acted on once it is the same on two polls (a half-written file is not).
     settling: Option<Vec<u8>>,
@@ -84,7 +87,9 @@ impl Reloader {
         for kind in Kind::ALL {
             write(&layout, kind, written.file(kind))?;
         }
-        Ok(Self { path, render, hooks: Vec::new(), layout, admin, config, written, seen: text, settling: None })
+        let lock = lock_named(&path, &text).flatten();
+        let seen = watched(text, lock.as_deref()).unwrap_or_default();
+        Ok(Self { path, render, hooks: Vec::new(), layout, admin, config, written, seen, lock, settling: None })
     }
 
     /// The stdio bridge's `apply`: run once Envoy has accepted the new
@@ -101,7 +106,7 @@ impl Reloader {
     /// `--watch`: whether the file changed since it was last acted on, and
     /// has stopped changing.
     pub fn file_changed(&mut self) -> bool {
-        let Ok(now) = std::fs::read(&self.path) else {
+        let Some(now) = std::fs::read(&self.path).ok().and_then(|t| watched(t, self.lock.as_deref())) else {
             // Editors replace files; a missing file is a moment, not a config.
             return false;
         };
@@ -127,7 +132,10 @@ impl Reloader {
                 return self.rejected(trigger, &msg);
             }
         };
-        self.seen = text.clone();
+        if let Some(lock) = lock_named(&self.path, &text) {
+            self.lock = lock;
+        }
+        self.seen = watched(text.clone(), self.lock.as_deref()).unwrap_or_else(|| text.clone());
         self.settling = None;
         let config = match self.validate(&text) {
             Ok(c) => c,
@@ -256,7 +264,9 @@ impl Reloader {
 
     fn validate(&self, text: &[u8]) -> Result<Config, String> {
         let text = std::str::from_utf8(text).map_err(|_| format!("{}: is not UTF-8 text", self.path.display()))?;
-        let config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let mut config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        // The lock travels in the plugin configuration (docs/integrity.md).
+        crate::lockfile::embed(&self.path, &mut config).map_err(|e| format!("{}: {e}", self.path.display()))?;
         // The filter must accept what it will be given, or Envoy would refuse it.
         let plugin = render::plugin_configuration(&config)?;
         mcpx_filter::gateway::Gateway::from_plugin_config(&plugin)
@@ -363,6 +373,23 @@ pub fn audit_event(config: &Config, event: Value) {
     if let Err(e) = crate::audit::event(audit, "reload", event.clone()) {
         eprintln!("mcpx: {e}; the event was: {event}");
     }
+}
+
+/// The lock file a config text names (`inspection.lock`); `None` when the
+/// text does not parse (then the previous answer stands).
+fn lock_named(config_path: &std::path::Path, text: &[u8]) -> Option<Option<PathBuf>> {
+    let config = Config::from_yaml(std::str::from_utf8(text).ok()?, Mode::Gateway).ok()?;
+    Some(config.inspection.lock.as_deref().map(|l| crate::lockfile::lock_path(config_path, l)))
+}
+
+/// What `--watch` compares: the config text, then the lock's (None while
+/// the lock is missing: it is being replaced).
+fn watched(mut text: Vec<u8>, lock: Option<&std::path::Path>) -> Option<Vec<u8>> {
+    if let Some(l) = lock {
+        text.extend_from_slice(b"\0mcpx.lock\0");
+        text.extend(std::fs::read(l).ok()?);
+    }
+    Some(text)
 }
 
 #[cfg(test)]

@@ -66,6 +66,12 @@ impl RootContext for Root {
                 if let Some(o) = g.auth().oauth() {
                     self.jwks.adopt_shared(o);
                 }
+                if let Some(pins) = &g.config().inspection.pins {
+                    // A reloaded lock that accepts a change admits it at once.
+                    if let Err(e) = integrity::reconcile_lock(&mut SharedStore, pins) {
+                        log(LogLevel::Error, &format!("mcpx: cannot apply the lock to the recorded violations: {e}"));
+                    }
+                }
                 super::metrics::define_static();
                 self.gateway = Some(Rc::new(g));
                 true
