@@ -1187,7 +1187,8 @@ clients:
         let mut a = Attributes::default();
         let o = g.on_request_body_with(&req, call("read_file").as_bytes(), &mut a, &nothing_recorded);
         let BodyOutcome::Reply(r) = o else { panic!("an unpinned tool was forwarded") };
-        assert_eq!(r.status, 403);
+        assert_eq!(r.status, 200); // the default denial_http_status
+        assert!(r.body.contains("-32003"), "{}", r.body);
         assert_eq!(a.reason.as_deref(), Some("integrity_unpinned"));
         assert!(r.body.contains("mcpx pin --update --server demo --tool read_file"), "{}", r.body);
         let o = g.on_request_body_with(&req, call("echo").as_bytes(), &mut Attributes::default(), &nothing_recorded);

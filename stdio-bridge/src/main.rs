@@ -4,13 +4,14 @@
 //! # Layout
 //!
 //! - This file: the command line (`run`, `check`, `render`, `baseline`,
-//!   `bridge`) and the `run` supervisor.
+//!   `pin`, `bridge`) and the `run` supervisor.
 //! - Envoy control: `render` (the bootstrap), `snippets` (pieces for your
 //!   own Envoy), `dynamic` (LDS/ECDS files), `reload` (SIGHUP, `--watch`),
 //!   `envoy` (find and supervise Envoy).
 //! - The bridge: `bridge/` (stdio servers as Streamable HTTP).
-//! - Operator commands: `baseline` (the integrity baseline), `audit` (events
-//!   the binary writes itself).
+//! - Operator commands: `baseline` (the integrity baseline), `pin` and
+//!   `lockfile` (the reviewed `mcpx.lock`), `audit` (events the binary
+//!   writes itself).
 //!
 //! The configuration schema and the names shared with the filter come from
 //! the `mcpx-filter` crate (`config`, `names`). docs/architecture.md has the
