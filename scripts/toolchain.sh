@@ -14,7 +14,8 @@
 #           wasm-ld-19 against Debian's WASI libc. Installed with apt-get when
 #           missing and we are root; otherwise we say what to install.
 #
-# Force a path with MCPX_WASM_TOOLCHAIN=rustup|debian.
+# Force a path with MCPX_WASM_TOOLCHAIN=rustup|debian. MCPX_WASM_FEATURES=a,b builds
+# with those cargo features (the benchmark-only `bench-ablation` build).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -149,7 +150,7 @@ choose() {
 
 build_rustup() {
     say "using the active rustup toolchain ($(rustc --version 2>/dev/null || echo '?')) with $TARGET"
-    cargo build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE"
+    cargo build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" ${MCPX_WASM_FEATURES:+--features "$MCPX_WASM_FEATURES"}
 }
 
 build_debian() {
@@ -165,6 +166,7 @@ build_debian() {
         RUSTC_BOOTSTRAP=1 \
         RUSTFLAGS="-C linker=wasm-ld-19 -C link-self-contained=no -L $DEB_WASI_LIBC" \
         "$DEB_CARGO" build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" \
+        ${MCPX_WASM_FEATURES:+--features "$MCPX_WASM_FEATURES"} \
         -Zbuild-std=std,panic_abort
 }
 

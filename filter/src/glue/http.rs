@@ -4,6 +4,7 @@
 use super::health::HealthCheck;
 use super::shared::SharedStore;
 use super::{host, known_tools, metrics};
+use crate::ablation::{self, Part};
 use crate::config::IntegrityMode;
 use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
@@ -139,7 +140,7 @@ impl HttpFilter {
                 self.reply(&reply)
             }
             HeadOutcome::Forward(req) => {
-                if gateway.config().rate_limit.enabled {
+                if gateway.config().rate_limit.enabled && !ablation::skip(Part::RateLimitHeaders) {
                     host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some("1"));
                 }
                 if let Some((name, value)) = gateway.bridge_identity(&req) {
@@ -180,6 +181,9 @@ impl HttpFilter {
     /// Hands the request's MCP facts to Envoy (access logs, tracing); they
     /// stay in `attrs` for the metrics counted in `on_log`.
     fn publish_attributes(&mut self) {
+        if ablation::skip(Part::Attributes) {
+            return;
+        }
         let a = &self.attrs;
         let fields = [
             ("mcp_server", a.server.as_deref()),
@@ -207,12 +211,13 @@ impl HttpFilter {
                     host::set_request_header(name, Some(value));
                 }
                 let rl = &gateway.config().rate_limit;
-                if rl.enabled {
+                let rl_on = rl.enabled && !ablation::skip(Part::RateLimitHeaders);
+                if rl_on {
                     // Tokens: one per message (a batch costs what its messages would alone).
                     host::set_request_header(ops::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
                 }
                 if let (true, true, Some(tool), true) =
-                    (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
+                    (rl_on, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
                 {
                     // The per-tool bucket key and its cost.
                     let label = tool_label(gateway, &req.server, tool);
@@ -481,6 +486,9 @@ impl Context for HttpFilter {
 
 impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if ablation::skip(Part::All) {
+            return Action::Continue;
+        }
         let Some(gateway) = self.gateway.clone() else {
             // No valid configuration: refuse rather than pass unchecked.
             return self.reply(&Reply::error(503, code::UNAVAILABLE, "gateway not configured", &ReplyTo::Http));
@@ -496,11 +504,16 @@ impl HttpContext for HttpFilter {
                 return self.reply(&reply);
             }
         };
+        if ablation::skip(Part::AfterHeaders) {
+            return Action::Continue;
+        }
         let head = RequestHead { headers: &headers };
         if self.control {
             return self.reply(&control::handle(&head, &mut SharedStore));
         }
-        self.started_ms = host::now_ms();
+        if !ablation::skip(Part::Metrics) {
+            self.started_ms = host::now_ms();
+        }
         for name in head.internal_headers() {
             host::set_request_header(name, None);
         }
@@ -553,6 +566,9 @@ impl HttpContext for HttpFilter {
         }
         let Some(req) = self.awaiting_body.take() else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, body_size);
+        if ablation::stops_after_body(&body) {
+            return Action::Continue;
+        }
         self.decide_body(&gateway, req, &body)
     }
 
@@ -576,7 +592,9 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(gateway) = self.gateway.clone() else { return Action::Continue };
+        let Some(gateway) = self.gateway.clone().filter(|_| !ablation::skip(Part::Response)) else {
+            return Action::Continue;
+        };
         if matches!(self.response, ResponseBody::Metrics) {
             if end_of_stream {
                 self.response = ResponseBody::PassThrough;
@@ -667,7 +685,7 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
-        if let Some(gateway) = self.gateway.clone() {
+        if let Some(gateway) = self.gateway.clone().filter(|_| !ablation::skip(Part::Metrics)) {
             self.count(&gateway);
         }
     }
