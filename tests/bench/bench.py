@@ -249,6 +249,8 @@ def _optional_sections(big: int, audit_path: Path, without: frozenset[str]) -> l
     lines = []
     if "audit" not in without:
         lines.append(f"audit: {{ enabled: true, output: \"{audit_path}\" }}")
+    else:
+        lines.append("audit: { enabled: false }")  # on (to stdout) by default
     if "rate_limit" not in without:
         per_tool = "false" if "per_tool" in without else "true"
         lines.append(f"rate_limit: {{ enabled: true, rps: {big}, burst: {big}, per_tool: {per_tool}, "

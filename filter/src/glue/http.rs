@@ -181,7 +181,7 @@ impl HttpFilter {
     /// Hands the request's MCP facts to Envoy (access logs, tracing); they
     /// stay in `attrs` for the metrics counted in `on_log`.
     fn publish_attributes(&mut self) {
-        if ablation::skip(Part::Attributes) {
+        if ablation::skip(Part::Attributes) || !self.gateway.as_ref().is_some_and(|g| g.publishes_attributes()) {
             return;
         }
         let a = &self.attrs;
@@ -604,17 +604,21 @@ impl HttpContext for HttpFilter {
             }
             return Action::Continue;
         }
-        if self.forwarded.is_some() {
+        let Some(status) = self.forwarded.as_ref().map(|_| host::response_header(":status").unwrap_or_default()) else {
+            return Action::Continue;
+        };
+        // Envoy's own replies (429, 503, ...) are errors: a 2xx came from
+        // the backend, so the details need not be read for it.
+        if !status.starts_with('2') {
             let details = host::property_string(&["response", "code_details"]);
             if ops::is_envoy_reply(&details) {
                 self.envelope_envoy_reply(&gateway, &details, end_of_stream);
                 return Action::Continue;
             }
         }
-        if self.forwarded.is_none() || !gateway.inspects_lists() {
+        if !gateway.inspects_lists() {
             return Action::Continue;
         }
-        let status = host::response_header(":status").unwrap_or_default();
         if status.starts_with('3') {
             let why = format!("the backend answered {status} (a redirect); MCP answers must come from the gateway");
             return self.refuse_answer("redirect", &why, end_of_stream);
