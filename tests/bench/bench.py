@@ -745,12 +745,13 @@ def measure_ablation_alone(quick: bool) -> dict:
     envoy_cpu, load_cpu = choose_cpus()
     token = secrets.token_hex(24)
     started, load = time.monotonic(), loadavg()
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     demo, demo_proc = start_demo("demo", 0, load_cpu)
     call_body = WORK / "tools-call.json"
     call_body.write_text(json.dumps(TOOLS_CALL, separators=(",", ":")))
     out = measure_ablation(quick, token, demo, demo_proc, envoy_cpu, load_cpu)
     out.update(loadavg_start=load, loadavg_end=loadavg(), elapsed_s=round(time.monotonic() - started, 1),
-               when=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+               when=when, git=machine()["git"])
     PROCS.stop(demo_proc)
     return out
 

@@ -215,6 +215,10 @@ def ablation_section(ab: dict, w) -> None:
     labels = {v["key"]: v["label"] for v in ab["variants"]}
     w("## Ablation: what each part of the gateway costs")
     w("")
+    if ab.get("when"):
+        w(f"Measured {ab['when']}" + (f" at `{ab['git']}`" if ab.get("git") else "")
+          + " (its own run, `bench.py --only-ablation`).")
+        w("")
     w(f"One Envoy per variant (`--concurrency 1`, all pinned to the Envoy CPU, wrk and the backend on the other), "
       f"the same 125-byte `tools/call` at {ab['conns']} connections, {ab['rounds']} interleaved rounds of "
       f"{ab['seconds']} s (every variant once per round, after a 1 s warm-up). Load average "
