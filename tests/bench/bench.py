@@ -454,7 +454,9 @@ def measure_ablation(quick: bool, token: str, demo: int, demo_proc: subprocess.P
     envoys: dict[str, Envoy] = {}
     for key, _label, how in ABLATION:
         b, port, admin = bootstraps[key]
+        t0 = time.monotonic()
         envoys[key] = Envoy(f"envoy-ablation-{key}", b, port, admin, envoy_cpu)
+        ready_s = time.monotonic() - t0  # mostly the wasm VMs' start (V8 compiles the module per VM)
         expect_ok(port, "/mcp/demo", TOOLS_CALL, token, f"ablation {key} tools/call",
                   "hello from the mcpx benchmark")
         if how[0] in ("mcp_rbac", "config") or how == ("skip", ""):
@@ -462,7 +464,7 @@ def measure_ablation(quick: bool, token: str, demo: int, demo_proc: subprocess.P
             status, body = http(port, "POST", "/mcp/demo", denied, headers)
             if status != 403:
                 raise BenchError(f"ablation {key}: a denied tool got {status}, not 403: {body[:200]!r}")
-        memory[key] = proc_mem_kib(envoys[key].pid)
+        memory[key] = {**proc_mem_kib(envoys[key].pid), "ready_s": round(ready_s, 2)}
     for rnd in range(rounds):
         for key, label, how in ABLATION:
             envoy = envoys[key]

@@ -210,6 +210,10 @@ def summarise_ablation(ab: dict) -> dict:
     return out
 
 
+def fmt_start(seconds) -> str:
+    return "–" if seconds is None else f"{seconds:.1f} s"
+
+
 def ablation_section(ab: dict, w) -> None:
     s = summarise_ablation(ab)
     labels = {v["key"]: v["label"] for v in ab["variants"]}
@@ -236,8 +240,8 @@ def ablation_section(ab: dict, w) -> None:
       "difference: for the ladder (noop → headers → body → parse → full) the step from the row above; for "
       "\"full − X\" rows what X costs (full minus the variant); for the others, the difference from plain Envoy.")
     w("")
-    w("| variant | how | Envoy CPU µs/req | part | CPU vs plain | req/s vs plain | RSS |")
-    w("|---|---|---:|---:|---:|---:|---:|")
+    w("| variant | how | Envoy CPU µs/req | part | CPU vs plain | req/s vs plain | RSS | start to ready |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
     mem = ab.get("memory", {})
     for v in ab["variants"]:
         k = v["key"]
@@ -254,7 +258,10 @@ def ablation_section(ab: dict, w) -> None:
         rss = mem.get(k, {}).get("after") or mem.get(k, {}).get("VmRSS")
         w(f"| {labels[k]} | {how} | {fmt_num(r['cpu'])} | {'–' if part is None else f'{part:+.1f}'} | "
           f"{fmt_num(r['cpu_vs_plain'], 2)} | {fmt_num(r['rps_vs_plain'], 2)} | "
-          f"{'–' if not rss else f'{rss / 1024:.0f} MiB'} |")
+          f"{'–' if not rss else f'{rss / 1024:.0f} MiB'} | {fmt_start(mem.get(k, {}).get('ready_s'))} |")
+    w("")
+    w("RSS: after the runs. Start to ready: from starting Envoy to its `/ready`, on the loaded machine; with the "
+      "filter it is mostly V8 compiling the module once per VM (main thread + one worker).")
     w("")
     errors = sum(r["errors"] for r in s.values())
     if errors:
