@@ -427,6 +427,7 @@ def measure_ablation(quick: bool, token: str, demo: int, demo_proc: subprocess.P
                          "the filter with --features bench-ablation")
     seconds, warm, rounds = (2, 1, 1) if quick else (3, 1, 3)
     conns = 16
+    load_start = loadavg()
     call_body = WORK / "tools-call.json"
     denied = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                          "params": {"name": "dangerous_delete", "arguments": {"path": "/x"}}}).encode()
@@ -483,6 +484,7 @@ def measure_ablation(quick: bool, token: str, demo: int, demo_proc: subprocess.P
                           "arg": (sorted(h[1]) if isinstance(h[1], set) else h[1]) if len(h) > 1 else None}
                          for k, lbl, h in ABLATION],
             "runs": runs, "memory": memory, "seconds": seconds, "rounds": rounds, "conns": conns,
+            "loadavg_start": load_start,
             "ablation_wasm_bytes": Path(ABLATION_WASM).stat().st_size}
 
 
