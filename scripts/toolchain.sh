@@ -14,8 +14,9 @@
 #           wasm-ld-19 against Debian's WASI libc. Installed with apt-get when
 #           missing and we are root; otherwise we say what to install.
 #
-# Force a path with MCPX_WASM_TOOLCHAIN=rustup|debian. MCPX_WASM_FEATURES adds
-# cargo features (the tests' crash-probe copy).
+# Force a path with MCPX_WASM_TOOLCHAIN=rustup|debian. MCPX_WASM_FEATURES=a,b
+# adds cargo features (the tests' `crash-probe` copy, the benchmark-only
+# `bench-ablation` build).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

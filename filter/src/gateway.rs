@@ -638,6 +638,13 @@ impl Gateway {
         req.identity.as_deref().map(|id| (IDENTITY_HEADER, encode_identity(id)))
     }
 
+    /// Whether the request's MCP facts are published to Envoy as filter
+    /// state (`wasm.mcp_*`): only the audit log and the tracing span tags
+    /// read them, and each property is a host call and an Envoy allocation.
+    pub fn publishes_attributes(&self) -> bool {
+        self.config.audit.enabled || self.config.tracing.enabled
+    }
+
     /// Whether answers are inspected for lists (integrity or filtering on).
     pub fn inspects_lists(&self) -> bool {
         self.config.inspection.filter_tools_list || self.config.inspection.tool_integrity != IntegrityMode::Off
@@ -793,6 +800,15 @@ mod admit_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attributes_are_published_only_for_their_readers() {
+        let gw = |extra: &str| Gateway::from_plugin_config(&format!("servers: [{{name: demo}}]\n{extra}")).unwrap();
+        assert!(!gw("audit: { enabled: false }").publishes_attributes());
+        assert!(gw("").publishes_attributes(), "audit is on by default");
+        assert!(gw("audit: { enabled: false }\ntracing: { enabled: true, endpoint: \"http://127.0.0.1:4318\" }")
+            .publishes_attributes());
+    }
 
     const CONFIG: &str = r#"
 servers:

@@ -28,6 +28,7 @@
 // `make test`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
+pub mod ablation;
 pub mod auth;
 pub mod clock;
 pub mod config;

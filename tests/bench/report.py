@@ -170,6 +170,105 @@ def plot_lists(rows: list[dict], fit, path: Path) -> None:
     plt.close(fig)
 
 
+# The ladder adds one stage at a time; every other variant is "full minus X".
+LADDER = ["plain", "noop", "headers", "body", "parse", "full_ablation_build"]
+# What each "full minus X" variant is compared with: the build it shares.
+BASE_OF = {"skip": "full_ablation_build", "config": "full"}
+
+
+def summarise_ablation(ab: dict) -> dict:
+    """Per variant: median Envoy CPU µs/request and req/s, and the medians of
+    the per-round differences that define each part's cost."""
+    runs = ab["runs"]
+    rounds = sorted({r["round"] for r in runs})
+    by = {(r["variant"], r["round"]): r for r in runs}
+    out = {}
+    for v in ab["variants"]:
+        k = v["key"]
+        rs = [r for r in runs if r["variant"] == k]
+        out[k] = {"cpu": med([r["cpu_us_envoy"] for r in rs]), "rps": med([r["rps"] for r in rs]),
+                  "errors": sum(r["errors"] for r in rs)}
+
+    def diff(a: str, b: str):
+        d = [by[(a, n)]["cpu_us_envoy"] - by[(b, n)]["cpu_us_envoy"] for n in rounds if (a, n) in by and (b, n) in by]
+        return med(d)
+
+    def ratio(a: str, b: str):
+        d = [by[(a, n)]["rps"] / by[(b, n)]["rps"] for n in rounds if (a, n) in by and (b, n) in by and by[(b, n)]["rps"]]
+        return med(d)
+
+    for v in ab["variants"]:
+        k = v["key"]
+        out[k]["cpu_vs_plain"] = (out[k]["cpu"] / out["plain"]["cpu"]) if out["plain"]["cpu"] else None
+        out[k]["rps_vs_plain"] = ratio(k, "plain")
+        if k in LADDER and k != "plain":
+            out[k]["part"] = diff(k, LADDER[LADDER.index(k) - 1])
+        elif k.startswith("no_"):
+            out[k]["part"] = diff(BASE_OF.get(v["how"], "full"), k)
+        elif k != "plain":
+            out[k]["part"] = diff(k, "plain")
+    return out
+
+
+def fmt_start(seconds) -> str:
+    return "–" if seconds is None else f"{seconds:.1f} s"
+
+
+def ablation_section(ab: dict, w) -> None:
+    s = summarise_ablation(ab)
+    labels = {v["key"]: v["label"] for v in ab["variants"]}
+    w("## Ablation: what each part of the gateway costs")
+    w("")
+    if ab.get("when"):
+        w(f"Measured {ab['when']}" + (f" at `{ab['git']}`" if ab.get("git") else "")
+          + " (its own run, `bench.py --only-ablation`).")
+        w("")
+    w(f"One Envoy per variant (`--concurrency 1`, all pinned to the Envoy CPU, wrk and the backend on the other), "
+      f"the same 125-byte `tools/call` at {ab['conns']} connections, {ab['rounds']} interleaved rounds of "
+      f"{ab['seconds']} s (every variant once per round, after a 1 s warm-up). Load average "
+      f"{ab.get('loadavg_start', '?')} at the start. **Method: Envoy CPU time per request** (utime + stime from "
+      f"`/proc/<pid>/stat` over the run ÷ requests completed), not wall-clock req/s: CPU time counts only "
+      f"Envoy's own work, so it survives a machine busy with other jobs far better than throughput does (a busy "
+      f"machine still inflates it through cache and frequency effects, so compare ratios within one run). "
+      f"Instruction counts were tried: this VM exposes no hardware counters to `perf`, and Envoy with V8 under "
+      f"callgrind did not get ready within 7 minutes.")
+    w("")
+    w("The `skip` variants run the filter built with the benchmark-only cargo feature `bench-ablation` "
+      "(`src/ablation.rs`; the shipped `.wasm` never has it): a marker comment on the first line of its "
+      "configuration switches parts of the request path off. The `config` variants run the shipped `.wasm` with "
+      "the benchmark config minus one feature. \"part\" is the median over rounds of the per-round CPU "
+      "difference: for the ladder (noop → headers → body → parse → full) the step from the row above; for "
+      "\"full − X\" rows what X costs (full minus the variant); for the others, the difference from plain Envoy.")
+    w("")
+    w("| variant | how | Envoy CPU µs/req | part | CPU vs plain | req/s vs plain | RSS | start to ready |")
+    w("|---|---|---:|---:|---:|---:|---:|---:|")
+    mem = ab.get("memory", {})
+    for v in ab["variants"]:
+        k = v["key"]
+        r = s[k]
+        how = {"plain": "router only", "mcp_rbac": "Envoy filters", "config": "config",
+               "skip": "bench build"}[v["how"]]
+        if v["how"] == "skip" and v["arg"]:
+            how += f" (`{v['arg']}`)"
+        if v["how"] == "config" and v["arg"] == ["deny_only"]:
+            how += " (deny list only)"
+        elif v["how"] == "config" and v["arg"]:
+            how += f" (without {', '.join(v['arg'])})"
+        part = r.get("part")
+        rss = mem.get(k, {}).get("after") or mem.get(k, {}).get("VmRSS")
+        w(f"| {labels[k]} | {how} | {fmt_num(r['cpu'])} | {'–' if part is None else f'{part:+.1f}'} | "
+          f"{fmt_num(r['cpu_vs_plain'], 2)} | {fmt_num(r['rps_vs_plain'], 2)} | "
+          f"{'–' if not rss else f'{rss / 1024:.0f} MiB'} | {fmt_start(mem.get(k, {}).get('ready_s'))} |")
+    w("")
+    w("RSS: after the runs. Start to ready: from starting Envoy to its `/ready`, on the loaded machine; with the "
+      "filter it is mostly V8 compiling the module once per VM (main thread + one worker).")
+    w("")
+    errors = sum(r["errors"] for r in s.values())
+    if errors:
+        w(f"> {errors} wrk errors in the ablation runs: the variants with errors are not comparable.")
+        w("")
+
+
 def write_report(results: dict, micro: list | None, bridge: str | None, bridge_status: str, doc: Path,
                  micro_problem: str = "") -> list[str]:
     problems: list[str] = [micro_problem] if micro_problem else []
@@ -298,6 +397,9 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w("\"added\" = (c) − (b), median over rounds. At 1 connection the p99 is dominated by scheduler noise on a "
       "shared VM (earlier hand measurements saw 0.6–4 ms for every variant, baseline included).")
     w("")
+
+    if results.get("ablation"):
+        ablation_section(results["ablation"], w)
 
     w("## tools/list inspection cost")
     w("")

@@ -101,7 +101,17 @@ if [[ -f tests/bench/bridge_bench.py ]]; then
     fi
 fi
 
-# --- 3. gateway overhead, tools/list, memory; then the page
+# --- the benchmark-only filter build for the ablation table (`bench-ablation`:
+# parts of the request path can be switched off); then the shipped build again.
+WASM_DIR=$(dirname "$MCPX_WASM")
+say "building the filter with --features bench-ablation (ablation table only)"
+MCPX_WASM_FEATURES=bench-ablation stage scripts/toolchain.sh wasm >&2 || die "the bench-ablation build failed"
+export MCPX_ABLATION_WASM=$WORK/mcpx_filter_ablation.wasm
+cp "$WASM_DIR/mcpx_filter.wasm" "$MCPX_ABLATION_WASM"
+stage scripts/toolchain.sh wasm >&2 || die "rebuilding the shipped filter failed"
+cmp -s "$MCPX_ABLATION_WASM" "$MCPX_WASM" && die "the shipped .wasm equals the bench-ablation build"
+
+# --- 3. gateway overhead, tools/list, memory, ablation; then the page
 say "gateway benchmarks (tests/bench/bench.py)"
 rc=0
 stage timeout 900 "$PY" tests/bench/bench.py ${QUICK:+--quick} --micro-json "$WORK/micro.json" \

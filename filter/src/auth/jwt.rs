@@ -7,9 +7,10 @@
 
 use super::b64;
 use super::jwks::{KeySet, Lookup};
-use jwt_simple::prelude::{Audiences, Duration, RS256PublicKey, RSAPublicKeyLike, VerificationOptions};
-use jwt_simple::JWTError;
+use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use serde::Deserialize;
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 
 /// Tokens longer than this are refused before any work.
@@ -159,40 +160,35 @@ pub fn verify(token: &str, keys: Option<&KeySet>, rules: &Rules, now: u64) -> Re
     verify_with_key(token, key, rules, now)
 }
 
-fn verify_with_key(token: &str, key: &RS256PublicKey, rules: &Rules, now: u64) -> Result<VerifiedToken, TokenError> {
-    let options = VerificationOptions {
-        time_tolerance: Some(Duration::from_secs(LEEWAY_SECS)),
-        artificial_time: Some(Duration::from_secs(now)),
-        max_token_length: Some(MAX_TOKEN_BYTES),
-        ..Default::default()
-    };
-    let claims = key.verify_token::<Map<String, Value>>(token, Some(options)).map_err(|e| {
-        match e.downcast_ref::<JWTError>() {
-            Some(JWTError::InvalidSignature) => TokenError::Signature,
-            Some(JWTError::TokenHasExpired) => TokenError::Expired,
-            Some(JWTError::TokenNotValidYet) => TokenError::NotYetValid,
-            Some(JWTError::ClockDrift) => TokenError::IssuedInFuture,
-            Some(JWTError::AlgorithmMismatch) => TokenError::Algorithm("(mismatch)".into()),
-            // Claims that do not parse (e.g. a numeric sub) or bad encoding.
-            _ => TokenError::Malformed("claims could not be read".into()),
-        }
-    })?;
-    let expires_at = claims.expires_at.ok_or(TokenError::MissingExpiry)?.as_secs();
+fn verify_with_key(token: &str, key: &RsaPublicKey, rules: &Rules, now: u64) -> Result<VerifiedToken, TokenError> {
+    // parse_header has checked the length, the three parts and alg RS256.
+    let (signed, signature) =
+        token.rsplit_once('.').ok_or_else(|| TokenError::Malformed("a JWT has three dot-separated parts".into()))?;
+    let signature = b64::decode(signature).ok_or_else(|| TokenError::Malformed("signature is not base64url".into()))?;
+    let digest = Sha256::digest(signed.as_bytes());
+    key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature).map_err(|_| TokenError::Signature)?;
+    let payload = signed.split('.').nth(1).unwrap_or_default();
+    let raw = b64::decode(payload).ok_or_else(|| TokenError::Malformed("claims could not be read".into()))?;
+    // Claims that do not parse (e.g. a numeric sub) are refused.
+    let claims: Claims =
+        serde_json::from_slice(&raw).map_err(|_| TokenError::Malformed("claims could not be read".into()))?;
+    claims.check_times(now)?;
+    let expires_at = claims.exp.ok_or(TokenError::MissingExpiry)?.0;
     if let Some(issuer) = &rules.issuer {
-        if claims.issuer.as_deref() != Some(issuer.as_str()) {
+        if claims.iss.as_deref() != Some(issuer.as_str()) {
             return Err(TokenError::Issuer);
         }
     }
     let identity = match rules.identity_claim.as_str() {
-        "sub" => claims.subject.clone(),
-        "iss" => claims.issuer.clone(),
+        "sub" => claims.sub.clone(),
+        "iss" => claims.iss.clone(),
         other => claims.custom.get(other).and_then(Value::as_str).map(str::to_string),
     }
     .filter(|s| !s.is_empty())
     .ok_or_else(|| TokenError::Identity(rules.identity_claim.clone()))?;
-    let audiences = match claims.audiences {
-        Some(Audiences::AsString(a)) => vec![a],
-        Some(Audiences::AsSet(set)) => set.into_iter().collect(),
+    let audiences = match claims.aud {
+        Some(Audience::One(a)) => vec![a],
+        Some(Audience::Many(set)) => set,
         None => Vec::new(),
     };
     Ok(VerifiedToken {
@@ -200,8 +196,87 @@ fn verify_with_key(token: &str, key: &RS256PublicKey, rules: &Rules, now: u64) -
         audiences,
         scopes: scopes(&claims.custom),
         expires_at,
-        not_before: claims.invalid_before.map(|t| t.as_secs()),
+        not_before: claims.nbf.map(|t| t.0),
     })
+}
+
+/// The registered claims (RFC 7519 §4.1) with the types the RFC gives them;
+/// any other claim is kept in `custom`. A registered claim of another type
+/// makes the token malformed.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+    #[serde(default)]
+    exp: Option<Timestamp>,
+    #[serde(default)]
+    nbf: Option<Timestamp>,
+    #[serde(default)]
+    iat: Option<Timestamp>,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
+    #[serde(flatten)]
+    custom: Map<String, Value>,
+}
+
+impl Claims {
+    /// Issued in the future, not yet valid, expired: in that order, each
+    /// with [`LEEWAY_SECS`] of clock skew.
+    fn check_times(&self, now: u64) -> Result<(), TokenError> {
+        let _ = (&self.jti, &self.nonce); // read for their type only
+        if self.iat.is_some_and(|t| t.0 > now.saturating_add(LEEWAY_SECS)) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        if self.nbf.is_some_and(|t| now.saturating_add(LEEWAY_SECS) < t.0) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self.exp.is_some_and(|t| now < LEEWAY_SECS || now - LEEWAY_SECS > t.0) {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// `aud`: one string or a list of strings.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// A NumericDate: seconds since the epoch; a fraction is dropped, a
+/// negative value is malformed.
+#[derive(Clone, Copy)]
+struct Timestamp(u64);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Timestamp;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a NumericDate")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Timestamp, E> {
+                u64::try_from(v).map(Timestamp).map_err(|_| E::custom("negative NumericDate"))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Timestamp, E> {
+                // `as` saturates (NaN and negatives become 0).
+                Ok(Timestamp(v as u64))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// Granted scopes: `scope` (space-separated, RFC 9068/8693) or `scp` (a list

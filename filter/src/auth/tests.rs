@@ -469,3 +469,41 @@ fn odd_signature_lengths_fail_without_panicking() {
     let modulus_sized = format!("{signed}.{}", b64::encode(&[0xff; 256]));
     assert_eq!(verify(&modulus_sized).unwrap_err(), TokenError::Signature);
 }
+
+/// Signs an arbitrary payload (claims jwt-simple itself would not build).
+fn mint_raw(kp: &RS256KeyPair, payload: Value) -> String {
+    let head = json!({"alg": "RS256", "typ": "JWT", "kid": "key-a"});
+    let signed =
+        format!("{}.{}", b64::encode(head.to_string().as_bytes()), b64::encode(payload.to_string().as_bytes()));
+    use rsa::pkcs8::DecodePrivateKey;
+    use sha2::Digest;
+    let key = rsa::RsaPrivateKey::from_pkcs8_pem(&kp.to_pem().unwrap()).unwrap();
+    let digest = sha2::Sha256::digest(signed.as_bytes());
+    let sig = key.sign(rsa::Pkcs1v15Sign::new::<sha2::Sha256>(), &digest).unwrap();
+    format!("{signed}.{}", b64::encode(&sig))
+}
+
+#[test]
+fn registered_claims_keep_their_types() {
+    // Well-typed variants verify: a list audience, a fractional NumericDate.
+    let ok = verify(&mint_raw(
+        &key_a(),
+        claims(json!({"aud": ["x", format!("{RESOURCE}/demo")], "exp": (NOW + 60) as f64 + 0.5})),
+    ));
+    let v = ok.unwrap();
+    assert_eq!(v.audiences.len(), 2);
+    assert_eq!(v.expires_at, NOW + 60);
+    // A registered claim of the wrong type makes the token malformed, even
+    // with a valid signature: never read as absent.
+    for bad in [
+        json!({"sub": 7}),
+        json!({"exp": "soon"}),
+        json!({"exp": -1}),
+        json!({"aud": 3}),
+        json!({"iss": ["a"]}),
+        json!({"nbf": true}),
+    ] {
+        let t = mint_raw(&key_a(), claims(bad.clone()));
+        assert!(matches!(verify(&t).unwrap_err(), TokenError::Malformed(_)), "{bad}");
+    }
+}

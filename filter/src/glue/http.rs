@@ -4,6 +4,7 @@
 use super::health::HealthCheck;
 use super::shared::SharedStore;
 use super::{host, known_tools, metrics};
+use crate::ablation::{self, Part};
 use crate::config::IntegrityMode;
 use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
@@ -157,7 +158,7 @@ impl HttpFilter {
                 self.reply(&reply)
             }
             HeadOutcome::Forward(req) => {
-                if gateway.config().rate_limit.enabled {
+                if gateway.config().rate_limit.enabled && !ablation::skip(Part::RateLimitHeaders) {
                     host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some("1"));
                 }
                 if let Some((name, value)) = gateway.bridge_identity(&req) {
@@ -198,6 +199,9 @@ impl HttpFilter {
     /// Hands the request's MCP facts to Envoy (access logs, tracing); they
     /// stay in `attrs` for the metrics counted in `on_log`.
     fn publish_attributes(&mut self) {
+        if ablation::skip(Part::Attributes) || !self.gateway.as_ref().is_some_and(|g| g.publishes_attributes()) {
+            return;
+        }
         let a = &self.attrs;
         let fields = [
             (attr::SERVER, a.server.as_deref()),
@@ -228,12 +232,13 @@ impl HttpFilter {
                     host::set_request_header(name, Some(value));
                 }
                 let rl = &gateway.config().rate_limit;
-                if rl.enabled {
+                let rl_on = rl.enabled && !ablation::skip(Part::RateLimitHeaders);
+                if rl_on {
                     // Tokens: one per message (a batch costs what its messages would alone).
                     host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
                 }
                 if let (true, true, Some(tool), true) =
-                    (rl.enabled, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
+                    (rl_on, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
                 {
                     // The per-tool bucket key and its cost.
                     let label = tool_label(gateway, &req.server, tool);
@@ -536,6 +541,9 @@ impl HttpContext for HttpFilter {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "crash-probe")]
         super::crash_probe::crash_if_asked();
+        if ablation::skip(Part::All) {
+            return Action::Continue;
+        }
         let Some(gateway) = self.gateway.clone() else {
             // No valid configuration: refuse rather than pass unchecked.
             return self.reply(&Reply::error(503, code::UNAVAILABLE, "gateway not configured", &ReplyTo::Http));
@@ -551,11 +559,16 @@ impl HttpContext for HttpFilter {
                 return self.reply(&reply);
             }
         };
+        if ablation::skip(Part::AfterHeaders) {
+            return Action::Continue;
+        }
         let head = RequestHead { headers: &headers };
         if self.control {
             return self.reply(&control::handle(&head, &mut SharedStore));
         }
-        self.started_ms = crate::clock::now_ms();
+        if !ablation::skip(Part::Metrics) {
+            self.started_ms = crate::clock::now_ms();
+        }
         let verdict = {
             let admission = gateway.admit(&head, &mut self.attrs);
             for name in admission.remove {
@@ -598,6 +611,9 @@ impl HttpContext for HttpFilter {
         }
         let Phase::ReadingBody(req) = std::mem::take(&mut self.phase) else { return Action::Continue };
         let body = host::body(BufferType::HttpRequestBody, body_size);
+        if ablation::stops_after_body(&body) {
+            return Action::Continue;
+        }
         self.decide_body(&gateway, req, &body)
     }
 
@@ -622,7 +638,9 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let Some(gateway) = self.gateway.clone() else { return Action::Continue };
+        let Some(gateway) = self.gateway.clone().filter(|_| !ablation::skip(Part::Response)) else {
+            return Action::Continue;
+        };
         if matches!(self.response, ResponseBody::Metrics) {
             if end_of_stream {
                 self.response = ResponseBody::PassThrough;
@@ -632,18 +650,22 @@ impl HttpContext for HttpFilter {
             }
             return Action::Continue;
         }
-        let forwarded = matches!(self.phase, Phase::Forwarded(..));
-        if forwarded {
+        if !matches!(self.phase, Phase::Forwarded(..)) {
+            return Action::Continue;
+        }
+        let status = host::response_header(":status").unwrap_or_default();
+        // Envoy's own replies (429, 503, ...) are errors: a 2xx came from
+        // the backend, so the details need not be read for it.
+        if !status.starts_with('2') {
             let details = host::property_string(&["response", "code_details"]);
             if ops::is_envoy_reply(&details) {
                 self.envelope_envoy_reply(&gateway, &details, end_of_stream);
                 return Action::Continue;
             }
         }
-        if !forwarded || !gateway.inspects_lists() {
+        if !gateway.inspects_lists() {
             return Action::Continue;
         }
-        let status = host::response_header(":status").unwrap_or_default();
         // Read only when it can matter: a redirect is refused bodiless too.
         let content_type = if status.starts_with('2') && !end_of_stream {
             host::response_header("content-type").unwrap_or_default()
@@ -706,7 +728,7 @@ impl HttpContext for HttpFilter {
     }
 
     fn on_log(&mut self) {
-        if let Some(gateway) = self.gateway.clone() {
+        if let Some(gateway) = self.gateway.clone().filter(|_| !ablation::skip(Part::Metrics)) {
             self.count(&gateway);
         }
     }

@@ -48,6 +48,7 @@ impl RootContext for Root {
                 return false;
             }
         };
+        crate::ablation::configure(text);
         self.control = host::property(&["plugin_root_id"]).is_some_and(|id| id == CONTROL_ROOT_ID.as_bytes());
         // Create the baseline keys now (Envoy's main thread configures first),
         // so every later update is a guarded compare-and-swap.
