@@ -71,10 +71,10 @@ unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic li
 	$(CARGO) clippy -p mcpx-filter --lib --features lint-glue -- -D warnings
 
 e2e: dist ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
-	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; redis="$$(scripts/redis.sh)"; \
 	scripts/e2e-tools.sh; \
 	set -x; \
-	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
+	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" REDIS_SERVER_BIN="$$redis" \
 	  "$$py" -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
 
 FUZZ_SECONDS ?= 60
