@@ -98,11 +98,11 @@ conformance-tools: ## Install Node 22, the conformance runners (0.1.16, 0.2.0-al
 	fi
 
 e2e: $(PROBE_WASM) dist conformance-tools ## End-to-end tests (pytest tests/e2e) against real Envoy + wasm; PYTEST_ARGS passes through
-	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; \
+	@envoy="$$(scripts/envoy.sh)"; py="$$(scripts/pyenv.sh)"; redis="$$(scripts/redis.sh)"; \
 	scripts/e2e-tools.sh; \
 	set -x; \
 	ENVOY_BIN="$$envoy" MCPX_WASM="$(WASM)" MCPX_BIN="$(MCPX_BIN)" MCPX_DEMO_BIN="$(DEMO_BIN)" \
-	  MCPX_CRASH_PROBE_WASM="$(PROBE_WASM)" \
+	  MCPX_CRASH_PROBE_WASM="$(PROBE_WASM)" REDIS_SERVER_BIN="$$redis" \
 	  "$$py" -m pytest -q -rs tests/e2e $(PYTEST_ARGS)
 
 FUZZ_SECONDS ?= 60

@@ -308,6 +308,40 @@ pub struct RateLimitConfig {
     pub tool_rps: u32,
     #[serde(default = "default_tool_burst")]
     pub tool_burst: u32,
+    /// One bucket per client identity (`client_rps`, `client_burst`).
+    #[serde(default)]
+    pub per_client: bool,
+    #[serde(default = "default_rps")]
+    pub client_rps: u32,
+    #[serde(default = "default_burst")]
+    pub client_burst: u32,
+    /// Where the buckets live: in each Envoy (`local`) or in a rate-limit
+    /// service shared by every gateway (`global`, docs/operations.md).
+    #[serde(default)]
+    pub backend: RateLimitBackend,
+    /// `global`: the gRPC `RateLimitService` as `HOST:PORT`.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// `global`: what a request gets while the service cannot answer.
+    #[serde(default)]
+    pub failure_mode: Option<FailureMode>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    #[default]
+    Local,
+    Global,
+}
+
+/// `deny` (the default) fails closed: no answer from the service, no call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    #[default]
+    Deny,
+    Allow,
 }
 
 impl Default for RateLimitConfig {
@@ -319,6 +353,12 @@ impl Default for RateLimitConfig {
             per_tool: false,
             tool_rps: default_tool_rps(),
             tool_burst: default_tool_burst(),
+            per_client: false,
+            client_rps: default_rps(),
+            client_burst: default_burst(),
+            backend: RateLimitBackend::Local,
+            service: None,
+            failure_mode: None,
         }
     }
 }
@@ -618,6 +658,49 @@ impl BackendUrl {
 }
 
 /// Splits `host:port`, `[v6]:port`, `host`; the host may be empty (`:8080`).
+/// `backend: global` needs a service to ask; the global-only keys make no
+/// sense with `local` (a typo there would silently keep limits per gateway).
+fn validate_rate_limit_backend(rl: &RateLimitConfig) -> Result<(), ConfigError> {
+    if rl.enabled && rl.per_client && (rl.client_rps == 0 || rl.client_burst == 0) {
+        return Err(ConfigError::new("rate_limit", "client_rps and client_burst must be at least 1 when per_client"));
+    }
+    match rl.backend {
+        RateLimitBackend::Local => {
+            if rl.service.is_some() {
+                return Err(ConfigError::new(
+                    "rate_limit.service",
+                    "is only used with backend: global; add `backend: global` or remove it",
+                ));
+            }
+            if rl.failure_mode.is_some() {
+                return Err(ConfigError::new(
+                    "rate_limit.failure_mode",
+                    "is only used with backend: global; add `backend: global` or remove it",
+                ));
+            }
+        }
+        RateLimitBackend::Global => {
+            let Some(service) = rl.service.as_deref() else {
+                return Err(ConfigError::new(
+                    "rate_limit.service",
+                    "is required with backend: global; name the rate-limit service as HOST:PORT, e.g. 127.0.0.1:8081",
+                ));
+            };
+            match split_host_port(service) {
+                Ok((host, Some(_))) if !host.is_empty() => {}
+                Ok(_) => {
+                    return Err(ConfigError::new(
+                        "rate_limit.service",
+                        format!("{service:?} needs a host and a port, e.g. ratelimit:8081"),
+                    ))
+                }
+                Err(m) => return Err(ConfigError::new("rate_limit.service", format!("{service:?} {m}"))),
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']').ok_or("has an unclosed '[' in the IPv6 address")?;
@@ -744,6 +827,7 @@ impl Config {
                 "rps, burst, tool_rps and tool_burst must be at least 1 when enabled",
             ));
         }
+        validate_rate_limit_backend(rl)?;
         let cb = &self.circuit_breaker;
         if cb.enabled && (cb.failure_threshold == 0 || cb.half_open_max == 0 || cb.cooldown.as_millis() == 0) {
             return Err(ConfigError::new(
@@ -1098,6 +1182,33 @@ mod tests {
         assert_eq!(c.servers.len(), 2);
         assert_eq!(c.servers[1].request_timeout, Some(Duration::from_millis(30_000)));
         assert_eq!(c.circuit_breaker.cooldown.as_millis(), 30_000);
+    }
+
+    #[test]
+    fn global_rate_limit_keys_are_checked() {
+        let base = "servers: [{ name: demo, url: 'http://h:1' }]\nrate_limit: ";
+        let ok = parse(&format!("{base}{{ enabled: true, backend: global, service: 'rl:8081' }}")).unwrap();
+        assert_eq!(ok.rate_limit.backend, RateLimitBackend::Global);
+        assert_eq!(ok.rate_limit.failure_mode.unwrap_or_default(), FailureMode::Deny);
+        let allow =
+            parse(&format!("{base}{{ enabled: true, backend: global, service: 'rl:8081', failure_mode: allow }}"));
+        assert_eq!(allow.unwrap().rate_limit.failure_mode, Some(FailureMode::Allow));
+        let cases = [
+            ("{ enabled: true, backend: global }", "rate_limit.service", "is required"),
+            ("{ enabled: true, backend: global, service: 'rl' }", "rate_limit.service", "needs a host and a port"),
+            ("{ enabled: true, backend: global, service: 'rl:0' }", "rate_limit.service", "invalid port"),
+            ("{ enabled: true, service: 'rl:8081' }", "rate_limit.service", "backend: global"),
+            ("{ enabled: true, failure_mode: allow }", "rate_limit.failure_mode", "backend: global"),
+            ("{ enabled: true, per_client: true, client_rps: 0 }", "rate_limit", "client_rps"),
+        ];
+        for (rl, key, text) in cases {
+            let e = parse(&format!("{base}{rl}")).unwrap_err();
+            assert_eq!(e.key, key, "{rl}: {e}");
+            assert!(e.message.contains(text), "{rl}: {e}");
+        }
+        let e = parse(&format!("{base}{{ enabled: true, backend: global, service: 'rl:1', failure_mode: open }}"))
+            .unwrap_err();
+        assert!(e.message.contains("unknown variant `open`"), "{e}");
     }
 
     #[test]

@@ -25,21 +25,7 @@ use std::collections::BTreeMap;
 // The names and request types live in leaf modules (so `auth`, `ops` and
 // `endpoints` need not import this one); re-exported where they were.
 pub use crate::names::{IDENTITY_HEADER, INTERNAL_HEADERS, INTERNAL_HEADER_PREFIX};
-pub use crate::request::{Attributes, Decision, RequestHead, MCP_PREFIX};
-
-/// The identity as a header value: visible ASCII only (an identity from a JWT
-/// claim may hold anything), `%XX` for every other byte and for `%` itself.
-pub fn encode_identity(identity: &str) -> String {
-    let mut out = String::with_capacity(identity.len());
-    for b in identity.bytes() {
-        if b.is_ascii_graphic() && b != b'%' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use crate::request::{encode_identity, Attributes, Decision, RequestHead, MCP_PREFIX};
 
 /// The `Accept` a `tools/list` is forwarded with when it will be inspected.
 pub const LIST_ACCEPT: &str = "application/json, text/event-stream;q=0.1";

@@ -19,6 +19,16 @@ pub use crate::names::{
     RATE_LIMIT_TOOL_HITS_HEADER,
 };
 
+/// The internal request header carrying the per-client rate-limit key
+/// (the caller's identity, `%XX`-encoded, or `anonymous` without auth).
+pub const RATE_LIMIT_CLIENT_HEADER: &str = "x-mcpx-client";
+
+/// The per-client rate-limit key of a caller. Unlike the metric label this is
+/// the identity itself (an OAuth subject too): a bucket per caller is the point.
+pub fn rate_limit_client_key(identity: Option<&str>) -> String {
+    identity.map_or_else(|| "anonymous".to_string(), crate::request::encode_identity)
+}
+
 /// At most this many tools per server are learned from `tools/list`
 /// answers; the rest share the `_other` label and bucket.
 pub const MAX_LEARNED_TOOLS: usize = 256;
@@ -179,6 +189,13 @@ pub fn envoy_reply(status: u16, details: &str, to: &ReplyTo, cooldown_secs: u64)
             "circuit_open",
             Some(cooldown_secs.max(1)),
         ),
+        // Envoy's global rate-limit filter with `failure_mode: deny` (the
+        // service or its store did not answer): refused, fail closed.
+        "rate_limiter_error" => (
+            "the rate-limit service is unavailable and rate_limit.failure_mode is deny; retry later".to_string(),
+            "ratelimit_unavailable",
+            Some(1),
+        ),
         d if d.contains("overflow") => {
             ("the backend has too many requests in flight; retry later".to_string(), "overflow", Some(1))
         }
@@ -190,6 +207,12 @@ pub fn envoy_reply(status: u16, details: &str, to: &ReplyTo, cooldown_secs: u64)
         reply = reply.with_header("retry-after", secs.to_string());
     }
     EnvoyReply { reply, decision: Decision::Error, reason: reason.into() }
+}
+
+/// A `Retry-After` from Envoy's `x-ratelimit-reset` (seconds until the
+/// window resets): at least 1, bounded, digits only.
+pub fn retry_after(reset: &str) -> Option<String> {
+    reset.trim().parse::<u64>().ok().map(|s| s.clamp(1, 86_400).to_string())
 }
 
 /// Appends `mcpx_breaker_state{server}` (1 = open, 0 = closed) and
@@ -295,6 +318,14 @@ mod tests {
     #[test]
     fn envoy_replies_get_the_envelope_with_the_id() {
         let to = ReplyTo::JsonRpc(serde_json::json!(7));
+        let r = envoy_reply(503, "rate_limiter_error", &to, 30);
+        assert_eq!((r.reply.status, r.decision, r.reason.as_str()), (503, Decision::Error, "ratelimit_unavailable"));
+        assert!(r.reply.headers.iter().any(|(k, v)| k == "retry-after" && v == "1"));
+        assert_eq!(rate_limit_client_key(None), "anonymous");
+        assert_eq!(retry_after("0").as_deref(), Some("1"));
+        assert_eq!(retry_after(" 7").as_deref(), Some("7"));
+        assert_eq!(retry_after("x"), None);
+        assert_eq!(rate_limit_client_key(Some("a b")), "a%20b");
         let r = envoy_reply(429, "local_rate_limited", &to, 30);
         assert_eq!((r.reply.status, r.decision), (429, Decision::RateLimited));
         let v: serde_json::Value = serde_json::from_str(&r.reply.body).unwrap();

@@ -84,6 +84,20 @@ impl Decision {
     }
 }
 
+/// The identity as a header value: visible ASCII only (an identity from a JWT
+/// claim may hold anything), `%XX` for every other byte and for `%` itself.
+pub fn encode_identity(identity: &str) -> String {
+    let mut out = String::with_capacity(identity.len());
+    for b in identity.bytes() {
+        if b.is_ascii_graphic() && b != b'%' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::Decision;

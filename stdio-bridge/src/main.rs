@@ -4,14 +4,14 @@
 //! # Layout
 //!
 //! - This file: the command line (`run`, `check`, `render`, `baseline`,
-//!   `pin`, `bridge`) and the `run` supervisor.
+//!   `pin`, `ratelimit`, `bridge`) and the `run` supervisor.
 //! - Envoy control: `render` (the bootstrap), `snippets` (pieces for your
 //!   own Envoy), `dynamic` (LDS/ECDS files), `reload` (SIGHUP, `--watch`),
 //!   `envoy` (find and supervise Envoy).
 //! - The bridge: `bridge/` (stdio servers as Streamable HTTP).
 //! - Operator commands: `baseline` (the integrity baseline), `pin` and
 //!   `lockfile` (the reviewed `mcpx.lock`), `audit` (events the binary
-//!   writes itself).
+//!   writes itself), `ratelimit` (the shared rate-limit service).
 //!
 //! The configuration schema and the names shared with the filter come from
 //! the `mcpx-filter` crate (`config`, `names`). docs/architecture.md has the
@@ -24,6 +24,7 @@ mod dynamic;
 mod envoy;
 mod lockfile;
 mod pin;
+mod ratelimit;
 mod reload;
 mod render;
 mod snippets;
@@ -69,6 +70,9 @@ enum Command {
     Bridge(BridgeArgs),
     /// Write, check or update the reviewed tool lock (mcpx.lock) from the live servers.
     Pin(PinArgs),
+    /// Run the rate-limit service for `rate_limit.backend: global`: Envoy's
+    /// RateLimitService over gRPC, limits from the config, counters in Redis.
+    Ratelimit(RatelimitArgs),
 }
 
 #[derive(Args, Clone)]
@@ -93,6 +97,18 @@ struct PinArgs {
     /// Print the canonical (RFC 8785) form and SHA-256 of the tool JSON on stdin, and exit.
     #[arg(long, exclusive = true)]
     canonical: bool,
+}
+
+#[derive(Args, Clone)]
+struct RatelimitArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Where the gRPC service listens (the gateways' `rate_limit.service`).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+    /// The Redis holding the counters, shared by every instance of this service.
+    #[arg(long, value_name = "URL", env = "MCPX_REDIS_URL")]
+    redis: String,
 }
 
 #[derive(Args, Clone)]
@@ -246,6 +262,7 @@ fn main() -> ExitCode {
         Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
         Some(Command::Bridge(args)) => bridge_cmd(args),
         Some(Command::Pin(args)) => pin_cmd(&args),
+        Some(Command::Ratelimit(args)) => ratelimit_cmd(args),
     };
     result.unwrap_or_else(|e| {
         eprintln!("mcpx: {e}");
@@ -699,6 +716,31 @@ fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
     let reload = |p: &Path| load(&ConfigArg { config: Some(p.to_path_buf()) }).map(|(_, c)| c);
     rt.block_on(bridge::serve(&path, config, args.listen, reload))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ratelimit_cmd(args: RatelimitArgs) -> Result<ExitCode, String> {
+    let (path, config) = load(&args.config)?;
+    let rl = &config.rate_limit;
+    if !rl.enabled || rl.backend != mcpx_filter::config::RateLimitBackend::Global {
+        return Err(format!(
+            "{}: rate_limit: the gateways ask a rate-limit service only with `enabled: true` and \
+             `backend: global`; set both (and `service: HOST:PORT` pointing here)",
+            path.display()
+        ));
+    }
+    if !(args.redis.starts_with("redis://") || args.redis.starts_with("rediss://")) {
+        return Err(format!(
+            "--redis: {:?} is not a Redis URL; write redis://HOST:PORT",
+            ratelimit::service::redact(&args.redis)
+        ));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(ratelimit::service::serve(&config, args.listen, &args.redis))?;
     Ok(ExitCode::SUCCESS)
 }
 

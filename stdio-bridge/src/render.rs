@@ -5,6 +5,8 @@
 //! piece (listener, filters, routes, clusters) is its own function so the
 //! pieces can also be printed alone for users with their own Envoy.
 
+use crate::ratelimit::buckets;
+use crate::ratelimit::render as global_rl;
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
 use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, ServerConfig, Transport, DEFAULT_MAX_IN_FLIGHT};
 use mcpx_filter::control::CONTROL_ROOT_ID;
@@ -60,7 +62,7 @@ pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String>
     }))
 }
 
-fn socket_address(host: &str, port: u16) -> Value {
+pub fn socket_address(host: &str, port: u16) -> Value {
     json!({ "socket_address": { "address": host, "port_value": port } })
 }
 
@@ -154,6 +156,11 @@ fn http_connection_manager(config: &Config, opts: &RenderOptions) -> Result<Valu
     });
     if let Some(h) = hcm.as_object_mut() {
         h.extend(hostile_network_defaults(config));
+    }
+    if global_rl::is_global(config) {
+        if let Some(m) = hcm["local_reply_config"]["mappers"].as_array_mut() {
+            m.extend(global_rl::local_reply_mappers());
+        }
     }
     let tracing = tracing(config);
     if !tracing.is_null() {
@@ -250,7 +257,9 @@ pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value, Stri
         filters.push(cors_filter());
     }
     filters.push(wasm_filter(config, &opts.wasm_path)?);
-    if config.rate_limit.enabled {
+    if global_rl::is_global(config) {
+        filters.push(global_rl::filter(config));
+    } else if config.rate_limit.enabled {
         filters.push(local_rate_limit_filter());
     }
     filters.push(json!({ "name": "envoy.filters.http.router",
@@ -350,7 +359,7 @@ fn server_route(config: &Config, name: &str) -> Result<Value, String> {
         }
         Transport::Stdio => ("127.0.0.1".to_string(), format!("/mcp/{name}")),
     };
-    Ok(json!({
+    let mut route = json!({
         "match": { "path": format!("/mcp/{name}") },
         "route": {
             "cluster": cluster_name(name),
@@ -363,7 +372,11 @@ fn server_route(config: &Config, name: &str) -> Result<Value, String> {
             "idle_timeout": backend_idle_timeout(server),
         },
         "request_headers_to_remove": INTERNAL_HEADERS,
-    }))
+    });
+    if global_rl::is_global(config) {
+        route["route"]["rate_limits"] = global_rl::route_rate_limits(config);
+    }
+    Ok(route)
 }
 
 pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
@@ -374,6 +387,7 @@ pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, Str
         out.push(c);
     }
     out.extend(jwks_cluster(config)?);
+    out.extend(global_rl::cluster(config)?);
     Ok(out)
 }
 
@@ -519,10 +533,9 @@ pub fn local_rate_limit_filter() -> Value {
 /// the default bucket, of the same size.
 pub fn rate_limit_policy(config: &Config) -> Option<Value> {
     let rl = &config.rate_limit;
-    if !rl.enabled {
+    if !rl.enabled || global_rl::is_global(config) {
         return None;
     }
-    let hits = |header: &str| json!({ "format": format!("%REQ({header})%") });
     let mut policy = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
         "stat_prefix": RATE_LIMIT_STATS,
@@ -532,28 +545,25 @@ pub fn rate_limit_policy(config: &Config) -> Option<Value> {
         // MCP requests are charged through the global descriptor below.
         "always_consume_default_token_bucket": false,
     });
-    let mut limits = vec![json!({
-        "actions": [{ "generic_key": { "descriptor_key": "mcpx_global", "descriptor_value": "all" } }],
-        "hits_addend": hits(names::RATE_LIMIT_HITS_HEADER),
-    })];
-    let mut descriptors = vec![json!({
-        "entries": [{ "key": "mcpx_global", "value": "all" }],
-        "token_bucket": token_bucket(rl.rps, rl.burst),
-    })];
-    if rl.per_tool {
-        limits.push(json!({
-            "actions": [{ "request_headers": { "header_name": names::RATE_LIMIT_HEADER, "descriptor_key": "mcpx_tool" } }],
-            "hits_addend": hits(names::RATE_LIMIT_TOOL_HITS_HEADER),
-        }));
-        descriptors.push(json!({
-            "entries": [{ "key": "mcpx_tool", "value": "" }],
-            "token_bucket": token_bucket(rl.tool_rps, rl.tool_burst),
-        }));
-    }
-    policy["rate_limits"] = Value::Array(limits);
+    // Wildcard value: one bucket per tool key / client key.
+    let descriptors: Vec<Value> = buckets::buckets(config)
+        .iter()
+        .map(|b| {
+            let value = if b.value_header.is_some() { "" } else { buckets::GLOBAL_VALUE };
+            json!({ "entries": [{ "key": b.key, "value": value }], "token_bucket": token_bucket(b.rps, b.burst) })
+        })
+        .collect();
+    policy["rate_limits"] = Value::Array(buckets::actions(config));
     policy["descriptors"] = Value::Array(descriptors);
-    if rl.per_tool {
-        policy["max_dynamic_descriptors"] = json!(max_tool_buckets(config));
+    if rl.per_tool || rl.per_client {
+        // Per-client buckets: one per identity (evicting one would refill
+        // it), in whole blocks like the tool buckets.
+        let clients = if rl.per_client {
+            config.auth.clients.len().div_ceil(TOOL_BUCKET_BLOCK).max(1) * TOOL_BUCKET_BLOCK
+        } else {
+            0
+        };
+        policy["max_dynamic_descriptors"] = json!(max_tool_buckets(config) + clients);
     }
     Some(policy)
 }
@@ -597,7 +607,7 @@ fn metrics_route(config: &Config) -> Value {
         "match": { "path": names::METRICS_PATH },
         "route": { "cluster": ADMIN_CLUSTER, "prefix_rewrite": "/stats/prometheus", "timeout": "10s" },
     });
-    if config.rate_limit.enabled {
+    if config.rate_limit.enabled && !global_rl::is_global(config) {
         route["typed_per_filter_config"] = json!({ "envoy.filters.http.local_ratelimit": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
             "stat_prefix": "mcpx_metrics",

@@ -160,6 +160,7 @@ impl HttpFilter {
             HeadOutcome::Forward(req) => {
                 if gateway.config().rate_limit.enabled && !ablation::skip(Part::RateLimitHeaders) {
                     host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some("1"));
+                    set_client_key(gateway, &req);
                 }
                 if let Some((name, value)) = gateway.bridge_identity(&req) {
                     host::set_request_header(name, Some(&value));
@@ -236,6 +237,7 @@ impl HttpFilter {
                 if rl_on {
                     // Tokens: one per message (a batch costs what its messages would alone).
                     host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
+                    set_client_key(gateway, &req);
                 }
                 if let (true, true, Some(tool), true) =
                     (rl_on, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
@@ -431,7 +433,14 @@ impl HttpFilter {
     fn envelope_envoy_reply(&mut self, gateway: &Gateway, details: &str, end_of_stream: bool) {
         let status = host::property_u64(&["response", "code"]).and_then(|c| u16::try_from(c).ok()).unwrap_or(503);
         let cooldown = gateway.config().circuit_breaker.cooldown.as_millis().div_ceil(1000);
-        let er = ops::envoy_reply(status, details, &self.reply_to, cooldown);
+        let mut er = ops::envoy_reply(status, details, &self.reply_to, cooldown);
+        if status == 429 {
+            // A global limit's window reset (`x-ratelimit-reset`) is the honest Retry-After.
+            if let Some(reset) = host::response_header("x-ratelimit-reset").and_then(|v| ops::retry_after(&v)) {
+                er.reply.headers.retain(|(k, _)| k != "retry-after");
+                er.reply.headers.push(("retry-after".into(), reset));
+            }
+        }
         self.attrs.decision = Some(er.decision);
         self.attrs.reason = Some(er.reason.clone());
         host::set_attribute(attr::DECISION, er.decision.as_str());
@@ -731,5 +740,15 @@ impl HttpContext for HttpFilter {
         if let Some(gateway) = self.gateway.clone().filter(|_| !ablation::skip(Part::Metrics)) {
             self.count(&gateway);
         }
+    }
+}
+
+/// The per-client bucket key (charged `x-mcpx-hits`, like the global bucket).
+fn set_client_key(gateway: &Gateway, req: &McpRequest) {
+    if gateway.config().rate_limit.per_client {
+        host::set_request_header(
+            ops::RATE_LIMIT_CLIENT_HEADER,
+            Some(&ops::rate_limit_client_key(req.identity.as_deref())),
+        );
     }
 }
