@@ -200,6 +200,7 @@ pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTr
                     host: "127.0.0.1".into(),
                     path: format!("/mcp/{name}"),
                     headers: vec![(bridge::TOKEN_HEADER.to_string(), token.clone())],
+                    tls: false,
                 }),
                 _ => Target::http(server.url.as_deref().unwrap_or_default()),
             };
@@ -229,24 +230,28 @@ pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTr
     })
 }
 
-/// One MCP endpoint over plain HTTP/1.1.
+/// One MCP endpoint over HTTP/1.1, in the clear or over TLS.
 struct Target {
     /// host:port to connect to.
     addr: String,
     host: String,
     path: String,
     headers: Vec<(String, String)>,
+    /// https: the server's certificate is verified against the system's CA
+    /// store (or `SSL_CERT_FILE`) and its host name, as Envoy verifies it.
+    tls: bool,
 }
 
 impl Target {
     fn http(url: &str) -> Result<Target, String> {
         let u = BackendUrl::parse(url)?;
-        if u.tls {
-            return Err(format!(
-                "{url}: `mcpx pin` speaks plain HTTP only; pin through a gateway route or a plain-HTTP address of the server"
-            ));
-        }
-        Ok(Target { addr: format!("{}:{}", u.host, u.port), host: u.host.clone(), path: u.path, headers: Vec::new() })
+        Ok(Target {
+            addr: format!("{}:{}", u.host, u.port),
+            host: u.host.clone(),
+            path: u.path,
+            headers: Vec::new(),
+            tls: u.tls,
+        })
     }
 }
 
@@ -297,9 +302,24 @@ fn result_of<'a>(reply: &'a Option<Value>, method: &str) -> Result<&'a Value, St
 /// response of an event stream) and the session id, if the server set one.
 async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<Value>, Option<String>), String> {
     let stream = TcpStream::connect(&t.addr).await.map_err(|e| format!("cannot connect to {}: {e}", t.addr))?;
-    let io = hyper_util::rt::TokioIo::new(stream);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut sender = if t.tls {
+        let connector = native_tls::TlsConnector::new().map_err(|e| format!("TLS: {e}"))?;
+        let stream = tokio_native_tls::TlsConnector::from(connector)
+            .connect(&t.host, stream)
+            .await
+            .map_err(|e| format!("TLS with {} failed: {e} (a private CA: point SSL_CERT_FILE at its certificate)", t.addr))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        sender
+    };
     let mut req = hyper::Request::post(&t.path)
         .header("host", &t.host)
         .header("content-type", "application/json")

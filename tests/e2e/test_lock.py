@@ -118,8 +118,9 @@ def test_reference_canonicaliser_matches_rfc_and_node():
 class Backend:
     PAGE = 2
 
-    def __init__(self, tools):
+    def __init__(self, tools, tls=None):
         self.tools = copy.deepcopy(tools)
+        self.scheme = "https" if tls else "http"
         self.received: list[dict] = []
         self.lock = threading.Lock()
         backend = self
@@ -160,12 +161,14 @@ class Backend:
                 self.wfile.write(out)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}/mcp"
+        return f"{self.scheme}://127.0.0.1:{self.port}/mcp"
 
     def calls(self) -> list[str]:
         with self.lock:
@@ -311,6 +314,58 @@ def test_pin_writes_a_reproducible_lock_through_http_and_stdio(backend, workdir)
     assert text.index('tool "echo"') < text.index('tool "read_file"') < text.index('tool "unicode"')
     assert text.index('"\U0001F600"') < text.index('"\ufb33"')
     assert '"maximum": 18446744073709552000' in text
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (and localhost), signed by itself."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mcpx pin test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                                        x509.DNSName("localhost")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "backend.crt", directory / "backend.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def test_pin_reaches_an_https_server_and_verifies_its_certificate(workdir):
+    import os
+    import ssl
+
+    cert, key = self_signed(workdir)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    b = Backend(TOOLS, tls=ctx)
+    try:
+        config = write_config(workdir, b)
+        # An unknown issuer is refused, as Envoy refuses it: nothing is pinned.
+        env = {k: v for k, v in os.environ.items() if k not in ("SSL_CERT_FILE", "SSL_CERT_DIR")}
+        r = subprocess.run([MCPX_BIN, "pin", "-c", str(config)], capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode != 0 and "TLS with" in r.stdout + r.stderr, r.stdout + r.stderr
+        assert not pinned(workdir).exists()
+        assert [m["method"] for m in b.received] == []  # the handshake failed before any request
+        # Trusting the server's CA pins it, every page.
+        r = subprocess.run([MCPX_BIN, "pin", "-c", str(config)], capture_output=True, text=True, timeout=120,
+                           env={**env, "SSL_CERT_FILE": str(cert)})
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert sorted(t for s, t in lock_blocks(pinned(workdir).read_text())) == sorted(t["name"] for t in TOOLS)
+    finally:
+        b.stop()
 
 
 def test_pin_check_shows_a_readable_diff_and_update_accepts_it(backend, workdir):
