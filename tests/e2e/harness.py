@@ -97,6 +97,15 @@ def request(port: int, method: str, path: str, body: bytes | str | None = None,
         conn.close()
 
 
+def answers_http(port: int, path: str = "/") -> bool:
+    """Whether something on 127.0.0.1:`port` answers HTTP at all (a readiness
+    check for `wait_until`)."""
+    try:
+        return request(port, "GET", path, timeout=1).status > 0
+    except OSError:
+        return False
+
+
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str, timeout: float):
         super().__init__("localhost", timeout=timeout)

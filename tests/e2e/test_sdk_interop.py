@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ROOT, Process, free_port, wait_until
+from harness import ROOT, Process, answers_http, free_port, wait_until
 from harness import request as http_request
 
 from mcp import Client  # noqa: E402  (a test dependency: tests/requirements.txt)
@@ -46,14 +46,8 @@ def sdk_server(request):
     port = free_port()
     proc = Process("sdk-server", [sys.executable, str(SERVER), str(port), request_mode])
 
-    def up():
-        try:
-            return http_request(port, "GET", "/", timeout=1).status > 0
-        except OSError:
-            return False
-
     try:
-        wait_until(up, timeout=30, what="SDK server", proc=proc.proc)
+        wait_until(lambda: answers_http(port), timeout=30, what="SDK server", proc=proc.proc)
         yield request_mode, f"http://127.0.0.1:{port}/mcp"
     finally:
         proc.stop()
