@@ -22,6 +22,7 @@ pub fn summary(config: &Config) -> Value {
             v.insert("policy".into(), policy(&s.policy));
             match s.transport {
                 // URLs cannot hold credentials or a query (config validation).
+                Transport::Http if !s.endpoints.is_empty() => v.insert("endpoints".into(), json!(s.endpoints)),
                 Transport::Http => v.insert("url".into(), json!(s.url)),
                 // Only the program: arguments and env values may hold secrets.
                 Transport::Stdio => v.insert("command".into(), json!(s.command)),
