@@ -208,3 +208,24 @@ def test_one_fixed_host_keeps_its_session_ids_unwrapped(gateway_factory, demo):
                                   "clientInfo": {"name": "t", "version": "1"}})
     r = gw.post("demo", init, {"Accept": "application/json, text/event-stream", **JSON})
     assert r.status == 200 and BACKEND_ID.match(r.header("mcp-session-id") or ""), r.header("mcp-session-id")
+
+
+def test_a_forged_session_host_cannot_steer_outside_the_servers_replicas(gateway, replicas):
+    """The host inside a client's session id is only a preference among this server's own replicas:
+    one naming any other address (here a live MCP server that is not a replica) is ignored."""
+    import base64
+
+    outsider = DemoServer("outsider")
+    try:
+        def b64(s: str) -> str:
+            return base64.b64encode(s.encode()).decode()
+
+        forged = f"{b64(f'127.0.0.1:{outsider.port}')};UV:{b64('0' * 32)}"
+        hdrs = {"Accept": "application/json, text/event-stream", "Mcp-Session-Id": forged,
+                "MCP-Protocol-Version": "2025-11-25"}
+        call = jsonrpc("tools/call", {"name": "echo", "arguments": {"text": "steer"}}, id=7)
+        assert gateway.post("demo", call, hdrs).status == 200
+        assert outsider.count() == 0
+        assert sum(tool_calls_in([x.get("body", "") for x in records(r)]).count("echo") for r in replicas) == 1
+    finally:
+        outsider.stop()
