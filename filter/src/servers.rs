@@ -107,4 +107,16 @@ clients:
         assert_eq!(v["servers"][1]["transport"], "stdio");
         assert_eq!(v["servers"][1]["command"], "npx");
     }
+
+    #[test]
+    fn replicas_are_listed_as_endpoints() {
+        let c = Config::from_yaml(
+            "servers:\n  - name: r\n    endpoints: [\"http://10.0.0.1:1/mcp\", \"http://10.0.0.2:1/mcp\"]\n",
+            Mode::Gateway,
+        )
+        .unwrap();
+        let v = summary(&c);
+        assert_eq!(v["servers"][0]["endpoints"], json!(["http://10.0.0.1:1/mcp", "http://10.0.0.2:1/mcp"]));
+        assert!(v["servers"][0].get("url").is_none());
+    }
 }
