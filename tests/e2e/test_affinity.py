@@ -148,37 +148,41 @@ def ejected(gw) -> int:
 
 
 def test_a_killed_replica_is_ejected_and_new_sessions_go_to_the_other(gateway, replicas):
-    # A session pinned to each replica first (sessions alternate; bounded).
-    first: dict[int, int] = {}
-    for n in range(20):
-        which, _ = one_session(gateway, replicas, f"pre{n}", calls=1)
-        first.setdefault(which, n)
-        if len(first) == 2:
-            break
-    assert len(first) == 2, first
-    live, dead = replicas
-    dead.stop()
-
-    async def live_session_survives():
-        async with Client(gateway.url, mode=LEGACY) as c:
-            # Open (and so pin) a session on the live replica: retry while round robin still
-            # picks the dead one, until the breaker has ejected it.
-            return [(await c.call_tool("echo", {"text": f"kept{i}"})).content[0].text for i in range(3)]
-
     init = jsonrpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
                                   "clientInfo": {"name": "t", "version": "1"}})
 
     def dead_is_ejected():
+        # Round robin still picks the dead replica now and then until the breaker has counted
+        # its failures: poll with new sessions' first requests until it is ejected.
         gateway.post("demo", init, {"Accept": "application/json, text/event-stream"})
         return ejected(gateway) == 1
 
-    wait_until(dead_is_ejected, timeout=30, what="the killed replica to be ejected")
+    async def across_the_kill():
+        async with Client(gateway.url, mode=LEGACY) as c:
+            for i in range(4):
+                assert (await c.call_tool("echo", {"text": f"open{i}"})).content[0].text == f"open{i}"
+            # The session so far, initialize included, is on one replica: the other one is killed.
+            per = [records(r) for r in replicas]
+            assert sorted(len(p) > 0 for p in per) == [False, True], [len(p) for p in per]
+            live = replicas[0] if per[0] else replicas[1]
+            dead = replicas[1] if per[0] else replicas[0]
+            assert tool_calls_in([x.get("body", "") for x in records(live)]).count("echo") == 4
+            dead.stop()
+            wait_until(dead_is_ejected, timeout=30, what="the killed replica to be ejected")
+            # The open session keeps working on its replica.
+            kept = [(await c.call_tool("echo", {"text": f"kept{i}"})).content[0].text for i in range(3)]
+            return live, kept
+
+    live, kept = run(across_the_kill())
+    assert kept == ["kept0", "kept1", "kept2"]
     before = len(records(live))
+    # New sessions all go to the live replica, every request of each.
     for n in range(4):
-        assert run(live_session_survives()) == ["kept0", "kept1", "kept2"]
+        assert run(session(gateway.url, [f"new{n}-{i}" for i in range(3)])) == [f"new{n}-{i}" for i in range(3)]
     new = records(live)[before:]
-    assert len(tool_calls_in([x.get("body", "") for x in new])) == 12
-    # Still one ejection: the live replica was never ejected with it.
+    assert tool_calls_in([x.get("body", "") for x in new]).count("echo") == 12
+    assert len({x["headers"].get("mcp-session-id") for x in new if x["headers"].get("mcp-session-id")}) == 4
+    # One ejection: the live replica was never ejected with it; /health still reports the server.
     assert ejected(gateway) == 1
     health = gateway.request("GET", "/health")
     assert health.status == 200, health.text
