@@ -119,6 +119,8 @@ def summary(res: dict) -> dict[str, dict[str, float]]:
 
 def markdown(res: dict) -> list[str]:
     """The section for docs/performance.md."""
+    if "error" in res:
+        return ["## Global rate limits: cost per request", "", f"Not measured in this run: {res['error']}", ""]
     s = summary(res)
     L = ["## Global rate limits: cost per request", "",
          f"The full gateway with `rate_limit.backend: local` and with `backend: global` (`mcpx ratelimit`, "
