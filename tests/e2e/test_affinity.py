@@ -233,3 +233,28 @@ def test_a_forged_session_host_cannot_steer_outside_the_servers_replicas(gateway
         assert sum(tool_calls_in([x.get("body", "") for x in records(r)]).count("echo") for r in replicas) == 1
     finally:
         outsider.stop()
+
+
+def test_a_replica_added_by_reload_gets_traffic(gateway_factory, replicas):
+    """From `url` (one fixed host) to `endpoints` (two) is a hot reload: the new replica serves
+    without a restart and sessions are pinned from then on."""
+    import os
+    import signal
+
+    from test_reload import wait_for_event
+
+    a, b = replicas
+    gw = gateway_factory(f"servers:\n  - name: demo\n    url: {a.url}\ninspection: {{ tool_integrity: off }}\n")
+    gw.url = f"http://127.0.0.1:{gw.port}/mcp/demo"
+    gw.config_path.write_text(CONFIG.format(a=a.url, b=b.url))
+    os.kill(gw.process.proc.pid, signal.SIGHUP)
+    event = wait_for_event(gw, 1)
+    assert event["result"] == "applied", event
+    assert "clusters" in event["changed"] and "restart_required" not in event, event
+    created = {0: 0, 1: 0}
+    for n in range(20):
+        which, _ = one_session(gw, replicas, f"r{n}")
+        created[which] += 1
+        if min(created.values()) > 0:
+            break
+    assert min(created.values()) > 0, created
