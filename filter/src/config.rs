@@ -87,6 +87,11 @@ pub struct ServerConfig {
     pub transport: Transport,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// Several replicas of one HTTP backend, instead of `url` (same scheme
+    /// and path each): Envoy balances new sessions over them and keeps a
+    /// 2025-era session on the replica that created it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<String>,
     #[serde(default)]
     pub policy: PolicyConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,6 +115,25 @@ pub struct ServerConfig {
     /// thresholds); past it, 503 with reason `overflow` and `Retry-After`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_in_flight: Option<u32>,
+}
+
+/// Upper bound for `servers[].endpoints`.
+pub const MAX_ENDPOINTS: usize = 64;
+
+impl ServerConfig {
+    /// Every URL of an HTTP backend: `url`, or each of `endpoints`.
+    pub fn backend_urls(&self) -> Vec<&str> {
+        match &self.url {
+            Some(u) => vec![u.as_str()],
+            None => self.endpoints.iter().map(String::as_str).collect(),
+        }
+    }
+
+    /// The URL that gives the backend's scheme, path and name (`url`, or the
+    /// first endpoint: validation makes them agree on scheme and path).
+    pub fn primary_url(&self) -> Option<&str> {
+        self.url.as_deref().or(self.endpoints.first().map(String::as_str))
+    }
 }
 
 /// `servers[].max_in_flight` when unset: Envoy's own default thresholds.
@@ -950,6 +974,43 @@ fn join(names: &BTreeSet<&str>) -> String {
     names.iter().copied().collect::<Vec<_>>().join(", ")
 }
 
+/// `endpoints`: each a backend URL, all with the first one's scheme and
+/// path (they are replicas of one server), none twice.
+fn validate_endpoints(endpoints: &[String], key: &str) -> Result<(), ConfigError> {
+    if endpoints.len() > MAX_ENDPOINTS {
+        return Err(ConfigError::new(
+            format!("{key}.endpoints"),
+            format!(
+                "lists {} URLs; at most {MAX_ENDPOINTS} are allowed (use a DNS name in `url` for more)",
+                endpoints.len()
+            ),
+        ));
+    }
+    let mut first: Option<BackendUrl> = None;
+    for (i, url) in endpoints.iter().enumerate() {
+        let k = format!("{key}.endpoints[{i}]");
+        let u = BackendUrl::parse(url).map_err(|m| ConfigError::new(&k, format!("{url:?} {m}")))?;
+        if endpoints.iter().take(i).any(|e| e == url) {
+            return Err(ConfigError::new(&k, format!("{url:?} is listed twice; list each replica once")));
+        }
+        match &first {
+            None => first = Some(u),
+            Some(f) if f.tls != u.tls || f.path != u.path => {
+                return Err(ConfigError::new(
+                    &k,
+                    format!(
+                        "{url:?} must have the same scheme and path as endpoints[0] ({}://…{}): endpoints are replicas of one server",
+                        if f.tls { "https" } else { "http" },
+                        f.path
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), ConfigError> {
     if !is_valid_name(&s.name) {
         return Err(ConfigError::new(
@@ -967,11 +1028,19 @@ fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), Config
                     "command/args/env/workdir/user are for `transport: stdio`; add `transport: stdio` or remove them",
                 ));
             }
+            if s.url.is_some() && !s.endpoints.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.endpoints"),
+                    "cannot be combined with url; list every replica under endpoints and remove url",
+                ));
+            }
+            validate_endpoints(&s.endpoints, &key)?;
             match &s.url {
                 Some(url) => {
                     BackendUrl::parse(url)
                         .map_err(|m| ConfigError::new(format!("{key}.url"), format!("{url:?} {m}")))?;
                 }
+                None if !s.endpoints.is_empty() => {}
                 None if mode == Mode::Gateway => {
                     return Err(ConfigError::new(format!("{key}.url"), "is required for an HTTP server, e.g. url: http://localhost:3001/mcp (or set `transport: stdio` and `command:`)"));
                 }
@@ -979,6 +1048,12 @@ fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), Config
             }
         }
         Transport::Stdio => {
+            if !s.endpoints.is_empty() {
+                return Err(ConfigError::new(
+                    format!("{key}.endpoints"),
+                    "is for HTTP servers; a stdio server is started from `command:` instead",
+                ));
+            }
             if s.url.is_some() {
                 return Err(ConfigError::new(
                     format!("{key}.url"),
@@ -1240,6 +1315,12 @@ mod tests {
             ("servers:\n  - name: a\n    url: http://h:1\n    max_in_flight: 0\n", "servers.a.max_in_flight"),
             ("servers:\n  - name: a\n    url: http://h:1\n    max_in_flight: 1000001\n", "servers.a.max_in_flight"),
             ("servers:\n  - name: a\n    url: http://h:1\ndenial_http_status: 400\n", "denial_http_status"),
+            ("servers:\n  - name: a\n    url: http://h:1\n    endpoints: [\"http://h:2\"]\n", "servers.a.endpoints"),
+            ("servers:\n  - name: a\n    endpoints: [\"http://h:1/mcp\", \"ftp://h:2\"]\n", "servers.a.endpoints[1]"),
+            ("servers:\n  - name: a\n    endpoints: [\"http://h:1/mcp\", \"https://h:2/mcp\"]\n", "servers.a.endpoints[1]"),
+            ("servers:\n  - name: a\n    endpoints: [\"http://h:1/mcp\", \"http://h:2/other\"]\n", "servers.a.endpoints[1]"),
+            ("servers:\n  - name: a\n    endpoints: [\"http://h:1/mcp\", \"http://h:1/mcp\"]\n", "servers.a.endpoints[1]"),
+            ("servers:\n  - name: a\n    transport: stdio\n    command: x\n    endpoints: [\"http://h:1\"]\n", "servers.a.endpoints"),
         ];
         for (text, key) in cases {
             let e = parse(text).unwrap_err();

@@ -62,7 +62,7 @@ pub fn target(server: &ServerConfig) -> Result<Target, String> {
             Ok(Target { cluster, path: format!("/mcp/{}", server.name), authority: "127.0.0.1".to_string() })
         }
         Transport::Http => {
-            let url = server.url.as_deref().ok_or("no url is configured, so the gateway cannot probe it")?;
+            let url = server.primary_url().ok_or("no url is configured, so the gateway cannot probe it")?;
             let u = BackendUrl::parse(url).map_err(|e| format!("url {e}"))?;
             let default_port = if u.tls { 443 } else { 80 };
             let host = if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.clone() };

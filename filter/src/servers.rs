@@ -22,6 +22,7 @@ pub fn summary(config: &Config) -> Value {
             v.insert("policy".into(), policy(&s.policy));
             match s.transport {
                 // URLs cannot hold credentials or a query (config validation).
+                Transport::Http if !s.endpoints.is_empty() => v.insert("endpoints".into(), json!(s.endpoints)),
                 Transport::Http => v.insert("url".into(), json!(s.url)),
                 // Only the program: arguments and env values may hold secrets.
                 Transport::Stdio => v.insert("command".into(), json!(s.command)),
@@ -105,5 +106,17 @@ clients:
         assert_eq!(v["servers"][0]["client_overrides"], json!(["bot"]));
         assert_eq!(v["servers"][1]["transport"], "stdio");
         assert_eq!(v["servers"][1]["command"], "npx");
+    }
+
+    #[test]
+    fn replicas_are_listed_as_endpoints() {
+        let c = Config::from_yaml(
+            "servers:\n  - name: r\n    endpoints: [\"http://10.0.0.1:1/mcp\", \"http://10.0.0.2:1/mcp\"]\n",
+            Mode::Gateway,
+        )
+        .unwrap();
+        let v = summary(&c);
+        assert_eq!(v["servers"][0]["endpoints"], json!(["http://10.0.0.1:1/mcp", "http://10.0.0.2:1/mcp"]));
+        assert!(v["servers"][0].get("url").is_none());
     }
 }

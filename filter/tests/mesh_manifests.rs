@@ -152,3 +152,27 @@ fn rate_limits_key_on_the_filters_internal_headers() {
         assert!(d["spec"]["trafficPolicy"]["outlierDetection"]["consecutive5xxErrors"].is_u64(), "{name}");
     }
 }
+
+#[test]
+fn session_affinity_wraps_mcp_session_id_before_the_router() {
+    let mut found = 0;
+    for (name, ef) in of_kind("EnvoyFilter") {
+        for p in ef["spec"]["configPatches"].as_array().unwrap() {
+            let value = &p["patch"]["value"];
+            if value["name"] != "envoy.filters.http.stateful_session" {
+                continue;
+            }
+            assert_eq!(p["patch"]["operation"], "INSERT_BEFORE", "{name}");
+            assert_eq!(
+                p["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"],
+                "envoy.filters.http.router"
+            );
+            let state = &value["typed_config"]["session_state"];
+            assert_eq!(state["name"], "envoy.http.stateful_session.envelope", "{name}");
+            assert_eq!(state["typed_config"]["header"]["name"], "mcp-session-id", "{name}");
+            assert_eq!(value["typed_config"]["strict"], false, "{name}");
+            found += 1;
+        }
+    }
+    assert_eq!(found, 1);
+}

@@ -17,6 +17,7 @@
 //! the `mcpx-filter` crate (`config`, `names`). docs/architecture.md has the
 //! whole picture.
 
+mod affinity;
 mod audit;
 mod baseline;
 mod bridge;

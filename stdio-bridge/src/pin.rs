@@ -202,7 +202,7 @@ pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTr
                     headers: vec![(bridge::TOKEN_HEADER.to_string(), token.clone())],
                     tls: false,
                 }),
-                _ => Target::http(server.url.as_deref().unwrap_or_default()),
+                _ => Target::http(server.primary_url().unwrap_or_default()),
             };
             let listed = match target {
                 Ok(t) => {

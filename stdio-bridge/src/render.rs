@@ -5,6 +5,7 @@
 //! piece (listener, filters, routes, clusters) is its own function so the
 //! pieces can also be printed alone for users with their own Envoy.
 
+use crate::affinity;
 use crate::ratelimit::buckets;
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
@@ -257,6 +258,10 @@ pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value, Stri
         filters.push(cors_filter());
     }
     filters.push(wasm_filter(config, &opts.wasm_path)?);
+    // After the mcpx filter: it decides first, then Envoy picks the session's host.
+    if affinity::needed(config) {
+        filters.push(affinity::filter());
+    }
     if global_rl::is_global(config) {
         filters.push(global_rl::filter(config));
     } else if config.rate_limit.enabled {
@@ -350,12 +355,9 @@ fn server_route(config: &Config, name: &str) -> Result<Value, String> {
     let server = config.server(name).ok_or_else(|| format!("unknown server {name}"))?;
     let (authority, path) = match server.transport {
         Transport::Http => {
-            let url = server.url.as_deref().ok_or_else(|| format!("servers.{name}.url is missing"))?;
+            let url = server.primary_url().ok_or_else(|| format!("servers.{name}.url is missing"))?;
             let u = BackendUrl::parse(url).map_err(|e| format!("servers.{name}.url: {e}"))?;
-            let default_port = if u.tls { 443 } else { 80 };
-            let host = if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.clone() };
-            let authority = if u.port == default_port { host } else { format!("{host}:{}", u.port) };
-            (authority, u.path)
+            (authority_of(&u), u.path)
         }
         Transport::Stdio => ("127.0.0.1".to_string(), format!("/mcp/{name}")),
     };
@@ -373,6 +375,17 @@ fn server_route(config: &Config, name: &str) -> Result<Value, String> {
         },
         "request_headers_to_remove": INTERNAL_HEADERS,
     });
+    if server.endpoints.len() > 1 {
+        // Each replica sees its own host name (set on its endpoint), not the first one's.
+        let r = &mut route["route"];
+        r.as_object_mut().map(|o| o.remove("host_rewrite_literal"));
+        r["auto_host_rewrite"] = json!(true);
+    }
+    if affinity::needed(config) {
+        if let Some(off) = affinity::route_config(server) {
+            route["typed_per_filter_config"] = json!({ affinity::FILTER: off });
+        }
+    }
     if global_rl::is_global(config) {
         route["route"]["rate_limits"] = global_rl::route_rate_limits(config);
     }
@@ -445,31 +458,57 @@ fn system_ca_bundle() -> String {
     CANDIDATES.iter().find(|p| std::path::Path::new(p).exists()).unwrap_or(&CANDIDATES[0]).to_string()
 }
 
+/// `host[:port]` as a Host header names it (the port only when not the default).
+fn authority_of(u: &BackendUrl) -> String {
+    let default_port = if u.tls { 443 } else { 80 };
+    let host = if u.host.contains(':') { format!("[{}]", u.host) } else { u.host.clone() };
+    if u.port == default_port {
+        host
+    } else {
+        format!("{host}:{}", u.port)
+    }
+}
+
 fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<Value, String> {
     let server = config.server(name).ok_or_else(|| format!("unknown server {name}"))?;
-    let (host, port, tls) = match server.transport {
+    let backends: Vec<BackendUrl> = match server.transport {
         Transport::Http => {
-            let url = server.url.as_deref().ok_or_else(|| format!("servers.{name}.url is missing"))?;
-            let u = BackendUrl::parse(url).map_err(|e| format!("servers.{name}.url: {e}"))?;
-            (u.host, u.port, u.tls)
+            let urls = server.backend_urls();
+            if urls.is_empty() {
+                return Err(format!("servers.{name}.url is missing"));
+            }
+            urls.iter()
+                .map(|u| BackendUrl::parse(u).map_err(|e| format!("servers.{name}.url: {e}")))
+                .collect::<Result<_, _>>()?
         }
         Transport::Stdio => {
             let b = opts
                 .bridge
                 .ok_or_else(|| format!("servers.{name} is a stdio server but no bridge address was given"))?;
-            (b.ip().to_string(), b.port(), false)
+            vec![BackendUrl { tls: false, host: b.ip().to_string(), port: b.port(), path: String::new() }]
         }
     };
-    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let several = backends.len() > 1;
+    let lb_endpoints: Vec<Value> = backends
+        .iter()
+        .map(|u| {
+            let mut e = json!({ "endpoint": { "address": socket_address(&u.host, u.port) } });
+            if several {
+                // Read by the route's `auto_host_rewrite`: each replica gets its own Host.
+                e["endpoint"]["hostname"] = json!(authority_of(u));
+            }
+            e
+        })
+        .collect();
+    let all_ip = backends.iter().all(|u| u.host.parse::<std::net::IpAddr>().is_ok());
+    let (host, tls) = backends.first().map(|u| (u.host.clone(), u.tls)).unwrap_or_default();
     let mut cluster = json!({
         "name": cluster_name(name),
-        "type": if is_ip { "STATIC" } else { "STRICT_DNS" },
+        // STRICT_DNS: every address a name resolves to is a host (a Kubernetes Service's pods).
+        "type": if all_ip { "STATIC" } else { "STRICT_DNS" },
         "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": "5s",
-        "load_assignment": {
-            "cluster_name": cluster_name(name),
-            "endpoints": [{ "lb_endpoints": [{ "endpoint": { "address": socket_address(&host, port) } }] }],
-        },
+        "load_assignment": { "cluster_name": cluster_name(name), "endpoints": [{ "lb_endpoints": lb_endpoints }] },
     });
     circuit_breaker(config, server, &mut cluster);
     if tls {
@@ -480,6 +519,16 @@ fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<V
                 "sni": host,
             },
         });
+        if several {
+            // One SNI per replica: the Host header each one gets.
+            cluster["typed_extension_protocol_options"] = json!({
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "upstream_http_protocol_options": { "auto_sni": true },
+                    "explicit_http_config": { "http_protocol_options": {} },
+                },
+            });
+        }
     }
     Ok(cluster)
 }
@@ -652,9 +701,10 @@ pub fn stats_config() -> Value {
 }
 
 /// Outlier detection as the circuit breaker (docs/operations.md): `failure_threshold`
-/// consecutive 5xx or transport errors eject the (single) host for
-/// `cooldown`; with panic threshold 0 an ejected host gets no traffic, so
-/// Envoy answers 503 at once. After `cooldown` the host is un-ejected and
+/// consecutive 5xx or transport errors eject the failing host (one replica
+/// of several, or the only one) for `cooldown`; with panic threshold 0 an
+/// ejected host gets no traffic, so the other replicas serve alone, and when
+/// every host is ejected Envoy answers 503 at once. After `cooldown` the host is un-ejected and
 /// traffic flows again (Envoy has no half-open request cap: see
 /// docs/operations.md for how `half_open_max` maps).
 fn circuit_breaker(config: &Config, server: &ServerConfig, cluster: &mut Value) {

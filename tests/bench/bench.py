@@ -597,6 +597,9 @@ def main() -> int:
     ap.add_argument("--only-doc", type=Path, help="re-render the doc from a saved results JSON; no runs")
     ap.add_argument("--only-ablation", action="store_true",
                     help="run only the ablation table, merged into the saved results.json, then re-render")
+    ap.add_argument("--only-global-rl", action="store_true",
+                    help="run only the global-vs-local rate-limit variant (needs redis-server), merged into the "
+                         "saved results.json, then re-render")
     args = ap.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -609,7 +612,16 @@ def main() -> int:
         if not Path(WASM).is_file():
             raise BenchError(f"{WASM} not found; run `make wasm`")
         results_path = WORK / "results.json"
-        if args.only_ablation:
+        if args.only_global_rl:
+            import global_rl
+            results = json.loads(results_path.read_text()) if results_path.exists() else {}
+            results["global_rl"] = global_rl.measure(sys.modules[__name__], args.quick)
+            if "overhead_runs" not in results:
+                (WORK / "global_rl.json").write_text(json.dumps(results["global_rl"], indent=1))
+                print("\n".join(global_rl.markdown(results["global_rl"])))
+                say(f"no saved full run to merge into: results in {WORK / 'global_rl.json'}, page not written")
+                return 0
+        elif args.only_ablation:
             results = json.loads(results_path.read_text()) if results_path.exists() else {}
             results["ablation"] = measure_ablation_alone(args.quick)
             if "overhead_runs" not in results:
@@ -742,6 +754,13 @@ def measure(quick: bool) -> dict:
     results["ablation"] = measure_ablation(quick, token, demo, demo_proc, envoy_cpu, load_cpu)
 
     results["loadavg_end"] = loadavg()
+    import global_rl
+    try:
+        results["global_rl"] = global_rl.measure(sys.modules[__name__], quick)
+    except BenchError as e:
+        # A side table: its failure (e.g. no redis-server) is reported on the page, not fatal.
+        say(f"global rate-limit variant failed: {e}")
+        results["global_rl"] = {"error": str(e)}
     results["elapsed_s"] = round(time.monotonic() - started, 1)
     return results
 

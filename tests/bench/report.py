@@ -491,6 +491,10 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w("With `--concurrency 1` there are two wasm VMs (main thread + one worker); each more worker adds one VM.")
     w("")
 
+    if "global_rl" in results:
+        from global_rl import markdown as global_rl_markdown
+        L += global_rl_markdown(results["global_rl"])
+
     notes = HERE / "notes.md"
     if notes.exists():
         w(notes.read_text().rstrip())
