@@ -28,6 +28,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -106,7 +107,7 @@ fn write_canonical(v: &Value, out: &mut String) {
             // JCS orders keys by UTF-16 code units, which differs from
             // serde_json's (byte, i.e. code point) order above U+FFFF.
             let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            entries.sort_by(|a, b| utf16_cmp(a.0, b.0));
             out.push('{');
             for (i, (k, val)) in entries.into_iter().enumerate() {
                 if i > 0 {
@@ -193,23 +194,49 @@ fn digits_and_point(text: &str) -> (String, i64) {
     (digits.to_string(), point)
 }
 
+/// `a` and `b` in the order of their UTF-16 code units, without encoding
+/// them: UTF-8 byte order is code point order, and the two orders differ
+/// only where the first differing characters are one above U+FFFF (lead
+/// byte 0xF0–0xF4, a surrogate pair in UTF-16) and one in U+E000–U+FFFF
+/// (lead byte 0xEE or 0xEF), which UTF-16 puts the other way round. A first
+/// difference inside a character compares two characters of the same lead
+/// byte, where both orders agree.
+fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let Some(i) = x.iter().zip(y).position(|(p, q)| p != q) else { return x.len().cmp(&y.len()) };
+    match (x.get(i).copied().unwrap_or(0), y.get(i).copied().unwrap_or(0)) {
+        (p, q) if p >= 0xF0 && (0xEE..=0xEF).contains(&q) => std::cmp::Ordering::Less,
+        (p, q) if q >= 0xF0 && (0xEE..=0xEF).contains(&p) => std::cmp::Ordering::Greater,
+        (p, q) => p.cmp(&q),
+    }
+}
+
 fn write_string(s: &str, out: &mut String) {
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Copy the runs that need no escape whole; only `"`, `\\` and control
+    // characters (all ASCII, so never inside a multi-byte character) break them.
+    let mut run = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(s.get(run..i).unwrap_or(""));
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(esc);
         }
+        run = i + 1;
     }
+    out.push_str(s.get(run..).unwrap_or(""));
     out.push('"');
 }
 
@@ -220,10 +247,17 @@ pub fn tool_hash(tool: &Value) -> String {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut hex = String::with_capacity(64);
-    for b in digest {
-        let _ = write!(hex, "{b:02x}");
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// Lowercase hex (formatting each byte through `write!` cost
+/// about a tenth of a list's inspection).
+pub fn to_hex(bytes: &[u8]) -> String {
+    let digit = |n: u8| char::from_digit(u32::from(n), 16).unwrap_or('0');
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push(digit(b >> 4));
+        hex.push(digit(b & 0x0f));
     }
     hex
 }
@@ -331,6 +365,49 @@ where
         }
         match store.set(key, &to_bytes(&value)?, cas) {
             Ok(()) => return Ok(result),
+            Err(StoreError::CasMismatch) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(StoreError::Contention)
+}
+
+thread_local! {
+    /// The baseline this VM last read or wrote, with the exact bytes it was
+    /// decoded from. Every list reads the whole baseline (all servers' pins,
+    /// for shadowing); decoding it again on each list was about a fifth of
+    /// the inspection's cost. The decoded value is a function of the bytes
+    /// alone, so it is reused only when the store returns the same bytes.
+    static DECODED_BASELINE: RefCell<Option<(Vec<u8>, Baseline)>> = const { RefCell::new(None) };
+}
+
+/// [`update`] of [`BASELINE_KEY`], decoding the stored bytes only when they
+/// differ from the ones this VM decoded last. `change` must leave the
+/// baseline untouched when it reports no change (the kept value is reused).
+fn update_baseline<R>(
+    store: &mut dyn BaselineStore,
+    mut change: impl FnMut(&mut Baseline) -> (R, bool),
+) -> Result<R, StoreError> {
+    let keep = |bytes: Vec<u8>, value: Baseline| DECODED_BASELINE.with(|c| *c.borrow_mut() = Some((bytes, value)));
+    for _ in 0..CAS_RETRIES {
+        let (bytes, cas) = store.get(BASELINE_KEY)?.unwrap_or_default();
+        let cached = DECODED_BASELINE.with(|c| c.borrow_mut().take()).filter(|(b, _)| *b == bytes);
+        let mut value = match cached {
+            Some((_, v)) => v,
+            None if bytes.is_empty() => Baseline::default(),
+            None => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt(format!("{BASELINE_KEY}: {e}")))?,
+        };
+        let (result, changed) = change(&mut value);
+        if !changed {
+            keep(bytes, value);
+            return Ok(result);
+        }
+        let new = to_bytes(&value)?;
+        match store.set(BASELINE_KEY, &new, cas) {
+            Ok(()) => {
+                keep(new, value);
+                return Ok(result);
+            }
             Err(StoreError::CasMismatch) => continue,
             Err(e) => return Err(e),
         }
@@ -482,7 +559,7 @@ pub fn check_tools_locked(
     if let Some(pins) = lock.and_then(|l| l.get(server)) {
         return check_against_lock(store, server, &hashed, pins);
     }
-    let verdicts = update(store, BASELINE_KEY, |baseline: &mut Baseline| {
+    let verdicts = update_baseline(store, |baseline: &mut Baseline| {
         let mut changed = false;
         let verdicts: Vec<Verdict> = hashed
             .iter()
@@ -904,6 +981,37 @@ mod tests {
     /// RFC 8785 section 3.2.3: keys sort by UTF-16 code units, so the emoji
     /// (a surrogate pair, 0xD83D…) comes before U+FB33.
     #[test]
+    fn key_order_is_utf16_order_without_encoding() {
+        // Characters from every UTF-8 length and both sides of the
+        // U+E000..U+FFFF / supplementary boundary, in all pairs of short strings.
+        let chars = [
+            "",
+            "a",
+            "\u{7f}",
+            "\u{e9}",
+            "\u{7ff}",
+            "\u{800}",
+            "\u{d7ff}",
+            "\u{e000}",
+            "\u{fb33}",
+            "\u{ffff}",
+            "\u{10000}",
+            "\u{1f600}",
+            "\u{10ffff}",
+        ];
+        let words: Vec<String> = chars.iter().flat_map(|a| chars.iter().map(move |b| format!("{a}{b}"))).collect();
+        for a in &words {
+            for b in &words {
+                assert_eq!(utf16_cmp(a, b), a.encode_utf16().cmp(b.encode_utf16()), "{a:?} vs {b:?}");
+            }
+        }
+        let mut escaped = String::new();
+        write_string("a\"b\\c\u{1}\u{1f}\u{7f}\u{8}\u{c}\n\r\té😀", &mut escaped);
+        assert_eq!(escaped, "\"a\\\"b\\\\c\\u0001\\u001f\u{7f}\\b\\f\\n\\r\\té😀\"");
+        assert_eq!(to_hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    #[test]
     fn jcs_rfc8785_sorting_example() {
         let input = r#"{
           "\u20ac": "Euro Sign",
@@ -1123,6 +1231,35 @@ mod tests {
         assert_eq!(kinds(&v), [Some(Kind::RugPull)]);
         let (b, _) = load::<Baseline>(&store, BASELINE_KEY).unwrap();
         assert_eq!(b.servers["demo"]["echo"].sha256, tool_hash(&tool("echo", "Theirs")));
+    }
+
+    #[test]
+    fn the_decoded_baseline_is_reused_only_for_the_same_bytes() {
+        // The same thread, so the same kept baseline: a store whose baseline
+        // changed underneath (another worker, a reset, another store) must
+        // be judged on what it holds now.
+        let mut a = MemoryStore::default();
+        ensure_initialized(&mut a).unwrap();
+        assert_eq!(check_tools(&mut a, "demo", &[tool("echo", "1")]).unwrap(), [Verdict::Pinned]);
+        assert_eq!(check_tools(&mut a, "demo", &[tool("echo", "1")]).unwrap(), [Verdict::Trusted]);
+        // A fresh store: nothing pinned there, whatever this thread decoded.
+        let mut b = MemoryStore::default();
+        ensure_initialized(&mut b).unwrap();
+        assert_eq!(check_tools(&mut b, "demo", &[tool("echo", "2")]).unwrap(), [Verdict::Pinned]);
+        // Back to the first store: its pin is still "1".
+        assert_eq!(kinds(&check_tools(&mut a, "demo", &[tool("echo", "2")]).unwrap()), [Some(Kind::RugPull)]);
+        // Another writer replaces the baseline between two lists.
+        let mut theirs = Baseline::default();
+        theirs
+            .servers
+            .entry("demo".into())
+            .or_default()
+            .insert("echo".into(), Pin { sha256: tool_hash(&tool("echo", "3")), seq: 0 });
+        theirs.next = 1;
+        let (_, cas) = b.get(BASELINE_KEY).unwrap().unwrap();
+        b.set(BASELINE_KEY, &serde_json::to_vec(&theirs).unwrap(), cas).unwrap();
+        assert_eq!(kinds(&check_tools(&mut b, "demo", &[tool("echo", "2")]).unwrap()), [Some(Kind::RugPull)]);
+        assert_eq!(check_tools(&mut b, "other", &[tool("new", "3")]).unwrap(), [Verdict::Pinned]);
     }
 
     #[test]

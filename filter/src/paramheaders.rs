@@ -32,7 +32,6 @@
 use crate::integrity::{BaselineStore, StoreError, MAX_PINS_PER_SERVER};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 
 /// Prefix of the per-tool keys.
 pub const KEY_PREFIX: &str = "mcpx.param_headers.v1.";
@@ -195,10 +194,7 @@ pub fn key(server: &str, tool: &str) -> String {
     if tool.len() <= MAX_KEY_NAME {
         return format!("{KEY_PREFIX}{server}/{tool}");
     }
-    let mut hex = String::with_capacity(64);
-    for b in Sha256::digest(tool.as_bytes()) {
-        let _ = write!(hex, "{b:02x}");
-    }
+    let hex = crate::integrity::to_hex(&Sha256::digest(tool.as_bytes()));
     format!("{KEY_PREFIX}{server}/#{hex}")
 }
 

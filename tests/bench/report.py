@@ -269,6 +269,59 @@ def ablation_section(ab: dict, w) -> None:
         w("")
 
 
+def headline(results: dict, fit, w) -> None:
+    """The targets, as ratios measured in one interleaved run (the ablation's
+    rounds: every variant once per round, same backend, same CPU)."""
+    ab = results.get("ablation")
+    if not ab:
+        return
+    s = summarise_ablation(ab)
+    runs = ab["runs"]
+    by = {(r["variant"], r["round"]): r for r in runs}
+    rounds = sorted({r["round"] for r in runs})
+
+    def rps_ratio(a: str, b: str):
+        return med([by[(a, n)]["rps"] / by[(b, n)]["rps"] for n in rounds
+                    if (a, n) in by and (b, n) in by and by[(b, n)]["rps"]])
+
+    def cpu_ratio(a: str, b: str):
+        return med([by[(a, n)]["cpu_us_envoy"] / by[(b, n)]["cpu_us_envoy"] for n in rounds
+                    if (a, n) in by and (b, n) in by and by[(b, n)]["cpu_us_envoy"]])
+
+    def verdict(ok) -> str:
+        return "met" if ok else "NOT met"
+
+    mem = ab.get("memory", {})
+    rss = {k: (mem.get(k, {}).get("after") or mem.get(k, {}).get("VmRSS") or 0) / 1024 for k in ("plain", "full")}
+    wasm = results["machine"].get("wasm_bytes") or 0
+    w("| target (one interleaved run, 16 connections) | measured | target | |")
+    w("|---|---:|---:|---|")
+    if "full" in s and "plain" in s:
+        r = rps_ratio("full", "plain")
+        w(f"| full gateway req/s ÷ plain Envoy req/s | **{fmt_num(r, 2)}** (CPU per request ×"
+          f"{fmt_num(cpu_ratio('full', 'plain'), 2)}: {fmt_num(s['full']['cpu'])} vs {fmt_num(s['plain']['cpu'])} µs) "
+          f"| ≥ 0.70 | {verdict(r is not None and r >= 0.70)} |")
+    if "deny_only" in s and "mcp_rbac" in s:
+        r = rps_ratio("deny_only", "mcp_rbac")
+        w(f"| deny-only gateway req/s ÷ Envoy's mcp + RBAC req/s | **{fmt_num(r, 2)}** (CPU per request ×"
+          f"{fmt_num(cpu_ratio('deny_only', 'mcp_rbac'), 2)}: {fmt_num(s['deny_only']['cpu'])} vs "
+          f"{fmt_num(s['mcp_rbac']['cpu'])} µs) | ≥ 1.00 | {verdict(r is not None and r >= 1.0)} |")
+    if rss["plain"] and rss["full"]:
+        added = rss["full"] - rss["plain"]
+        w(f"| RSS the filter adds to Envoy | **+{added:.0f} MiB** ({rss['full']:.0f} vs {rss['plain']:.0f} MiB) "
+          f"| ≤ 25 MiB | {verdict(added <= 25)} |")
+    if wasm:
+        w(f"| `mcpx_filter.wasm` | **{wasm / 2**20:.2f} MiB** ({wasm:,} bytes) | < 1.19 MiB "
+          f"| {verdict(wasm < 1.19 * 2**20)} |")
+    if fit:
+        w(f"| tools/list inspection per tool in Envoy | **{fit[1]:.2f} µs** (+ {fit[0]:.0f} µs per response) "
+          f"| ≤ 3 µs | {verdict(fit[1] <= 3)} |")
+    w("")
+    w(f"Ratios are medians of the per-round ratios; load average {ab.get('loadavg_start', '?')} when these rounds "
+      f"started.")
+    w("")
+
+
 def write_report(results: dict, micro: list | None, bridge: str | None, bridge_status: str, doc: Path,
                  micro_problem: str = "") -> list[str]:
     problems: list[str] = [micro_problem] if micro_problem else []
@@ -333,6 +386,7 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
       f"{mem['c']['VmRSS'] / 1024:.1f} MiB with it (+{(mem['c']['VmRSS'] - mem['b']['VmRSS']) / 1024:.1f} MiB); "
       f"`mcpx_filter.wasm` is {m['wasm_bytes'] / 1024:.0f} KiB.")
     w("")
+    headline(results, fit, w)
 
     w("## Machine")
     w("")
