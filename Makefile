@@ -67,7 +67,8 @@ test: ## unit, then e2e, then a short fuzz smoke run
 	@$(MAKE) differential
 
 unit: ## Native unit tests (cargo test --workspace) and the filter's no-panic lints (glue/ included)
-	$(CARGO) test --workspace
+	@# --release: the tests reuse the dependencies `make native` builds.
+	$(CARGO) test --workspace --release
 	$(CARGO) clippy -p mcpx-filter --lib -- -D warnings
 	@# glue/ is built only for wasm32; `lint-glue` compiles it on the host so
 	@# the same no-panic lints hold there (checked, never linked).

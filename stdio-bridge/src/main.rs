@@ -246,6 +246,17 @@ enum Format {
     Json,
 }
 
+/// A panic anywhere (a tokio task included) ends the process after the
+/// message, as `panic = "abort"` would: a half-dead supervisor or bridge must
+/// not go on serving. The bridge adds its own hook on top (kill every child).
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
     // Not dumpable: other processes of this user (a stdio child among them)
     // cannot read our memory or /proc/<pid>/environ, where the gateway's
@@ -253,6 +264,7 @@ fn main() -> ExitCode {
     // secrets are also kept out of their environments (envoy.rs, bridge).
     // SAFETY: prctl(2) with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
+    abort_on_panic();
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Run(args)) => run(args),
