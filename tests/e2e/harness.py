@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,20 @@ def request(port: int, method: str, path: str, body: bytes | str | None = None,
         return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
     finally:
         conn.close()
+
+
+def serve_http(handler, tls=None):
+    """A loopback HTTP server for `handler` (a BaseHTTPRequestHandler class)
+    on a free port, each request on its own daemon thread, already serving.
+    `tls`: an ssl.SSLContext to serve https with."""
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    if tls:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 def answers_http(port: int, path: str = "/") -> bool:
@@ -261,8 +276,7 @@ class StreamBackend:
 
     def __init__(self):
         import queue
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         self._queue: "queue.Queue[object]" = queue.Queue()
         self.calls = 0
@@ -306,9 +320,7 @@ class StreamBackend:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
 
     def send(self) -> None:

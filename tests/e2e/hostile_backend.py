@@ -10,7 +10,9 @@ Answers are picked by JSON-RPC method (or "GET"/"DELETE"); `initialize` and
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from harness import serve_http
 
 JSON_TYPE = {"Content-Type": "application/json"}
 SSE_TYPE = {"Content-Type": "text/event-stream"}
@@ -79,11 +81,8 @@ class HostileBackend:
 
             do_POST = do_GET = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_http(Handler)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     @staticmethod
     def default(key, msg) -> tuple:

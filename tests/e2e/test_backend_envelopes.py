@@ -18,12 +18,12 @@ import http.client
 import json
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from harness import JSON, StreamBackend, jsonrpc, read_sse_event, wait_until
+from harness import JSON, StreamBackend, jsonrpc, read_sse_event, serve_http, wait_until
 
 UNAVAILABLE = -32050
 
@@ -79,9 +79,7 @@ class SilentBackend:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
 
     def release(self) -> None:

@@ -11,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from harness import JSON, MCPX_BIN, DemoServer, StreamBackend, denied, jsonrpc, read_sse_event, wait_until
+from harness import JSON, MCPX_BIN, DemoServer, StreamBackend, denied, jsonrpc, read_sse_event, serve_http, wait_until
 
 CONFIG = """
 servers:
@@ -333,7 +333,7 @@ class RawBackend:
     returns (content type, body bytes) for each JSON-RPC request."""
 
     def __init__(self, respond):
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
@@ -348,9 +348,7 @@ class RawBackend:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.server = serve_http(Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
 
     def stop(self):

@@ -21,12 +21,12 @@ import struct
 import subprocess
 import tempfile
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from harness import MCPX_BIN, jsonrpc, wait_until
+from harness import MCPX_BIN, jsonrpc, serve_http, wait_until
 
 HERE = Path(__file__).resolve().parent
 
@@ -160,11 +160,8 @@ class Backend:
                 self.end_headers()
                 self.wfile.write(out)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        if tls:
-            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.server = serve_http(Handler, tls=tls)
         self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     @property
     def url(self):
