@@ -1,7 +1,7 @@
-// Generates filter/src/fold_table.rs: every non-ASCII code point whose
+// Generates filter/src/request/fold_table.rs: every non-ASCII code point whose
 // Unicode simple case folding orbit (unicode.SimpleFold, the relation Go's
 // encoding/json matches object keys with) has a smaller member, mapped to
-// that smallest member. Run: go run scripts/gen_fold_table.go > filter/src/fold_table.rs
+// that smallest member. Run: go run scripts/gen_fold_table.go > filter/src/request/fold_table.rs
 package main
 
 import (

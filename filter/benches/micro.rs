@@ -12,7 +12,7 @@
 //! and JWT cases live in `pending` at the bottom.
 
 use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, McpRequest, RequestHead};
-use mcpx_filter::jsonrpc;
+use mcpx_filter::request::jsonrpc;
 use serde_json::{json, Value};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -339,7 +339,7 @@ mod pending {
     /// What the caps against hostile backends cost on the normal path.
     fn hostile_backend_cases() -> Vec<Case> {
         use mcpx_filter::integrity::{self, MemoryStore, MAX_VIOLATIONS_PER_SERVER};
-        use mcpx_filter::sse::SseRewriter;
+        use mcpx_filter::response::sse::SseRewriter;
         let tool = |i: usize, d: &str| json!({"name": format!("t{i}"), "description": d});
         // A record at its cap: every advertised tool changed once.
         let mut store = MemoryStore::default();
@@ -372,7 +372,7 @@ mod pending {
             "answer prefilter: typical tools/call answer",
             "inspect::might_carry_list on a 150-byte answer (the cost every non-list answer pays)",
             move || {
-                assert!(!mcpx_filter::inspect::might_carry_list(black_box(&answer)));
+                assert!(!mcpx_filter::tools_list::inspect::might_carry_list(black_box(&answer)));
             },
         );
         // One 1 MiB event arriving in 16 KiB chunks: scanned once, not per chunk.

@@ -92,7 +92,7 @@ pub fn stops_after_body(body: &[u8]) -> bool {
         return true;
     }
     if skip(Part::AfterParse) {
-        let _ = crate::jsonrpc::parse_body(body);
+        let _ = crate::request::jsonrpc::parse_body(body);
         return true;
     }
     false

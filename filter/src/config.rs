@@ -198,14 +198,14 @@ pub struct ArgRule {
 }
 
 /// A scalar written in the config (string, number or bool), with its JSON
-/// type: rules compare typed (see `crate::scalar`).
+/// type: rules compare typed (see `crate::request::scalar`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scalar(pub crate::scalar::Typed);
+pub struct Scalar(pub crate::request::scalar::Typed);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_json::Value::deserialize(d)?;
-        crate::scalar::Typed::from_json(&v)
+        crate::request::scalar::Typed::from_json(&v)
             .map(Scalar)
             .ok_or_else(|| serde::de::Error::custom("expected a string, number or boolean"))
     }
@@ -1099,7 +1099,7 @@ fn validate_server(s: &ServerConfig, key: &str, mode: Mode) -> Result<(), Config
 fn validate_policy(p: &PolicyConfig, key: &str) -> Result<(), ConfigError> {
     for (list, name) in [(&p.allow_resources, "allow_resources"), (&p.deny_resources, "deny_resources")] {
         for (i, prefix) in list.iter().enumerate() {
-            crate::resource_uri::normalise(prefix).map_err(|why| {
+            crate::request::resource_uri::normalise(prefix).map_err(|why| {
                 ConfigError::new(
                     format!("{key}.{name}[{i}]"),
                     format!("{prefix:?} cannot be a resource prefix because {why}; write it without dot segments or encoded separators"),

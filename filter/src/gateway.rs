@@ -14,11 +14,11 @@ use crate::auth::{self, Auth, Check, Grant};
 use crate::config::{Config, ConfigError, IntegrityMode, Mode};
 use crate::endpoints;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::inspect::ListInspector;
+use crate::headers::mcpheaders::McpHeaders;
 use crate::integrity::{self, BaselineStore, StoreError};
-use crate::jsonrpc::{self, Body};
-use crate::mcpheaders::McpHeaders;
 use crate::policy::{Action, Effective, Policy};
+use crate::request::jsonrpc::{self, Body};
+use crate::tools_list::inspect::ListInspector;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -160,7 +160,7 @@ pub enum HeadOutcome {
     /// keys change; when waiting is over, send this reply (503 or 401).
     AwaitKeys(Reply),
     /// `GET /health`: probe every backend, then answer with this much detail.
-    Health(crate::health::Detail),
+    Health(crate::endpoints::health::Detail),
 }
 
 /// An authenticated request to one MCP server, carried from the headers to
@@ -473,7 +473,7 @@ impl Gateway {
         body: &[u8],
         attrs: &mut Attributes,
         violation: &ViolationLookup<'_>,
-        tool_headers: &crate::mcpheaders::ToolHeadersLookup<'_>,
+        tool_headers: &crate::headers::mcpheaders::ToolHeadersLookup<'_>,
     ) -> BodyOutcome {
         let parsed = match jsonrpc::parse_body(body) {
             Ok(b) => b,
@@ -584,7 +584,8 @@ impl Gateway {
     /// from clients that send no version); from 2025-06-18 on, a batch is not
     /// an MCP message and is refused rather than guessed at.
     fn check_batch_version(&self, req: &McpRequest, attrs: &mut Attributes) -> Option<Reply> {
-        let v = req.mcp_headers.version().filter(|v| *v >= crate::mcpheaders::FIRST_VERSION_WITHOUT_BATCHES)?;
+        let v =
+            req.mcp_headers.version().filter(|v| *v >= crate::headers::mcpheaders::FIRST_VERSION_WITHOUT_BATCHES)?;
         attrs.decision = Some(Decision::Error);
         attrs.reason = Some("batch_not_allowed".into());
         let msg = format!(
@@ -725,7 +726,7 @@ impl Gateway {
         list_ids: &[Value],
         body: &[u8],
         store: &mut dyn BaselineStore,
-    ) -> Result<crate::inspect::Inspection, Reply> {
+    ) -> Result<crate::tools_list::inspect::Inspection, Reply> {
         let Some(inspector) = self.list_inspector(req) else {
             return Ok(Default::default());
         };
@@ -756,7 +757,7 @@ fn era_removed_untargeted(method: &str, m: &jsonrpc::Message, headers: &McpHeade
         && headers.is_modern(m)
         && match m.params() {
             None => true,
-            Some(Value::Object(o)) => !o.keys().any(|k| crate::fold::fold_eq(k, "uri")),
+            Some(Value::Object(o)) => !o.keys().any(|k| crate::request::fold::fold_eq(k, "uri")),
             Some(_) => false, // not an MCP shape: classify refuses it
         }
 }

@@ -6,22 +6,28 @@
 //!
 //! # Layout
 //!
-//! In the order a request meets them:
+//! Directories follow the request path; read them in this order:
 //!
-//! - `glue/` — proxy-wasm only: `root` (config, ticks), `http` (one context
-//!   per request), `host` (every host call), `shared`, `metrics`, `health`,
-//!   `jwks`, `waiting`, `known_tools`. Carries out what the core decides.
-//! - `request` — the request types every phase reads (a leaf module).
-//! - `names` — Envoy names shared with the `mcpx` renderer.
-//! - `gateway` — the pipeline, in order: admit, headers, body, response plan.
-//!   `endpoints` (`/health`, `/servers`), `auth/` (credentials, OAuth).
-//! - Body: `jsonrpc` (strict parse, with `fold`/`fold_table` for case-folded
-//!   keys), `mcpheaders`, `policy` (with `scalar`, `resource_uri`).
-//! - Response: `inspect` (every list in an answer), `toolslist` (rewrite),
-//!   `integrity` (pins), `sse` (event streams).
-//! - Shared pieces: `config` (the schema, also used by the binary),
-//!   `envelope` (the JSON error envelope), `ops` (Origin rule, labels,
-//!   Envoy's own replies), `hostmap`, `health`, `servers`, `control`.
+//! ```text
+//! glue/        proxy-wasm only: root (config, ticks), http (one context per
+//!              request), host (every host call), shared, metrics, health,
+//!              jwks, waiting, known_tools. Carries out what the core decides.
+//! gateway.rs   the pipeline, in order: admit, headers, body, response plan
+//! request/     the request as read: RequestHead, Attributes, Decision (mod),
+//!              hostmap, jsonrpc (strict body), fold, scalar, resource_uri
+//! auth/        credentials: static digests, OAuth resource server, JWT, JWKS
+//! endpoints/   the gateway's own answers: /health, /servers, control
+//! headers/     Mcp-* headers against the body: mcpheaders, paramheaders
+//! policy.rs    tool, resource and prompt policy, argument rules
+//! response/    how an answer is read (mod: classify), sse (event streams)
+//! tools_list/  every list in an answer: inspect, rewrite
+//! integrity/   tool pins: canonical hashes, rug pulls, the baseline store
+//! ```
+//!
+//! Shared by every step: `config` (the schema, also used by the binary),
+//! `names` (Envoy names shared with the `mcpx` renderer), `envelope` (the
+//! JSON error envelope), `ops` (Origin rule, labels, Envoy's own replies),
+//! `clock`; `ablation` is benchmark-only.
 
 // A panic kills the wasm VM for its worker thread: outside tests the filter
 // may not unwrap, expect, panic or index unchecked (enforced by clippy in
@@ -32,30 +38,17 @@ pub mod ablation;
 pub mod auth;
 pub mod clock;
 pub mod config;
-pub mod control;
 pub mod endpoints;
 pub mod envelope;
-pub mod fold;
-mod fold_table;
 pub mod gateway;
-pub mod health;
-pub mod hostmap;
-pub mod inspect;
+pub mod headers;
 pub mod integrity;
-pub mod jsonrpc;
-pub mod headervalue;
-pub mod mcpheaders;
 pub mod names;
 pub mod ops;
-pub mod paramheaders;
 pub mod policy;
 pub mod request;
-pub mod resource_uri;
 pub mod response;
-pub mod scalar;
-pub mod servers;
-pub mod sse;
-pub mod toolslist;
+pub mod tools_list;
 
 // On the host only with `--features lint-glue`, so clippy holds the glue to
 // the same no-panic lints (`make unit`); it is never linked there.

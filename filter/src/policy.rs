@@ -5,8 +5,8 @@
 //! override, each checked in turn, so an override can only narrow.
 
 use crate::config::{ArgRule, PolicyConfig};
-use crate::resource_uri;
-use crate::scalar::Typed;
+use crate::request::resource_uri;
+use crate::request::scalar::Typed;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,11 +53,11 @@ impl<'a> Action<'a> {
         // A case variant of a member the decision reads (`Name`, `Arguments`,
         // `URI`) is what a case-insensitive backend reads instead.
         let spelled = |o: &'a Map<String, Value>, members: &[&str]| -> Result<&'a Map<String, Value>, InvalidParams> {
-            crate::jsonrpc::check_spelling(o, members, "params member").map_err(InvalidParams)?;
+            crate::request::jsonrpc::check_spelling(o, members, "params member").map_err(InvalidParams)?;
             Ok(o)
         };
         let clean = |what: &str, name: &'a str| -> Result<&'a str, InvalidParams> {
-            match crate::jsonrpc::name_problem(name) {
+            match crate::request::jsonrpc::name_problem(name) {
                 Some(why) => Err(InvalidParams(format!("{method}: {what} {name:?} {why}"))),
                 None => Ok(name),
             }
@@ -172,7 +172,7 @@ impl ArgCheck {
         let Some(value) = args.and_then(|m| m.get(a)) else {
             // `PATH` for a rule on `path`: a case-insensitive decoder (Go's)
             // hands it to the backend as `path`, so it is not "absent".
-            if let Some(k) = args.into_iter().flat_map(|m| m.keys()).find(|k| crate::fold::fold_eq(k, a)) {
+            if let Some(k) = args.into_iter().flat_map(|m| m.keys()).find(|k| crate::request::fold::fold_eq(k, a)) {
                 return deny(
                     DenyReason::ArgumentRule,
                     format!("tool {tool:?}: argument {k:?} is a case variant of {a:?}, which a policy rule governs; send it as {a:?}"),
@@ -329,7 +329,7 @@ impl Policy {
                     return Ok(());
                 }
                 // Compare normal forms; refuse what a backend might resolve
-                // differently from the text (crate::resource_uri).
+                // differently from the text (crate::request::resource_uri).
                 let norm = match resource_uri::normalise(uri) {
                     Ok(n) => n,
                     Err(why) => {

@@ -15,7 +15,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, RequestHead};
-use mcpx_filter::paramheaders::{Declared, ToolHeaders};
+use mcpx_filter::headers::paramheaders::{Declared, ToolHeaders};
 use serde_json::Value;
 use std::sync::OnceLock;
 

@@ -1,5 +1,5 @@
 //! The proxy-wasm header-map wire format and the request-header screen
-//! (`mcpx_filter::hostmap`), on arbitrary bytes from the host.
+//! (`mcpx_filter::request::hostmap`), on arbitrary bytes from the host.
 //! Properties: decoding never panics; whatever decodes re-encodes to the
 //! bytes it came from and decodes again to the same pairs; the screen never hands
 //! the gateway a header it reads (`is_read`) that was not UTF-8 as sent,
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpx_filter::hostmap::{decode, encode, is_read, screen};
+use mcpx_filter::request::hostmap::{decode, encode, is_read, screen};
 
 const EXTRA: &[&str] = &["x-api-key"];
 

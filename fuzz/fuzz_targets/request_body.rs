@@ -43,7 +43,7 @@ fn gateway() -> &'static Gateway {
 
 /// A scalar as a rule compares it (5, 5.0 and "5" alike); None for others.
 fn scalar(v: &Value) -> Option<String> {
-    mcpx_filter::scalar::normalise(v)
+    mcpx_filter::request::scalar::normalise(v)
 }
 
 /// Why the lenient reading of one message breaks the policy, if it does.
@@ -86,7 +86,7 @@ fn violation(msg: &Value, bot: bool) -> Option<String> {
             let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) else {
                 return Some(format!("{method} without a string uri"));
             };
-            match mcpx_filter::resource_uri::normalise(uri) {
+            match mcpx_filter::request::resource_uri::normalise(uri) {
                 Ok(n) if n.starts_with("file:///data/") => None,
                 _ => Some(format!("resource {uri:?} outside file:///data/")),
             }

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpx_filter::resource_uri::normalise;
+use mcpx_filter::request::resource_uri::normalise;
 
 /// Every %XX decoded (what the most permissive backend reads).
 fn decode_all(s: &str) -> Vec<u8> {

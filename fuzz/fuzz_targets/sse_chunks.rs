@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpx_filter::sse::SseRewriter;
+use mcpx_filter::response::sse::SseRewriter;
 
 /// Runs a stream through the rewriter: (downstream bytes, data inspected).
 fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {

@@ -10,7 +10,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcpx_filter::fold::fold_eq;
+use mcpx_filter::request::fold::fold_eq;
 use mcpx_filter::gateway::{Gateway, McpRequest};
 use mcpx_filter::integrity::MemoryStore;
 use serde_json::{json, Value};

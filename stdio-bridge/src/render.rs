@@ -10,7 +10,7 @@ use crate::ratelimit::buckets;
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
 use mcpx_filter::config::{AuthType, BackendUrl, Config, Mode, ServerConfig, Transport, DEFAULT_MAX_IN_FLIGHT};
-use mcpx_filter::control::CONTROL_ROOT_ID;
+use mcpx_filter::endpoints::control::CONTROL_ROOT_ID;
 use mcpx_filter::names::{self, attr, INTERNAL_HEADERS};
 use mcpx_filter::ops;
 use serde_json::{json, Value};
@@ -1023,7 +1023,7 @@ mod tests {
         let routes = &b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
             ["route_config"]["virtual_hosts"][0]["routes"];
         for s in &config.servers {
-            let t = mcpx_filter::health::target(s).unwrap();
+            let t = mcpx_filter::endpoints::health::target(s).unwrap();
             let path = format!("/mcp/{}", s.name);
             let route = routes.as_array().unwrap().iter().find(|r| r["match"]["path"] == path.as_str()).unwrap();
             assert_eq!(route["route"]["cluster"], t.cluster);

@@ -123,7 +123,8 @@ pub fn parse_header(token: &str) -> Result<Header, TokenError> {
     }
     let raw = b64::decode(header).ok_or_else(|| TokenError::Malformed("header is not base64url".into()))?;
     // Strict JSON: duplicate keys would let two parsers see different algs.
-    let v = crate::jsonrpc::parse_strict(&raw).map_err(|_| TokenError::Malformed("header is not JSON".into()))?;
+    let v =
+        crate::request::jsonrpc::parse_strict(&raw).map_err(|_| TokenError::Malformed("header is not JSON".into()))?;
     let obj = v.as_object().ok_or_else(|| TokenError::Malformed("header is not a JSON object".into()))?;
     match obj.get("alg") {
         Some(Value::String(a)) if a == "RS256" => {}

@@ -1,11 +1,11 @@
 //! `GET /health` on the host: one `ping` per backend through its Envoy
 //! cluster, all dispatched at once; the answers are judged and added up by
-//! the host-independent `crate::health`.
+//! the host-independent `crate::endpoints::health`.
 
 use super::host;
+use crate::endpoints::health::{self, Cache, Detail, ServerHealth};
 use crate::envelope::Reply;
 use crate::gateway::Gateway;
-use crate::health::{self, Cache, Detail, ServerHealth};
 use proxy_wasm::types::BufferType;
 use std::cell::RefCell;
 use std::time::Duration;

@@ -9,12 +9,12 @@
 //! the worker. A panic here is a 503 for everyone on that worker. So:
 //! statuses are plain `u32`s (an enum return type would be undefined
 //! behaviour for a value it does not list), maps and values are bytes, and
-//! what is text is decided by the caller (`crate::hostmap::screen`).
+//! what is text is decided by the caller (`crate::request::hostmap::screen`).
 //!
 //! The one SDK call kept is `dispatch_http_call` (see [`http_call`]).
 
 use crate::envelope::Reply;
-use crate::hostmap::{self, BytePair};
+use crate::request::hostmap::{self, BytePair};
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::ptr::{null, null_mut};
 use std::time::Duration;

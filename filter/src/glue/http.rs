@@ -6,17 +6,18 @@ use super::shared::SharedStore;
 use super::{host, known_tools, metrics};
 use crate::ablation::{self, Part};
 use crate::config::IntegrityMode;
-use crate::control;
+use crate::endpoints::control;
 use crate::envelope::{code, Reply, ReplyTo};
 use crate::gateway::{
     Admit, Attributes, BodyOutcome, Decision, Gateway, HeadOutcome, McpRequest, RequestHead, ResponsePlan,
 };
-use crate::inspect::Inspection;
+use crate::headers::paramheaders;
 use crate::integrity;
 use crate::names::{self, attr};
 use crate::ops;
 use crate::response;
-use crate::sse::{FeedError, SseRewriter};
+use crate::response::sse::{FeedError, SseRewriter};
+use crate::tools_list::inspect::{self, Inspection};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, LogLevel};
 use std::rc::Rc;
@@ -225,7 +226,7 @@ impl HttpFilter {
         let lookup = |server: &str, tool: &str| integrity::recorded_violation(&SharedStore, server, tool);
         // Read only for 2026-07-28 tools/call: the tool's x-mcp-header map.
         let tool_headers =
-            |tool: &str| crate::paramheaders::lookup(&SharedStore, &req.server, tool).map_err(|e| e.to_string());
+            |tool: &str| paramheaders::lookup(&SharedStore, &req.server, tool).map_err(|e| e.to_string());
         match gateway.on_request_body_checked(&req, body, &mut self.attrs, &lookup, &tool_headers) {
             BodyOutcome::Reply(r) => self.reply(&r),
             BodyOutcome::Forward(f) => {
@@ -279,7 +280,7 @@ impl HttpFilter {
         for ((tool, kind), n) in counts {
             metrics::integrity_violation(&server_label, &tool, kind, n);
         }
-        self.attrs.integrity = crate::inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
+        self.attrs.integrity = inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
         if let Some(n) = &self.attrs.integrity {
             host::set_attribute(attr::INTEGRITY, n);
             host::set_attribute(attr::INTEGRITY_ACTION, action);
@@ -294,7 +295,7 @@ impl HttpFilter {
             return;
         }
         const KIND: &str = "invalid_x_mcp_header";
-        let named = crate::inspect::MAX_NAMED_VIOLATIONS;
+        let named = inspect::MAX_NAMED_VIOLATIONS;
         for (tool, why) in invalid.iter().take(named) {
             let tool: String = tool.chars().take(128).collect();
             let why: String = why.chars().take(256).collect();
@@ -308,7 +309,7 @@ impl HttpFilter {
             metrics::integrity_violation(&server_label, &tool_label(gateway, server, tool), KIND, 1);
         }
         let entries = invalid.iter().map(|(tool, _)| format!("{KIND}:{}", ops::sanitize(tool)));
-        self.attrs.integrity = crate::inspect::audit_note_entries(self.attrs.integrity.as_deref(), entries);
+        self.attrs.integrity = inspect::audit_note_entries(self.attrs.integrity.as_deref(), entries);
         if let Some(n) = &self.attrs.integrity {
             host::set_attribute("mcp_integrity", n);
             host::set_attribute("mcp_integrity_action", "removed_from_list");
@@ -370,7 +371,7 @@ impl HttpFilter {
             let f = inspector.inspect_any(data, &mut SharedStore)?;
             let body = f.body.clone();
             found.push(f);
-            Ok::<_, crate::inspect::InspectError>(body)
+            Ok::<_, inspect::InspectError>(body)
         });
         for f in &found {
             self.report(gateway, &req.server, f);
@@ -504,7 +505,7 @@ fn tool_label(gateway: &Gateway, server: &str, tool: &str) -> String {
 /// one line with the count. `action`: what the gateway did with the tools.
 fn log_violations(server: &str, violations: &[integrity::Violation], action: &str) {
     let short = |h: &Option<String>| h.as_deref().map_or("-".to_string(), |h| h.chars().take(16).collect());
-    let named = crate::inspect::MAX_NAMED_VIOLATIONS;
+    let named = inspect::MAX_NAMED_VIOLATIONS;
     for v in violations.iter().take(named) {
         host::log(
             LogLevel::Warn,

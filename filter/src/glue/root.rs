@@ -6,7 +6,7 @@ use super::http::HttpFilter;
 use super::jwks::{self, JwksFetcher};
 use super::shared::SharedStore;
 use super::waiting::{self, Waitable};
-use crate::control::CONTROL_ROOT_ID;
+use crate::endpoints::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
 use crate::integrity;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};

@@ -1,11 +1,18 @@
 //! The gateway's own endpoints on the main listener: `/health` and
 //! `/servers` (docs/reload-and-health.md). The filter answers them before any route applies.
+//!
+//! Beside them: `health` (which backends to probe and how to report them),
+//! `servers` (the server list and a policy summary) and `control` (the
+//! operator's `/baseline` endpoints, served only on the control listener).
+
+pub mod control;
+pub mod health;
+pub mod servers;
 
 use crate::config::Config;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::health::Detail;
 use crate::request::{Attributes, Decision, RequestHead};
-use crate::servers;
+use health::Detail;
 
 /// A path the gateway answers itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

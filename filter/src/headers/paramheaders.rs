@@ -366,7 +366,7 @@ fn agrees(body: &Value, raw: &str) -> Result<bool, String> {
     if !raw.bytes().all(|b| b == b'\t' || (0x20..=0x7e).contains(&b)) {
         return Err("an Mcp-Param header value carries characters a header value may not".into());
     }
-    let Some(text) = crate::headervalue::decode_value(raw) else {
+    let Some(text) = crate::headers::headervalue::decode_value(raw) else {
         return Err("an Mcp-Param header carries a malformed =?base64?...?= value".into());
     };
     Ok(match body {

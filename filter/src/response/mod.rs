@@ -2,7 +2,10 @@
 //! through, refused, inspected as an event stream as it passes, or buffered
 //! whole and inspected. The glue carries the choice out
 //! (`on_http_response_headers`); every answer to a forwarded MCP request goes
-//! through here when list inspection is on.
+//! through here when list inspection is on. An event stream is read event
+//! by event by `sse`.
+
+pub mod sse;
 
 /// What to do with the body of an answer.
 #[derive(Debug, PartialEq, Eq)]

@@ -5,12 +5,12 @@
 //! everything two JSON parsers might read differently: keys that are equal or
 //! equal under Unicode simple case folding at any depth (Go's decoder matches
 //! `Method` and `paramſ` to `method` and `params`, last one winning; see
-//! [`crate::fold`]), member names spelled in another case, a message mixing
+//! [`crate::request::fold`]), member names spelled in another case, a message mixing
 //! request and response members, method names with control characters or
 //! surrounding whitespace, trailing data, byte-order marks, invalid UTF-8 and
 //! nested batches.
 
-use crate::fold;
+use crate::request::fold;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::cell::RefCell;

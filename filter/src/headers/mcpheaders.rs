@@ -18,16 +18,16 @@
 //!   an older version (or with no version at all) it is refused, because a
 //!   backend or router of that era might trust it unchecked. On a 2026-07-28
 //!   `tools/call` the headers are checked through the tool's `x-mcp-header`
-//!   map, kept from its listed definition ([`crate::paramheaders`]); values
+//!   map, kept from its listed definition ([`crate::headers::paramheaders`]); values
 //!   may use the `=?base64?…?=` sentinel, decoded strictly.
 //! - Batches: these headers describe one message, so `Mcp-Method`, `Mcp-Name`
 //!   or `Mcp-Param-*` on a batch is refused. `MCP-Protocol-Version` must still
 //!   be supported and agree with every element's `_meta` version.
 
-use crate::headervalue::decode_value;
 use crate::envelope::code;
-use crate::jsonrpc::{Body, Message};
-use crate::paramheaders::{self, ToolHeaders};
+use crate::headers::headervalue::decode_value;
+use crate::headers::paramheaders::{self, ToolHeaders};
+use crate::request::jsonrpc::{Body, Message};
 use serde_json::Value;
 
 /// Protocol revisions the gateway knows; any other `MCP-Protocol-Version` is
@@ -263,7 +263,7 @@ fn meta_version(m: &Message) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jsonrpc::parse_body;
+    use crate::request::jsonrpc::parse_body;
 
     fn check(headers: &[(&str, &str)], body: &str) -> Result<(), HeaderError> {
         let h = McpHeaders::capture(headers.iter().copied());

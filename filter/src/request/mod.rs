@@ -1,7 +1,19 @@
 //! The request as every phase reads it: the head Envoy hands over and the
-//! facts the audit line, metrics and rate limits are built from. A leaf
-//! module (it imports only `names`), so `auth`, `endpoints`, `ops`
+//! facts the audit line, metrics and rate limits are built from (here), and
+//! the bytes read into values in the one form every later step compares:
+//! header maps from the host (`hostmap`), the strict JSON-RPC body
+//! (`jsonrpc`), case-folded keys (`fold`), typed argument scalars (`scalar`)
+//! and resource URIs in normal form (`resource_uri`).
+//!
+//! A leaf directory (it imports only `names`), so `auth`, `endpoints`, `ops`
 //! and `gateway` all read the same types without importing each other.
+
+pub mod fold;
+mod fold_table;
+pub mod hostmap;
+pub mod jsonrpc;
+pub mod resource_uri;
+pub mod scalar;
 
 use crate::names::INTERNAL_HEADER_PREFIX;
 

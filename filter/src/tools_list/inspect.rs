@@ -5,14 +5,14 @@
 //! that are in violation (`tool_integrity: enforce`) are removed, and so are
 //! the prompts, resources and resource templates the caller may not use.
 //! Works on a JSON body or on each event's data of an event stream (see
-//! [`crate::sse`]).
+//! [`crate::response::sse`]).
 
 use crate::config::IntegrityMode;
+use crate::headers::paramheaders::{self, ToolHeaders};
 use crate::integrity::{self, BaselineStore, StoreError, Verdict, Violation};
-use crate::jsonrpc;
-use crate::paramheaders::{self, ToolHeaders};
 use crate::policy::{Action, DenyReason, Effective};
-use crate::toolslist::{self, ListKind};
+use crate::request::jsonrpc;
+use crate::tools_list::rewrite::{self, ListKind};
 use serde_json::Value;
 
 /// Everything needed to inspect one server's lists for one caller.
@@ -88,7 +88,7 @@ impl ListInspector<'_> {
         let mut found = Inspection::default();
         let private = self.policy.client.is_some();
         let rewrite =
-            toolslist::rewrite_value(&mut doc, private, |kind, items| self.mask(kind, items, store, &mut found))?;
+            rewrite::rewrite_value(&mut doc, private, |kind, items| self.mask(kind, items, store, &mut found))?;
         found.removed = rewrite.removed;
         if rewrite.changed {
             found.body = Some(serde_json::to_vec(&doc).map_err(|e| InspectError(e.to_string()))?);
@@ -189,7 +189,7 @@ impl ListInspector<'_> {
     }
 
     /// Records the `x-mcp-header` map of a tool passed to the client (see
-    /// [`crate::paramheaders`]); `false` when its annotations are invalid and
+    /// [`crate::headers::paramheaders`]); `false` when its annotations are invalid and
     /// it must be removed, as the protocol tells clients to.
     fn note_headers(&self, name: &str, tool: &Value, store: &mut dyn BaselineStore, found: &mut Inspection) -> bool {
         let scanned = paramheaders::scan(tool.get("inputSchema"));
@@ -309,7 +309,7 @@ mod tests {
 
     #[test]
     fn header_maps_are_kept_and_invalid_annotations_drop_the_tool() {
-        use crate::paramheaders::{lookup, Declared, ToolHeaders};
+        use crate::headers::paramheaders::{lookup, Declared, ToolHeaders};
         let p = policy();
         let region = ToolHeaders::Map(vec![Declared { path: vec!["region".into()], token: "Region".into() }]);
         // (integrity mode, tools listed, tools kept)
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn enforce_keeps_the_pinned_map_warn_follows_the_passed_definition() {
-        use crate::paramheaders::{lookup, Declared, ToolHeaders};
+        use crate::headers::paramheaders::{lookup, Declared, ToolHeaders};
         let p = policy();
         let list = |token: &str| {
             json!({"jsonrpc":"2.0","id":1,"result":{"tools":[with_header("w", json!(token), "string")]}}).to_string()

@@ -12,7 +12,7 @@
 //! sign to `k`), so `"Result"`/`"TOOLS"` are read as `result`/`tools`; two
 //! members that fold together make the message ambiguous, and it is refused.
 
-use crate::fold::fold_eq;
+use crate::request::fold::fold_eq;
 use serde_json::{Map, Value};
 
 /// The lists a result can carry, by member name.

@@ -16,7 +16,7 @@
 //! `scripts/gen_fold_table.go`); ASCII letters fold to upper case, so the
 //! ASCII path needs neither the table nor an allocation.
 
-use crate::fold_table::FOLD;
+use crate::request::fold_table::FOLD;
 use std::cmp::Ordering;
 
 /// The representative of `c`'s simple case folding orbit.
