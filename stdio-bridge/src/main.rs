@@ -17,18 +17,13 @@
 //! the `mcpx-filter` crate (`config`, `names`). docs/architecture.md has the
 //! whole picture.
 
-mod affinity;
-mod audit;
-mod baseline;
 mod bridge;
-mod dynamic;
 mod envoy;
-mod lockfile;
-mod pin;
+mod operator;
 mod ratelimit;
-mod reload;
-mod render;
-mod snippets;
+
+use envoy::{audit, dynamic, launch, reload, render, snippets};
+use operator::{baseline, lockfile, pin};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpx_filter::config::{Config, Mode};
@@ -261,7 +256,7 @@ fn main() -> ExitCode {
     // Not dumpable: other processes of this user (a stdio child among them)
     // cannot read our memory or /proc/<pid>/environ, where the gateway's
     // secrets are. Children start dumpable again after exec (kernel rule), so
-    // secrets are also kept out of their environments (envoy.rs, bridge).
+    // secrets are also kept out of their environments (envoy/launch.rs, bridge).
     // SAFETY: prctl(2) with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
     abort_on_panic();
@@ -305,7 +300,7 @@ fn load_raw(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
     Ok((path, config))
 }
 
-/// `mcpx pin`: see pin.rs. Exit 1 when `--check` finds differences.
+/// `mcpx pin`: see operator/pin.rs. Exit 1 when `--check` finds differences.
 fn pin_cmd(args: &PinArgs) -> Result<ExitCode, String> {
     if args.canonical {
         let mut text = String::new();
@@ -487,7 +482,7 @@ fn render_wasm_path(explicit: Option<&Path>) -> String {
         }
         return p.display().to_string();
     }
-    envoy::find_wasm(None).map(|p| p.display().to_string()).unwrap_or_else(|_| {
+    launch::find_wasm(None).map(|p| p.display().to_string()).unwrap_or_else(|_| {
         eprintln!(
             "mcpx: warning: no --wasm given and no built filter found; the output names `mcpx_filter.wasm`: \
              pass --wasm PATH with the filter's path on the host that runs Envoy"
@@ -499,8 +494,8 @@ fn render_wasm_path(explicit: Option<&Path>) -> String {
 fn run(args: RunArgs) -> Result<ExitCode, String> {
     let (path, config) = load(&args.config)?;
     let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
-    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    let envoy_bin = launch::find_envoy(args.envoy.as_deref())?;
+    let wasm = launch::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
     // Everything we create for this run is removed again on the way out
     // (the default work directory holds token digests and the bridge token).
     let mut cleanup = Cleanup::default();
@@ -575,17 +570,17 @@ fn run_envoy(
         std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port)).ok().and_then(|mut a| a.next())
     {
         listeners.push((
-            envoy::Expected { name: "mcpx", bind: envoy::Bind::Tcp(addr) },
+            launch::Expected { name: "mcpx", bind: launch::Bind::Tcp(addr) },
             "stop the process that holds it, or choose a free port with --listen ADDR or `listen:`".to_string(),
         ));
     }
     if let Some(c) = &control {
         listeners.push((
-            envoy::Expected { name: "mcpx_control", bind: envoy::Bind::Pipe(c.clone()) },
+            launch::Expected { name: "mcpx_control", bind: launch::Bind::Pipe(c.clone()) },
             "another mcpx gateway uses it: stop that one, or give this one its own with --control PATH".to_string(),
         ));
     }
-    envoy::preflight(opts.admin, &listeners).map_err(|e| format!("refusing to start: {e}"))?;
+    launch::preflight(opts.admin, &listeners).map_err(|e| format!("refusing to start: {e}"))?;
     // Ours from here on (never remove another gateway's socket).
     cleanup.socket = control.clone();
 
@@ -602,13 +597,13 @@ fn run_envoy(
         }
     };
     // Envoy starts from a bootstrap that points at dynamic resource files,
-    // so reloads never restart it (see dynamic.rs).
+    // so reloads never restart it (see envoy/dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };
     let mut reloader =
         reload::Reloader::start(path.to_path_buf(), text, config.clone(), render_fn, layout, opts.admin)?;
     // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
     // It runs once Envoy has accepted every other part of the new config, so
-    // a reload Envoy refuses leaves the bridge as it was (reload.rs).
+    // a reload Envoy refuses leaves the bridge as it was (envoy/reload.rs).
     let b = stdio_bridge.clone();
     reloader.bridge(Box::new(move |c: &Config| {
         b.apply(c).map(|r| serde_json::json!({ "added": r.added, "removed": r.removed, "replaced": r.replaced }))
@@ -636,8 +631,8 @@ fn run_envoy(
     )?;
 
     // On this (the main) thread: Envoy's parent-death signal follows the
-    // thread that started it (envoy.rs).
-    rt.block_on(envoy::run(envoy::Launch {
+    // thread that started it (envoy/launch.rs).
+    rt.block_on(launch::run(launch::Launch {
         envoy: envoy_bin,
         config_path: &config_path,
         admin: opts.admin,

@@ -227,7 +227,7 @@ pub fn protect_routes(bootstrap: &mut Value, config: &Config, token: &str) {
         .servers
         .iter()
         .filter(|s| s.transport == mcpx_filter::config::Transport::Stdio)
-        .map(|s| crate::render::cluster_name(&s.name))
+        .map(|s| crate::envoy::render::cluster_name(&s.name))
         .collect();
     let Some(listeners) = bootstrap.pointer_mut("/static_resources/listeners").and_then(Value::as_array_mut) else {
         return;

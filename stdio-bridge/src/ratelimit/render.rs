@@ -4,7 +4,7 @@
 //! cluster of the service.
 
 use super::buckets::{self, DOMAIN};
-use crate::render::socket_address;
+use crate::envoy::render::socket_address;
 use mcpx_filter::config::{Config, FailureMode, RateLimitBackend};
 use serde_json::{json, Value};
 
@@ -104,7 +104,7 @@ pub fn cluster(config: &Config) -> Result<Option<Value>, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::render::{bootstrap, RenderOptions};
+    use crate::envoy::render::{bootstrap, RenderOptions};
     use mcpx_filter::config::{Config, Mode};
     use serde_json::Value;
 

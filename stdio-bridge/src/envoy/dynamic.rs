@@ -234,7 +234,7 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{bootstrap, RenderOptions};
+    use crate::envoy::render::{bootstrap, RenderOptions};
     use mcpx_filter::config::{Config, Mode};
 
     fn split_of(yaml: &str) -> Split {

@@ -183,7 +183,7 @@ fn is_empty(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{self, RenderOptions};
+    use crate::envoy::render::{self, RenderOptions};
     use mcpx_filter::config::{Config, Mode};
 
     fn bootstrap(yaml: &str) -> Value {

@@ -90,7 +90,7 @@ pub struct Launch<'a> {
     /// Printed once Envoy is proven ready.
     pub ready_message: String,
     /// Hot reload: SIGHUP always, file polling with `--watch`.
-    pub reloader: Option<crate::reload::Reloader>,
+    pub reloader: Option<crate::envoy::reload::Reloader>,
     pub watch: bool,
 }
 
@@ -211,13 +211,13 @@ pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
             _ = sigint.recv() => return envoy.stop().await,
             _ = sigterm.recv() => return envoy.stop().await,
             _ = sighup.recv() => match l.reloader.as_mut() {
-                Some(r) => r.reload(crate::reload::Trigger::Signal).await,
+                Some(r) => r.reload(crate::envoy::reload::Trigger::Signal).await,
                 None => eprintln!("mcpx: SIGHUP ignored: nothing to reload"),
             },
             _ = watch.tick(), if l.watch && ready => {
                 if let Some(r) = l.reloader.as_mut() {
                     if r.file_changed() {
-                        r.reload(crate::reload::Trigger::Watch).await;
+                        r.reload(crate::envoy::reload::Trigger::Watch).await;
                     }
                 }
             }
@@ -374,7 +374,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         // Envoy's admin answers large pages (/server_info) chunked.
-        crate::baseline::parse_response(&buf).ok()
+        crate::operator::baseline::parse_response(&buf).ok()
     };
     tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
 }

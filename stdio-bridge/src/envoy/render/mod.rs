@@ -5,7 +5,8 @@
 //! piece (listener, filters, routes, clusters) is its own function so the
 //! pieces can also be printed alone for users with their own Envoy.
 
-use crate::affinity;
+pub mod affinity;
+
 use crate::ratelimit::buckets;
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};

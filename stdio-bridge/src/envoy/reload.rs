@@ -15,9 +15,9 @@
 //! goes last so that a looser policy can never be in force for a config that
 //! is then rejected.
 
-use crate::dynamic::{self, Kind, Layout, Split};
-use crate::envoy::http_get;
-use crate::render;
+use crate::envoy::dynamic::{self, Kind, Layout, Split};
+use crate::envoy::launch::http_get;
+use crate::envoy::render;
 use mcpx_filter::config::{AuditConfig, Config, Mode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -266,7 +266,7 @@ impl Reloader {
         let text = std::str::from_utf8(text).map_err(|_| format!("{}: is not UTF-8 text", self.path.display()))?;
         let mut config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
         // The lock travels in the plugin configuration (docs/integrity.md).
-        crate::lockfile::embed(&self.path, &mut config).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        crate::operator::lockfile::embed(&self.path, &mut config).map_err(|e| format!("{}: {e}", self.path.display()))?;
         // The filter must accept what it will be given, or Envoy would refuse it.
         let plugin = render::plugin_configuration(&config)?;
         mcpx_filter::gateway::Gateway::from_plugin_config(&plugin)
@@ -370,7 +370,7 @@ fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
 pub fn audit_event(config: &Config, event: Value) {
     let stderr = AuditConfig { enabled: true, output: "stderr".into() };
     let audit = if config.audit.enabled { &config.audit } else { &stderr };
-    if let Err(e) = crate::audit::event(audit, "reload", event.clone()) {
+    if let Err(e) = crate::envoy::audit::event(audit, "reload", event.clone()) {
         eprintln!("mcpx: {e}; the event was: {event}");
     }
 }
@@ -379,7 +379,7 @@ pub fn audit_event(config: &Config, event: Value) {
 /// text does not parse (then the previous answer stands).
 fn lock_named(config_path: &std::path::Path, text: &[u8]) -> Option<Option<PathBuf>> {
     let config = Config::from_yaml(std::str::from_utf8(text).ok()?, Mode::Gateway).ok()?;
-    Some(config.inspection.lock.as_deref().map(|l| crate::lockfile::lock_path(config_path, l)))
+    Some(config.inspection.lock.as_deref().map(|l| crate::operator::lockfile::lock_path(config_path, l)))
 }
 
 /// What `--watch` compares: the config text, then the lock's (None while

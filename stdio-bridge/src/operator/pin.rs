@@ -9,7 +9,7 @@
 //! following `nextCursor`.
 
 use crate::bridge;
-use crate::lockfile::{self, Lock};
+use crate::operator::lockfile::{self, Lock};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use mcpx_filter::config::{BackendUrl, Config, Transport};
