@@ -266,7 +266,8 @@ impl Reloader {
         let text = std::str::from_utf8(text).map_err(|_| format!("{}: is not UTF-8 text", self.path.display()))?;
         let mut config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
         // The lock travels in the plugin configuration (docs/integrity.md).
-        crate::operator::lockfile::embed(&self.path, &mut config).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        crate::operator::lockfile::embed(&self.path, &mut config)
+            .map_err(|e| format!("{}: {e}", self.path.display()))?;
         // The filter must accept what it will be given, or Envoy would refuse it.
         let plugin = render::plugin_configuration(&config)?;
         mcpx_filter::gateway::Gateway::from_plugin_config(&plugin)

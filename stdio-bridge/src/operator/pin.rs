@@ -304,10 +304,9 @@ async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<
     let stream = TcpStream::connect(&t.addr).await.map_err(|e| format!("cannot connect to {}: {e}", t.addr))?;
     let mut sender = if t.tls {
         let connector = native_tls::TlsConnector::new().map_err(|e| format!("TLS: {e}"))?;
-        let stream = tokio_native_tls::TlsConnector::from(connector)
-            .connect(&t.host, stream)
-            .await
-            .map_err(|e| format!("TLS with {} failed: {e} (a private CA: point SSL_CERT_FILE at its certificate)", t.addr))?;
+        let stream = tokio_native_tls::TlsConnector::from(connector).connect(&t.host, stream).await.map_err(|e| {
+            format!("TLS with {} failed: {e} (a private CA: point SSL_CERT_FILE at its certificate)", t.addr)
+        })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .map_err(|e| e.to_string())?;

@@ -105,7 +105,8 @@ mod tests {
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
             control: None,
         };
-        crate::envoy::render::bootstrap(&Config::from_yaml(yaml, mcpx_filter::config::Mode::Gateway).unwrap(), &opts).unwrap()
+        crate::envoy::render::bootstrap(&Config::from_yaml(yaml, mcpx_filter::config::Mode::Gateway).unwrap(), &opts)
+            .unwrap()
     }
 
     const REPLICAS: &str =
