@@ -3,12 +3,13 @@
 
 use super::telemetry::tracing_cluster;
 use super::{cluster_name, proto_duration, socket_address, RenderOptions};
+use crate::error::{Error, Result};
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::auth::oauth::{JwksSource, DEFAULT_JWKS_CLUSTER};
 use mcpx_filter::config::{AuthType, BackendUrl, Config, ServerConfig, Transport, DEFAULT_MAX_IN_FLIGHT};
 use serde_json::{json, Value};
 
-pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>> {
     let mut out: Vec<Value> =
         config.servers.iter().map(|s| server_cluster(config, &s.name, opts)).collect::<Result<_, _>>()?;
     out.push(admin_cluster(opts));
@@ -23,14 +24,15 @@ pub fn clusters(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, Str
 /// OAuth: the cluster the filter fetches the JWKS through. Over https the
 /// authorization server's certificate is verified (system CA bundle, or
 /// SSL_CERT_FILE) against its host name: forged keys would forge identities.
-pub fn jwks_cluster(config: &Config) -> Result<Option<Value>, String> {
+pub fn jwks_cluster(config: &Config) -> Result<Option<Value>> {
     let a = &config.auth;
     let Some(o) = a.oauth.as_ref().filter(|_| a.enabled && a.kind == AuthType::Oauth) else {
         return Ok(None);
     };
     let cluster = o.jwks_cluster.as_deref().unwrap_or(DEFAULT_JWKS_CLUSTER);
-    let src = JwksSource::parse(&o.jwks_uri, cluster).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
-    let u = BackendUrl::parse(&o.jwks_uri).map_err(|e| format!("auth.oauth.jwks_uri: {e}"))?;
+    let src =
+        JwksSource::parse(&o.jwks_uri, cluster).map_err(|e| Error::config(format!("auth.oauth.jwks_uri: {e}")))?;
+    let u = BackendUrl::parse(&o.jwks_uri).map_err(|e| Error::config(format!("auth.oauth.jwks_uri: {e}")))?;
     let is_ip = u.host.parse::<std::net::IpAddr>().is_ok();
     let mut cluster = json!({
         "name": src.cluster,
@@ -85,22 +87,22 @@ pub(super) fn authority_of(u: &BackendUrl) -> String {
     }
 }
 
-fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<Value, String> {
-    let server = config.server(name).ok_or_else(|| format!("unknown server {name}"))?;
+fn server_cluster(config: &Config, name: &str, opts: &RenderOptions) -> Result<Value> {
+    let server = config.server(name).ok_or_else(|| Error::internal(format!("unknown server {name}")))?;
     let backends: Vec<BackendUrl> = match server.transport {
         Transport::Http => {
             let urls = server.backend_urls();
             if urls.is_empty() {
-                return Err(format!("servers.{name}.url is missing"));
+                return Err(Error::config(format!("servers.{name}.url is missing")));
             }
             urls.iter()
-                .map(|u| BackendUrl::parse(u).map_err(|e| format!("servers.{name}.url: {e}")))
+                .map(|u| BackendUrl::parse(u).map_err(|e| Error::config(format!("servers.{name}.url: {e}"))))
                 .collect::<Result<_, _>>()?
         }
         Transport::Stdio => {
-            let b = opts
-                .bridge
-                .ok_or_else(|| format!("servers.{name} is a stdio server but no bridge address was given"))?;
+            let b = opts.bridge.ok_or_else(|| {
+                Error::internal(format!("servers.{name} is a stdio server but no bridge address was given"))
+            })?;
             vec![BackendUrl { tls: false, host: b.ip().to_string(), port: b.port(), path: String::new() }]
         }
     };

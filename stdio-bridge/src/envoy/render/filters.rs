@@ -4,13 +4,14 @@
 
 use super::local_ratelimit::local_rate_limit_filter;
 use super::{affinity, RenderOptions};
+use crate::error::{Error, Result};
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::config::Config;
 use serde_json::{json, Value};
 
 /// Order: CORS (answers allowed preflights) -> mcpx (auth, parse, policy,
 /// Origin check, rate-limit key) -> local rate limit (reads the key) -> router.
-pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
+pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value> {
     let mut filters = Vec::new();
     if config.cors.is_some() {
         filters.push(cors_filter());
@@ -33,18 +34,20 @@ pub fn http_filters(config: &Config, opts: &RenderOptions) -> Result<Value, Stri
 /// The plugin configuration: the config the filter reads, as JSON text.
 /// Static credentials go in as `sha256:` digests (`${VAR}` expanded first),
 /// so the rendered output never holds a secret (docs/auth.md).
-pub fn plugin_configuration(config: &Config) -> Result<String, String> {
-    let sealed = mcpx_filter::auth::seal_config(config, |k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-    serde_json::to_string(&sealed).map_err(|e| format!("cannot serialise the filter configuration: {e}"))
+pub fn plugin_configuration(config: &Config) -> Result<String> {
+    let sealed =
+        mcpx_filter::auth::seal_config(config, |k| std::env::var(k).ok()).map_err(|e| Error::config(e.to_string()))?;
+    serde_json::to_string(&sealed)
+        .map_err(|e| Error::internal(format!("cannot serialise the filter configuration: {e}")))
 }
 
-pub fn wasm_filter(config: &Config, wasm_path: &str) -> Result<Value, String> {
+pub fn wasm_filter(config: &Config, wasm_path: &str) -> Result<Value> {
     wasm_filter_for(config, wasm_path, "mcpx")
 }
 
 /// The filter with a given root id; everything in `vm_config` is the same
 /// for every root id so they all share one VM and its shared data.
-pub(super) fn wasm_filter_for(config: &Config, wasm_path: &str, root_id: &str) -> Result<Value, String> {
+pub(super) fn wasm_filter_for(config: &Config, wasm_path: &str, root_id: &str) -> Result<Value> {
     Ok(json!({
         "name": "envoy.filters.http.wasm",
         "typed_config": {

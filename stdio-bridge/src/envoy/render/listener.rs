@@ -7,6 +7,7 @@ use super::filters::{http_filters, wasm_filter_for};
 use super::routes::route_config;
 use super::telemetry::tracing;
 use super::{proto_duration, socket_address, RenderOptions};
+use crate::error::{Error, Result};
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::config::{AuthType, Config, Mode};
 use mcpx_filter::control::CONTROL_ROOT_ID;
@@ -19,7 +20,7 @@ fn buffer_limit(config: &Config) -> u64 {
     (config.limits.max_body_bytes * 2).max(8 * 1024 * 1024)
 }
 
-pub(super) fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>, String> {
+pub(super) fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Value>> {
     let mut all = vec![listener(config, opts)?];
     if let Some(path) = &opts.control {
         all.push(control_listener(&opts.wasm_path, path)?);
@@ -33,13 +34,15 @@ pub(super) fn listeners(config: &Config, opts: &RenderOptions) -> Result<Vec<Val
 /// serves these endpoints. It listens on a Unix socket with mode 0600, not on
 /// a TCP port: a port on loopback is open to every local process, and these
 /// endpoints can reset the integrity pins.
-pub fn control_listener(wasm_path: &str, path: &str) -> Result<Value, String> {
+pub fn control_listener(wasm_path: &str, path: &str) -> Result<Value> {
     // The control root reads no policy: a fixed configuration keeps this
     // listener unchanged across reloads, so a policy change stays ECDS-only.
-    let control_config =
-        Config::from_yaml("servers: [{name: mcpx-control}]", Mode::Plugin).map_err(|e| e.to_string())?;
+    let control_config = Config::from_yaml("servers: [{name: mcpx-control}]", Mode::Plugin)
+        .map_err(|e| Error::internal(e.to_string()))?;
     if !path.starts_with('/') {
-        return Err(format!("the control socket {path} is not an absolute path; pass --control /path/to/control.sock"));
+        return Err(Error::usage(format!(
+            "the control socket {path} is not an absolute path; pass --control /path/to/control.sock"
+        )));
     }
     Ok(json!({
         "name": "mcpx_control",
@@ -72,7 +75,7 @@ pub fn control_listener(wasm_path: &str, path: &str) -> Result<Value, String> {
     }))
 }
 
-pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
+pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value> {
     let (host, port) = &opts.listen;
     Ok(json!({
         "name": "mcpx",
@@ -94,7 +97,7 @@ pub fn listener(config: &Config, opts: &RenderOptions) -> Result<Value, String> 
     }))
 }
 
-fn http_connection_manager(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
+fn http_connection_manager(config: &Config, opts: &RenderOptions) -> Result<Value> {
     let mut hcm = json!({
         "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "mcpx",
@@ -176,13 +179,15 @@ pub fn hostile_network_defaults(config: &Config) -> serde_json::Map<String, Valu
 /// The rendered listener drops header names with underscores, so a
 /// credential header named that way would never arrive: every request would
 /// be refused as unauthenticated. Say so at render (and `mcpx check`) time.
-pub(super) fn check_header_names(config: &Config) -> Result<(), String> {
+pub(super) fn check_header_names(config: &Config) -> Result<()> {
     match &config.auth.header {
-        Some(h) if config.auth.enabled && config.auth.kind == AuthType::ApiKey && h.contains('_') => Err(format!(
-            "auth.header: {h:?} has an underscore; the gateway drops header names with underscores \
+        Some(h) if config.auth.enabled && config.auth.kind == AuthType::ApiKey && h.contains('_') => {
+            Err(Error::config(format!(
+                "auth.header: {h:?} has an underscore; the gateway drops header names with underscores \
              (backends may read them as other headers), so clients could never send it: use {:?}",
-            h.replace('_', "-")
-        )),
+                h.replace('_', "-")
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -271,6 +276,8 @@ mod tests {
         )
         .unwrap();
         let e = bootstrap(&c, &opts()).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Config);
+        let e = e.to_string();
         assert!(e.starts_with("auth.header:") && e.contains("\"X-Api-Key\""), "{e}");
 
         let b = render(

@@ -30,6 +30,7 @@ mod telemetry;
 
 pub use filters::plugin_configuration;
 
+use crate::error::Result;
 use clusters::clusters;
 use listener::{check_header_names, listeners, overload_manager};
 use mcpx_filter::config::Config;
@@ -59,7 +60,7 @@ pub fn cluster_name(server: &str) -> String {
 }
 
 /// The whole bootstrap `mcpx run` hands to Envoy.
-pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value, String> {
+pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value> {
     check_header_names(config)?;
     Ok(json!({
         "node": { "id": "mcpx", "cluster": "mcpx" },

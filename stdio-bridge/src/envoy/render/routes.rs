@@ -5,12 +5,13 @@ use super::clusters::{authority_of, ADMIN_CLUSTER};
 use super::filters::cors_policy;
 use super::local_ratelimit::{percent, rate_limit_policy, token_bucket};
 use super::{affinity, cluster_name, proto_duration};
+use crate::error::{Error, Result};
 use crate::ratelimit::render as global_rl;
 use mcpx_filter::config::{BackendUrl, Config, ServerConfig, Transport};
 use mcpx_filter::names::{self, INTERNAL_HEADERS};
 use serde_json::{json, Value};
 
-pub fn route_config(config: &Config) -> Result<Value, String> {
+pub fn route_config(config: &Config) -> Result<Value> {
     let mut routes = vec![metrics_route(config)];
     for s in &config.servers {
         routes.push(server_route(config, &s.name)?);
@@ -48,12 +49,12 @@ fn backend_idle_timeout(server: &ServerConfig) -> String {
     }
 }
 
-fn server_route(config: &Config, name: &str) -> Result<Value, String> {
-    let server = config.server(name).ok_or_else(|| format!("unknown server {name}"))?;
+fn server_route(config: &Config, name: &str) -> Result<Value> {
+    let server = config.server(name).ok_or_else(|| Error::internal(format!("unknown server {name}")))?;
     let (authority, path) = match server.transport {
         Transport::Http => {
-            let url = server.primary_url().ok_or_else(|| format!("servers.{name}.url is missing"))?;
-            let u = BackendUrl::parse(url).map_err(|e| format!("servers.{name}.url: {e}"))?;
+            let url = server.primary_url().ok_or_else(|| Error::config(format!("servers.{name}.url is missing")))?;
+            let u = BackendUrl::parse(url).map_err(|e| Error::config(format!("servers.{name}.url: {e}")))?;
             (authority_of(&u), u.path)
         }
         Transport::Stdio => ("127.0.0.1".to_string(), format!("/mcp/{name}")),

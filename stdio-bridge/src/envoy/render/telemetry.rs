@@ -3,6 +3,7 @@
 
 use super::access_log::filter_state;
 use super::socket_address;
+use crate::error::{Error, Result};
 use mcpx_filter::config::{BackendUrl, Config};
 use mcpx_filter::names;
 use serde_json::{json, Value};
@@ -30,12 +31,12 @@ pub fn stats_config() -> Value {
 
 /// The OTLP/HTTP endpoint split into (host, port, tls, path); the path
 /// defaults to the OTLP traces path.
-fn otlp_endpoint(endpoint: &str) -> Result<(String, u16, bool, String), String> {
+fn otlp_endpoint(endpoint: &str) -> Result<(String, u16, bool, String)> {
     let tls = endpoint.starts_with("https://");
     let rest = endpoint.trim_start_matches("https://").trim_start_matches("http://");
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
     let u = BackendUrl::parse(&format!("{}://{authority}", if tls { "https" } else { "http" }))
-        .map_err(|e| format!("tracing.endpoint: {e}"))?;
+        .map_err(|e| Error::config(format!("tracing.endpoint: {e}")))?;
     let path = if path.is_empty() || path == "/" { "/v1/traces".to_string() } else { path.to_string() };
     Ok((u.host, u.port, tls, path))
 }
@@ -67,7 +68,7 @@ pub fn tracing(config: &Config) -> Value {
     })
 }
 
-pub(super) fn tracing_cluster(config: &Config) -> Result<Option<Value>, String> {
+pub(super) fn tracing_cluster(config: &Config) -> Result<Option<Value>> {
     let t = &config.tracing;
     let Some(endpoint) = t.endpoint.as_deref().filter(|_| t.enabled) else { return Ok(None) };
     let (host, port, tls, _) = otlp_endpoint(endpoint)?;
