@@ -3,15 +3,32 @@
 //!
 //! # Layout
 //!
-//! - This file: the command line (`run`, `check`, `render`, `baseline`,
-//!   `pin`, `ratelimit`, `bridge`) and the `run` supervisor.
-//! - Envoy control: `render` (the bootstrap), `snippets` (pieces for your
-//!   own Envoy), `dynamic` (LDS/ECDS files), `reload` (SIGHUP, `--watch`),
-//!   `envoy` (find and supervise Envoy).
-//! - The bridge: `bridge/` (stdio servers as Streamable HTTP).
-//! - Operator commands: `baseline` (the integrity baseline), `pin` and
-//!   `lockfile` (the reviewed `mcpx.lock`), `audit` (events the binary
-//!   writes itself), `ratelimit` (the shared rate-limit service).
+//! ```text
+//! main.rs                 the command line (run, check, render, baseline, pin,
+//!                         ratelimit, bridge) and the `run` supervisor
+//! error.rs                the one error type: a kind, the message, a context chain
+//! envoy/                  Envoy control
+//!   render/               the bootstrap for a validated config (mod.rs joins the parts)
+//!     listener.rs         main listener, HTTP connection manager, control listener
+//!     filters.rs          the HTTP filter chain, the wasm filter, CORS
+//!     routes.rs           /mcp/{server}, /metrics, the 404
+//!     clusters.rs         per-server clusters, circuit breaker, admin, JWKS
+//!     local_ratelimit.rs  local rate-limit filter and buckets
+//!     access_log.rs       the audit log lines Envoy writes
+//!     telemetry.rs        metric labels (stats_tags) and tracing
+//!     affinity.rs         session affinity for servers with several endpoints
+//!   snippets.rs           `render --snippets`: pieces for your own Envoy
+//!   dynamic.rs            the xDS files (LDS, ECDS) reloads write
+//!   reload.rs             SIGHUP / --watch reloads, checked against Envoy's counters
+//!   launch.rs             finding Envoy and the filter; Envoy as a supervised child
+//!   audit.rs              the events mcpx adds to the audit stream (start, reload)
+//! bridge/                 stdio MCP servers as Streamable HTTP (`mcpx bridge`, and in `run`)
+//! ratelimit/              global rate limits: Envoy's side and `mcpx ratelimit`, the service
+//! operator/               commands against a config or a running gateway
+//!   baseline.rs           `mcpx baseline show/reset` over the control socket
+//!   pin.rs                `mcpx pin`: the live tools into, against or onto mcpx.lock
+//!   lockfile.rs           the mcpx.lock text format
+//! ```
 //!
 //! The configuration schema and the names shared with the filter come from
 //! the `mcpx-filter` crate (`config`, `names`). docs/architecture.md has the
