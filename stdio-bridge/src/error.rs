@@ -6,6 +6,10 @@
 //! was doing, outermost first. It reads as
 //! `while reloading /etc/mcpx.yaml: /etc/mcpx.yaml: servers.api.url: ...`.
 //!
+//! Not here: the stdio bridge's request path, which has its own typed
+//! errors (`bridge::child::CallError`, `bridge::upstream::Failure`) because
+//! their text is the JSON-RPC error a client reads.
+//!
 //! Why not anyhow or thiserror: callers match on the kind (anyhow erases it),
 //! the messages are all written here by hand (thiserror's derive would save a
 //! dozen lines of `Display`), and the binary's errors never need a backtrace
