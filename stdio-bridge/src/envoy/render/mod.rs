@@ -72,6 +72,13 @@ pub fn bootstrap(config: &Config, opts: &RenderOptions) -> Result<Value> {
         },
         "stats_config": stats_config(),
         "overload_manager": overload_manager(config),
+        // Compiling the filter's module leaves ~12 MiB of freed heap that
+        // tcmalloc keeps; releasing free pages in the background gives it
+        // back (-3.6 MiB RSS measured, no CPU change: docs/performance.md).
+        "memory_allocator_manager": {
+            "bytes_to_release": 1u64 << 30,
+            "memory_release_interval": "2s",
+        },
         "static_resources": {
             "listeners": listeners(config, opts)?,
             "clusters": clusters(config, opts)?,
