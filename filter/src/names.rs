@@ -26,8 +26,15 @@ pub const RATE_LIMIT_HEADER: &str = "x-mcpx-tool";
 pub const RATE_LIMIT_HITS_HEADER: &str = "x-mcpx-hits";
 
 /// The internal request header carrying how many tokens the request costs
-/// in its tool's bucket (one per `tools/call`).
+/// in its tool's bucket (one per `tools/call`), set only when that differs
+/// from [`RATE_LIMIT_HITS_HEADER`] (a batch with other messages than calls).
 pub const RATE_LIMIT_TOOL_HITS_HEADER: &str = "x-mcpx-tool-hits";
+
+/// Where Envoy reads the tool bucket's cost (`%REQ(...)%` of its
+/// `hits_addend`): `x-mcpx-tool-hits`, else `x-mcpx-hits` (Envoy's `?`
+/// fallback). A single call costs one token in both buckets, so one header
+/// (one host call fewer) serves both.
+pub const RATE_LIMIT_TOOL_HITS_SOURCE: &str = "x-mcpx-tool-hits?x-mcpx-hits";
 
 /// The caller's identity, set by the filter on requests to stdio servers so
 /// the bridge can keep one identity's session state (tasks) from another's on
@@ -141,5 +148,10 @@ mod tests {
             assert!(m.starts_with(METRIC_PREFIX) && !m.contains('.'), "{m}");
         }
         assert!(attr::ALL.iter().all(|a| a.starts_with("mcp_")));
+        assert_eq!(
+            RATE_LIMIT_TOOL_HITS_SOURCE,
+            format!("{RATE_LIMIT_TOOL_HITS_HEADER}?{RATE_LIMIT_HITS_HEADER}"),
+            "the tool bucket falls back to the global cost header"
+        );
     }
 }

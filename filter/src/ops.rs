@@ -16,7 +16,7 @@ use crate::names::label;
 // existing paths keep working (`sanitize` is `names::label`).
 pub use crate::names::{
     label as sanitize, CLUSTER_PREFIX, METRICS_PATH, OTHER, RATE_LIMIT_HEADER, RATE_LIMIT_HITS_HEADER,
-    RATE_LIMIT_TOOL_HITS_HEADER,
+    RATE_LIMIT_TOOL_HITS_HEADER, RATE_LIMIT_TOOL_HITS_SOURCE,
 };
 
 /// The internal request header carrying the per-client rate-limit key
@@ -102,6 +102,15 @@ pub fn tool_label(tool: &str, known: bool) -> String {
 /// The per-tool rate-limit key for the internal header: `server/tool`.
 pub fn rate_limit_key(server: &str, tool_label: &str) -> String {
     format!("{server}/{tool_label}")
+}
+
+/// The value of `x-mcpx-tool-hits`, or `None` when the header is not needed:
+/// Envoy charges the tool bucket from `x-mcpx-hits` when it is absent
+/// ([`RATE_LIMIT_TOOL_HITS_SOURCE`]), so it is set only when the two costs
+/// differ (a batch with messages other than its calls). `hits` is the value
+/// sent in `x-mcpx-hits`.
+pub fn tool_hits_header(hits: u32, tool_hits: u32) -> Option<String> {
+    (tool_hits != hits).then(|| tool_hits.to_string())
 }
 
 /// MCP methods that get their own label; anything else is `other`.
@@ -242,6 +251,14 @@ pub const INTEGRITY_KINDS: &[&str] = &["rug_pull", "shadowing", "malformed", "ov
 mod tests {
     use super::*;
     use crate::config::Mode;
+
+    #[test]
+    fn the_tool_cost_header_is_set_only_when_it_differs_from_the_global_cost() {
+        assert_eq!(tool_hits_header(1, 1), None, "a single call: Envoy reads x-mcpx-hits");
+        assert_eq!(tool_hits_header(5, 5), None, "a batch of calls only");
+        assert_eq!(tool_hits_header(3, 1).as_deref(), Some("1"), "a batch with other messages");
+        assert_eq!(tool_hits_header(200, 0).as_deref(), Some("0"));
+    }
 
     fn config(extra: &str) -> Config {
         let text = format!(

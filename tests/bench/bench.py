@@ -166,9 +166,16 @@ def pin(cpu: str | None) -> list[str]:
 
 
 def proc_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a whole process (all threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """On-CPU time (user + system) of a whole process, all threads. From each
+    thread's schedstat (nanoseconds) where the kernel has it: utime + stime
+    count 10 ms ticks, which over a 3 s run of ~6,000 requests is ±1.7 µs per
+    request of rounding, as large as the cuts being measured."""
+    try:
+        return sum(int((t / "schedstat").read_text().split()[0])
+                   for t in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def proc_mem_kib(pid: int) -> dict[str, int]:

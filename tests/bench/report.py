@@ -226,8 +226,8 @@ def ablation_section(ab: dict, w) -> None:
     w(f"One Envoy per variant (`--concurrency 1`, all pinned to the Envoy CPU, wrk and the backend on the other), "
       f"the same 125-byte `tools/call` at {ab['conns']} connections, {ab['rounds']} interleaved rounds of "
       f"{ab['seconds']} s (every variant once per round, after a 1 s warm-up). Load average "
-      f"{ab.get('loadavg_start', '?')} at the start. **Method: Envoy CPU time per request** (utime + stime from "
-      f"`/proc/<pid>/stat` over the run ÷ requests completed), not wall-clock req/s: CPU time counts only "
+      f"{ab.get('loadavg_start', '?')} at the start. **Method: Envoy CPU time per request** (on-CPU time of all "
+      f"its threads from `/proc/<pid>/task/*/schedstat`, in ns, over the run ÷ requests completed), not wall-clock req/s: CPU time counts only "
       f"Envoy's own work, so it survives a machine busy with other jobs far better than throughput does (a busy "
       f"machine still inflates it through cache and frequency effects, so compare ratios within one run). "
       f"Instruction counts were tried: this VM exposes no hardware counters to `perf`, and Envoy with V8 under "
@@ -422,8 +422,9 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
       "`audit` to a file, `inspection: {tool_integrity: enforce, filter_tools_list: true}`. Before timing, each "
       "variant must answer the call (and (c) must refuse `dangerous_delete` with `-32003`).")
     w(f"- Envoy: `{results['envoy_argv']}`.")
-    w("- CPU µs/request: the process's utime+stime from `/proc/<pid>/stat` before and after the run, divided by "
-      "the requests wrk completed. Latencies are wrk's (HdrHistogram), per request, connection reuse on.")
+    w("- CPU µs/request: the process's on-CPU time (user + system, all threads, from `/proc/<pid>/task/*/schedstat` "
+      "in ns; utime+stime's 10 ms ticks would round by ±1.7 µs per request over a 3 s run) before and after the run, "
+      "divided by the requests wrk completed. Latencies are wrk's (HdrHistogram), per request, connection reuse on.")
     w("- A warm-up run precedes every measured run; rounds are interleaved (a, b, c for each connection count) "
       "so drift in the machine's load hits every variant alike.")
     w("")

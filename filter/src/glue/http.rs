@@ -235,18 +235,22 @@ impl HttpFilter {
                 }
                 let rl = &gateway.config().rate_limit;
                 let rl_on = rl.enabled && !ablation::skip(Part::RateLimitHeaders);
+                let hits = f.hits.max(1);
                 if rl_on {
                     // Tokens: one per message (a batch costs what its messages would alone).
-                    host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some(&f.hits.max(1).to_string()));
+                    host::set_request_header(names::RATE_LIMIT_HITS_HEADER, Some(&hits.to_string()));
                     set_client_key(gateway, &req);
                 }
                 if let (true, true, Some(tool), true) =
                     (rl_on, rl.per_tool, self.attrs.tool.as_deref(), f.tool_hits > 0)
                 {
-                    // The per-tool bucket key and its cost.
+                    // The per-tool bucket key and its cost (the cost header only
+                    // when it differs from x-mcpx-hits, which Envoy falls back to).
                     let label = tool_label(gateway, &req.server, tool);
                     host::set_request_header(names::RATE_LIMIT_HEADER, Some(&ops::rate_limit_key(&req.server, &label)));
-                    host::set_request_header(names::RATE_LIMIT_TOOL_HITS_HEADER, Some(&f.tool_hits.to_string()));
+                    if let Some(tool_hits) = ops::tool_hits_header(hits, f.tool_hits) {
+                        host::set_request_header(names::RATE_LIMIT_TOOL_HITS_HEADER, Some(&tool_hits));
+                    }
                     self.tool_label = Some(label);
                 }
                 self.reply_to = f.reply_to;

@@ -11,7 +11,7 @@ pub const DOMAIN: &str = "mcpx";
 
 /// One bucket kind: the descriptor key Envoy sends, the header whose value
 /// is the descriptor value (`None`: the constant value `all`), and the
-/// header holding the request's cost.
+/// header holding the request's cost (`a?b`: header `a`, else `b`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bucket {
     pub key: &'static str,
@@ -43,7 +43,9 @@ pub fn buckets(config: &Config) -> Vec<Bucket> {
         out.push(Bucket {
             key: TOOL_KEY,
             value_header: Some(ops::RATE_LIMIT_HEADER),
-            hits_header: ops::RATE_LIMIT_TOOL_HITS_HEADER,
+            // x-mcpx-tool-hits, else x-mcpx-hits: the filter sets the former
+            // only when a batch's calls are fewer than its messages.
+            hits_header: ops::RATE_LIMIT_TOOL_HITS_SOURCE,
             rps: rl.tool_rps,
             burst: rl.tool_burst,
         });
@@ -115,6 +117,6 @@ mod tests {
         let a = actions(&c);
         assert_eq!(a[2]["actions"][0]["request_headers"]["header_name"], "x-mcpx-client");
         assert_eq!(a[2]["hits_addend"]["format"], "%REQ(x-mcpx-hits)%");
-        assert_eq!(a[1]["hits_addend"]["format"], "%REQ(x-mcpx-tool-hits)%");
+        assert_eq!(a[1]["hits_addend"]["format"], "%REQ(x-mcpx-tool-hits?x-mcpx-hits)%");
     }
 }

@@ -37,7 +37,8 @@ pub fn local_rate_limit_filter() -> Value {
 /// descriptor charged `x-mcpx-hits` tokens (Envoy `hits_addend`): one per
 /// JSON-RPC message, so a batch of N costs what N single requests cost. With
 /// `per_tool`, one bucket per (server, tool), keyed on the `x-mcpx-tool:
-/// server/tool` header and charged `x-mcpx-tool-hits` tokens (one per call).
+/// server/tool` header and charged `x-mcpx-tool-hits` tokens (one per call;
+/// absent, `x-mcpx-hits`: the filter sets it only when the two differ).
 /// The filter sets all three from the parsed body (clients' copies are
 /// removed on entry). Requests the filter set no cost on (not MCP) fall to
 /// the default bucket, of the same size.
@@ -130,7 +131,7 @@ mod tests {
         );
         // Per tool: one wildcard bucket per tool, charged one token per call.
         assert_eq!(rl["rate_limits"][1]["actions"][0]["request_headers"]["header_name"], "x-mcpx-tool");
-        assert_eq!(rl["rate_limits"][1]["hits_addend"]["format"], "%REQ(x-mcpx-tool-hits)%");
+        assert_eq!(rl["rate_limits"][1]["hits_addend"]["format"], "%REQ(x-mcpx-tool-hits?x-mcpx-hits)%");
         assert_eq!(rl["descriptors"][1]["entries"][0]["value"], "");
         assert_eq!(rl["descriptors"][1]["token_bucket"]["max_tokens"], 3);
         assert!(rl["max_dynamic_descriptors"].as_u64().unwrap() > ops::MAX_LEARNED_TOOLS as u64);
