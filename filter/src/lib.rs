@@ -55,6 +55,7 @@ pub mod response;
 pub mod scalar;
 pub mod servers;
 pub mod sse;
+pub mod stream;
 pub mod toolslist;
 
 // On the host only with `--features lint-glue`, so clippy holds the glue to

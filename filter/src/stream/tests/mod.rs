@@ -1,0 +1,1 @@
+//! Native runs of the state machine through the fake host.
