@@ -9,8 +9,10 @@
 //! In the order a request meets them:
 //!
 //! - `glue/` — proxy-wasm only: `root` (config, ticks), `http` (one context
-//!   per request), `host` (every host call), `shared`, `metrics`, `health`,
-//!   `jwks`, `waiting`, `known_tools`. Carries out what the core decides.
+//!   per request, translated into `stream`), `host` (every host call; the
+//!   proxy-wasm `stream::Host`), `shared`, `metrics`, `jwks`, `waiting`.
+//! - `stream` — one request's state machine, generic over `stream::Host`:
+//!   key wait, body, trailers, the answer; `stream::fake` runs it natively.
 //! - `request` — the request types every phase reads (a leaf module).
 //! - `names` — Envoy names shared with the `mcpx` renderer.
 //! - `gateway` — the pipeline, in order: admit, headers, body, response plan.

@@ -10,6 +10,7 @@ use crate::envelope::Reply;
 use crate::gateway::Gateway;
 use crate::hostmap::BytePair;
 use crate::integrity::{BaselineStore, MemoryStore, StoreError, Stored};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -57,11 +58,16 @@ pub struct FakeHost {
     pub now_ms: u64,
     /// Shared data (pins, learned tools), with Envoy's compare-and-swap.
     pub shared: MemoryStore,
-    /// Every host call the stream made, counted (the request path's cost).
-    pub host_calls: u32,
+    /// Every host call the stream made, counted (the request path's cost;
+    /// the clock is WASI's, not a proxy-wasm call, and is not counted).
+    pub host_calls: Cell<u32>,
 }
 
 impl FakeHost {
+    fn crossed(&self) {
+        self.host_calls.set(self.host_calls.get() + 1);
+    }
+
     /// The last value set for an attribute.
     pub fn attribute(&self, name: &str) -> Option<&str> {
         self.attributes.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -80,24 +86,13 @@ impl FakeHost {
     }
 }
 
-fn set_in<K: PartialEq + for<'a> From<&'a str>, V: for<'a> From<&'a str>>(
-    map: &mut Vec<(K, V)>,
-    name: &str,
-    value: Option<&str>,
-) {
-    let key = K::from(name);
-    map.retain(|(k, _)| *k != key);
-    if let Some(v) = value {
-        map.push((key, V::from(v)));
-    }
-}
-
 impl BaselineStore for FakeHost {
     fn get(&self, key: &str) -> Result<Option<Stored>, StoreError> {
+        self.crossed();
         self.shared.get(key)
     }
     fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
-        self.host_calls += 1;
+        self.crossed();
         self.shared.set(key, value, cas)
     }
 }
@@ -112,7 +107,7 @@ impl From<&str> for Lower {
 
 impl Host for FakeHost {
     fn request_header_pairs(&mut self) -> Result<Vec<BytePair>, String> {
-        self.host_calls += 1;
+        self.crossed();
         match &self.request_headers_error {
             Some(e) => Err(e.clone()),
             None => Ok(self.request_headers.clone()),
@@ -120,7 +115,7 @@ impl Host for FakeHost {
     }
 
     fn set_request_header(&mut self, name: &str, value: Option<&str>) {
-        self.host_calls += 1;
+        self.crossed();
         let key = Lower::from(name).0;
         self.request_headers.retain(|(k, _)| *k != key);
         if let Some(v) = value {
@@ -129,17 +124,21 @@ impl Host for FakeHost {
     }
 
     fn response_header(&mut self, name: &str) -> Option<String> {
-        self.host_calls += 1;
+        self.crossed();
         Self::header_of(&self.response_headers, name).map(str::to_string)
     }
 
     fn set_response_header(&mut self, name: &str, value: Option<&str>) {
-        self.host_calls += 1;
-        set_in::<String, String>(&mut self.response_headers, &name.to_ascii_lowercase(), value);
+        self.crossed();
+        let name = name.to_ascii_lowercase();
+        self.response_headers.retain(|(k, _)| *k != name);
+        if let Some(v) = value {
+            self.response_headers.push((name, v.to_string()));
+        }
     }
 
     fn body(&mut self, which: Body, size: usize) -> Vec<u8> {
-        self.host_calls += 1;
+        self.crossed();
         let all = match which {
             Body::Request => &self.request_body,
             Body::Response => &self.response_body,
@@ -149,7 +148,7 @@ impl Host for FakeHost {
     }
 
     fn replace_body(&mut self, which: Body, old_size: usize, new: &[u8]) -> bool {
-        self.host_calls += 1;
+        self.crossed();
         if self.refuse_replace {
             return false;
         }
@@ -164,22 +163,22 @@ impl Host for FakeHost {
     }
 
     fn send_reply(&mut self, reply: &Reply) {
-        self.host_calls += 1;
+        self.crossed();
         self.reply = Some(reply.clone());
     }
 
     fn response_code(&mut self) -> Option<u64> {
-        self.host_calls += 1;
+        self.crossed();
         self.response_code
     }
 
     fn response_code_details(&mut self) -> String {
-        self.host_calls += 1;
+        self.crossed();
         self.code_details.clone()
     }
 
     fn set_attribute(&mut self, name: &str, value: &str) {
-        self.host_calls += 1;
+        self.crossed();
         self.attributes.push((name.to_string(), value.to_string()));
     }
 
@@ -190,7 +189,7 @@ impl Host for FakeHost {
         body: Option<&[u8]>,
         _timeout: Duration,
     ) -> Result<u32, HostError> {
-        self.host_calls += 1;
+        self.crossed();
         let token = u32::try_from(self.calls.len()).unwrap_or(u32::MAX).saturating_add(1);
         let headers = headers.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         self.calls.push(Call { token, cluster: cluster.to_string(), headers, body: body.map(<[u8]>::to_vec) });
@@ -198,17 +197,17 @@ impl Host for FakeHost {
     }
 
     fn call_response_header(&mut self, name: &str) -> Option<String> {
-        self.host_calls += 1;
+        self.crossed();
         Self::header_of(&self.call_response.0, name).map(str::to_string)
     }
 
     fn add_counter(&mut self, name: &str, n: u64) {
-        self.host_calls += 1;
+        self.crossed();
         *self.counters.entry(name.to_string()).or_default() += n;
     }
 
     fn record_histogram(&mut self, name: &str, value: u64) {
-        self.host_calls += 1;
+        self.crossed();
         self.histograms.push((name.to_string(), value));
     }
 
@@ -217,7 +216,7 @@ impl Host for FakeHost {
     }
 
     fn resume_request(&mut self) -> Result<(), HostError> {
-        self.host_calls += 1;
+        self.crossed();
         self.resumed += 1;
         Ok(())
     }

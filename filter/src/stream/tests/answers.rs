@@ -211,3 +211,20 @@ fn a_header_that_is_not_text_is_refused_before_anything_is_decided() {
     assert_eq!(e.host.attribute("mcp_reason"), Some("bad_request"));
     assert!(e.backend.headers.is_none() && e.backend.body.is_empty());
 }
+
+/// The host calls of an allowed `tools/call` with per-tool rate limits and
+/// the audit on, from the request headers to `on_log`: a new call on the
+/// request path fails this (the per-request cost must not grow).
+#[test]
+fn an_allowed_call_makes_the_same_host_calls() {
+    let mut e = forwarded_call();
+    let request_side = e.host.host_calls.get();
+    e.response(&[(":status", "200"), JSON], &[br#"{"jsonrpc":"2.0","id":9,"result":{}}"#]);
+    e.finish();
+    let total = e.host.host_calls.get();
+    // Request: read the headers; read the body; x-mcpx-hits, x-mcpx-tool,
+    // x-mcpx-tool-hits; mcp_server, mcp_method, mcp_tool, mcp_decision.
+    // Answer (list inspection is on by default): :status, content-type, the
+    // buffered body. End: response.code, two counters, one histogram.
+    assert_eq!((request_side, total - request_side), (9, 7), "attributes {:?}", e.host.attributes);
+}
