@@ -18,10 +18,12 @@
 //! - `host.rs` — the [`Host`] trait; `fake.rs` — the recording fake.
 //! - `health.rs`, `known_tools.rs`, `metrics.rs` — `/health` probes, the
 //!   tools each backend advertised, the `mcpx_*` series.
+//! - `configure.rs` — what the root does with a plugin configuration.
 
 // Native only: the tests' host, never in the `.wasm`.
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fake;
+pub mod configure;
 pub mod health;
 pub mod host;
 pub mod known_tools;

@@ -4,6 +4,7 @@
 //! when it ends; `/health` probes and `/metrics`.
 
 use super::*;
+use crate::integrity::BaselineStore;
 use crate::names::metric;
 
 const LIMITED: &str = "servers:
@@ -227,4 +228,31 @@ fn an_allowed_call_makes_the_same_host_calls() {
     // Answer (list inspection is on by default): :status, content-type, the
     // buffered body. End: response.code, two counters, one histogram.
     assert_eq!((request_side, total - request_side), (9, 7), "attributes {:?}", e.host.attributes);
+}
+
+#[test]
+fn a_configuration_is_refused_with_its_reason_or_built() {
+    use crate::stream::configure::configure;
+    use crate::stream::fake::FakeHost;
+    let cases: &[(Option<&[u8]>, Option<&str>)] = &[
+        (None, Some("the plugin configuration is empty")),
+        (Some(b""), Some("the plugin configuration is empty")),
+        (Some(b"servers: \xff"), Some("not UTF-8")),
+        (Some(b"servers: 3"), Some("invalid configuration")),
+        (Some(FILTERING.as_bytes()), None),
+    ];
+    for (bytes, refused) in cases {
+        let mut host = FakeHost::default();
+        let got = configure(&mut host, *bytes);
+        match refused {
+            Some(why) => {
+                assert!(got.is_none(), "{why}");
+                assert!(host.logs.iter().any(|(l, m)| *l == crate::stream::Level::Error && m.contains(why)), "{:?}", host.logs);
+            }
+            None => {
+                assert!(got.is_some(), "{:?}", host.logs);
+                assert!(host.get(crate::integrity::BASELINE_KEY).unwrap().is_some(), "the baseline keys are created");
+            }
+        }
+    }
 }
