@@ -6,9 +6,9 @@
 
 use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, RequestHead};
 use mcpx_filter::stream::fake::Envoy;
-use std::rc::Rc;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 #[derive(Deserialize)]
 struct File {

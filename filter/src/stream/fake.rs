@@ -317,7 +317,8 @@ impl Envoy {
 
     /// The request headers arrive (`end_of_stream`: no body follows).
     pub fn request_headers(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Action {
-        self.host.request_headers = headers.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+        self.host.request_headers =
+            headers.iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
         self.request_headers_raw(end_of_stream)
     }
 
@@ -395,7 +396,8 @@ impl Envoy {
     pub fn response_headers(&mut self, headers: &[(&str, &str)], end_of_stream: bool) -> Action {
         self.host.response_headers = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         if self.host.response_code.is_none() {
-            self.host.response_code = FakeHost::header_of(&self.host.response_headers, ":status").and_then(|s| s.parse().ok());
+            self.host.response_code =
+                FakeHost::header_of(&self.host.response_headers, ":status").and_then(|s| s.parse().ok());
         }
         let action = self.stream.on_response_headers(&mut self.host, end_of_stream);
         match action {
@@ -437,7 +439,8 @@ impl Envoy {
 
     /// The answer to a dispatched call (`/health` probes).
     pub fn call_answer(&mut self, token: u32, headers: &[(&str, &str)], body: &[u8]) {
-        self.host.call_response = (headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body.to_vec());
+        self.host.call_response =
+            (headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body.to_vec());
         self.stream.on_http_call_response(&mut self.host, token, body.len());
         self.replied();
     }

@@ -21,9 +21,9 @@
 //! - `configure.rs` — what the root does with a plugin configuration.
 
 // Native only: the tests' host, never in the `.wasm`.
+pub mod configure;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fake;
-pub mod configure;
 pub mod health;
 pub mod host;
 pub mod known_tools;
@@ -38,8 +38,8 @@ pub use host::{Action, Body, Host, HostError, Level};
 use crate::ablation::{self, Part};
 use crate::control;
 use crate::envelope::{code, Reply, ReplyTo};
-use crate::gateway::{Admit, Attributes, BodyOutcome, Decision, Gateway, HeadOutcome, McpRequest, RequestHead};
 use crate::gateway::ResponsePlan;
+use crate::gateway::{Admit, Attributes, BodyOutcome, Decision, Gateway, HeadOutcome, McpRequest, RequestHead};
 use crate::hostmap;
 use crate::integrity;
 use crate::names::{self, attr};

@@ -31,7 +31,12 @@ struct EnvoyCase {
 }
 
 const ENVOY_REPLIES: &[EnvoyCase] = &[
-    EnvoyCase { status: 429, details: "local_rate_limited", headers: &[], expect: (429, -32029, "rate_limited", Some("1")) },
+    EnvoyCase {
+        status: 429,
+        details: "local_rate_limited",
+        headers: &[],
+        expect: (429, -32029, "rate_limited", Some("1")),
+    },
     EnvoyCase {
         status: 429,
         details: "request_rate_limited",
@@ -50,7 +55,12 @@ const ENVOY_REPLIES: &[EnvoyCase] = &[
         headers: &[],
         expect: (503, -32050, "upstream_unavailable", None),
     },
-    EnvoyCase { status: 504, details: "response_timeout", headers: &[], expect: (504, -32050, "upstream_timeout", None) },
+    EnvoyCase {
+        status: 504,
+        details: "response_timeout",
+        headers: &[],
+        expect: (504, -32050, "upstream_timeout", None),
+    },
     EnvoyCase {
         status: 503,
         details: "upstream_reset_before_response_started{overflow}",
@@ -135,7 +145,10 @@ fn an_unparseable_list_answer_is_replaced_by_a_502_envelope() {
     e.response_headers(&[(":status", "200"), JSON], false);
     e.response_data(br#"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo"}"#, true);
     let v = json(&e.client);
-    assert_eq!((e.client.header(":status"), v["id"].as_u64(), v["error"]["code"].as_i64()), (Some("502"), Some(7), Some(-32050)));
+    assert_eq!(
+        (e.client.header(":status"), v["id"].as_u64(), v["error"]["code"].as_i64()),
+        (Some("502"), Some(7), Some(-32050))
+    );
     assert_eq!(e.client.header("content-length"), Some(e.client.body.len().to_string().as_str()));
     assert_eq!(e.host.attribute("mcp_reason"), Some("uninspectable_answer"));
 }
@@ -158,14 +171,22 @@ fn a_finished_request_is_counted_with_bounded_labels() {
     e.host.now_ms += 12;
     e.finish();
     let c = &e.host.counters;
-    assert_eq!(c.get(&format!("{}.server.demo.method.tools_call.status_code.200", metric::REQUESTS)), Some(&1), "{c:?}");
-    assert_eq!(c.get(&format!("{}.server.demo.tool.echo.decision.allow.client.anonymous", metric::TOOL_CALLS)), Some(&1));
+    assert_eq!(
+        c.get(&format!("{}.server.demo.method.tools_call.status_code.200", metric::REQUESTS)),
+        Some(&1),
+        "{c:?}"
+    );
+    assert_eq!(
+        c.get(&format!("{}.server.demo.tool.echo.decision.allow.client.anonymous", metric::TOOL_CALLS)),
+        Some(&1)
+    );
     assert_eq!(e.host.histograms, [(format!("{}.server.demo", metric::REQUEST_DURATION_MS), 12)]);
 }
 
 #[test]
 fn health_probes_every_backend_then_answers() {
-    let yaml = "servers:\n  - name: demo\n    url: http://127.0.0.1:9/mcp\n  - name: two\n    url: http://127.0.0.1:9/mcp\n";
+    let yaml =
+        "servers:\n  - name: demo\n    url: http://127.0.0.1:9/mcp\n  - name: two\n    url: http://127.0.0.1:9/mcp\n";
     let mut e = Envoy::new(Some(gateway(yaml)));
     e.request(&[(":method", "GET"), (":path", "/health"), (":authority", "gw.local")], &[], false);
     assert_eq!(e.host.calls.len(), 2, "one probe per backend, dispatched at once");
@@ -177,7 +198,10 @@ fn health_probes_every_backend_then_answers() {
     let r = e.reply().unwrap();
     let v: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!((r.status, v["status"].as_str()), (200, Some("degraded")), "{}", r.body);
-    assert_eq!((v["servers"]["demo"]["healthy"].as_bool(), v["servers"]["two"]["healthy"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(
+        (v["servers"]["demo"]["healthy"].as_bool(), v["servers"]["two"]["healthy"].as_bool()),
+        (Some(true), Some(false))
+    );
     assert_eq!(e.host.calls[0].cluster, "mcpx_server_demo");
     assert!(e.backend.headers.is_none());
 }
@@ -204,7 +228,8 @@ fn without_a_configuration_every_request_is_refused() {
 #[test]
 fn a_header_that_is_not_text_is_refused_before_anything_is_decided() {
     let mut e = Envoy::new(Some(gateway(FILTERING)));
-    e.host.request_headers = post("/mcp/demo").iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
+    e.host.request_headers =
+        post("/mcp/demo").iter().map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec())).collect();
     e.host.request_headers.push((b"mcp-method".to_vec(), b"caf\xe9".to_vec()));
     e.request_headers_raw(false);
     e.request_data(&call("echo", 1), true);
@@ -247,7 +272,11 @@ fn a_configuration_is_refused_with_its_reason_or_built() {
         match refused {
             Some(why) => {
                 assert!(got.is_none(), "{why}");
-                assert!(host.logs.iter().any(|(l, m)| *l == crate::stream::Level::Error && m.contains(why)), "{:?}", host.logs);
+                assert!(
+                    host.logs.iter().any(|(l, m)| *l == crate::stream::Level::Error && m.contains(why)),
+                    "{:?}",
+                    host.logs
+                );
             }
             None => {
                 assert!(got.is_some(), "{:?}", host.logs);

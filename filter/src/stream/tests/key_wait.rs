@@ -193,7 +193,9 @@ fn key_wait_cases() {
                 assert_eq!(e.host.attribute("mcp_decision"), Some("allow"), "{}", case.name);
                 assert_eq!(e.backend.header("authorization"), None, "{}: the credential is removed", case.name);
             }
-            _ => assert!(e.backend.headers.is_none() && e.backend.body.is_empty(), "{}: reached the backend", case.name),
+            _ => {
+                assert!(e.backend.headers.is_none() && e.backend.body.is_empty(), "{}: reached the backend", case.name)
+            }
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -27,7 +27,11 @@ const CASES: &[Case] = &[
         chunks: &[br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"dangerous_delete"}}"#],
         expect: Some((200, -32003)),
     },
-    Case { name: "a body that is not JSON-RPC, ended by trailers", chunks: &[b"{\"jsonrpc\":"], expect: Some((400, -32700)) },
+    Case {
+        name: "a body that is not JSON-RPC, ended by trailers",
+        chunks: &[b"{\"jsonrpc\":"],
+        expect: Some((400, -32700)),
+    },
     Case { name: "trailers with no body at all: an empty body is refused", chunks: &[], expect: Some((400, -32700)) },
 ];
 
