@@ -9,9 +9,13 @@
 //! Directories follow the request path; read them in this order:
 //!
 //! ```text
-//! glue/        proxy-wasm only: root (config, ticks), http (one context per
-//!              request), host (every host call), shared, metrics, health,
-//!              jwks, waiting, known_tools. Carries out what the core decides.
+//! glue/        proxy-wasm only, translation: root (config bytes, ticks), http
+//!              (one context per request, handed to stream/), host (every
+//!              host call: the proxy-wasm `stream::Host`), shared, metrics
+//!              (metric ids), jwks, waiting (held requests), crash_probe
+//! stream/      one request's state machine, generic over `stream::Host`:
+//!              key wait, body, trailers, the answer, reports, metrics;
+//!              `stream::fake` runs it natively (tests in stream/tests/)
 //! gateway.rs   the pipeline, in order: admit, headers, body, response plan
 //! request/     the request as read: RequestHead, Attributes, Decision (mod),
 //!              hostmap, jsonrpc (strict body), fold, scalar, resource_uri
@@ -48,6 +52,7 @@ pub mod ops;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod stream;
 pub mod tools_list;
 
 // On the host only with `--features lint-glue`, so clippy holds the glue to

@@ -1,10 +1,14 @@
-//! Runs tests/vectors/policy.yaml natively against the decision code, the
-//! same way the glue drives it (headers, body limit, body). The e2e twin is
-//! tests/e2e/test_policy_vectors.py; the data is the test.
+//! Runs tests/vectors/policy.yaml natively twice: against the decision code
+//! (`Gateway`: headers, body limit, body) and through the real per-request
+//! state machine on the fake host (`stream::fake`: headers, the body in its
+//! chunks, what the backend receives and what the client gets). The e2e
+//! twin is tests/e2e/test_policy_vectors.py; the data is the test.
 
 use mcpx_filter::gateway::{Attributes, BodyOutcome, Gateway, HeadOutcome, RequestHead};
+use mcpx_filter::stream::fake::Envoy;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 #[derive(Deserialize)]
 struct File {
@@ -32,7 +36,6 @@ struct Vector {
     #[serde(default)]
     encoding: Option<String>,
     #[serde(default)]
-    #[allow(dead_code)] // chunking is the e2e runner's business
     chunks: Option<usize>,
     expect: Expect,
 }
@@ -98,6 +101,81 @@ fn run(gw: &Gateway, v: &Vector) -> Option<(u16, Option<i64>)> {
     Some((reply.status, json["error"]["code"].as_i64()))
 }
 
+/// The same vector through the state machine and the fake host, the body
+/// in `chunks` pieces: `None` = forwarded (and the backend received exactly
+/// the bytes sent), else the client's (status, JSON-RPC code) and nothing
+/// reached the backend.
+fn run_stream(gw: &Rc<Gateway>, v: &Vector) -> Result<Option<(u16, Option<i64>)>, String> {
+    let body = v.body_bytes();
+    let headers = v.headers(body.len());
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let n = v.chunks.unwrap_or(1).max(1);
+    let size = body.len().div_ceil(n).max(1);
+    let chunks: Vec<&[u8]> = body.chunks(size).collect();
+    let mut e = Envoy::new(Some(gw.clone()));
+    e.request(&headers, &chunks, false);
+    if let Some(r) = e.reply() {
+        if e.backend.headers.is_some() || !e.backend.body.is_empty() {
+            return Err(format!("replied {} but the backend received the request", r.status));
+        }
+        let json: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+        return Ok(Some((r.status, json["error"]["code"].as_i64())));
+    }
+    if e.request_held() {
+        return Err("the request is still held".into());
+    }
+    if e.backend.headers.is_none() || e.backend.body != body {
+        return Err(format!(
+            "forwarded, but the backend received {} of the {} bytes sent",
+            e.backend.body.len(),
+            body.len()
+        ));
+    }
+    Ok(None)
+}
+
+fn check(v: &Vector, got: Option<(u16, Option<i64>)>) -> bool {
+    match got {
+        None => v.expect.reached,
+        Some((status, code)) => {
+            !v.expect.reached && status == v.expect.status && v.expect.code.is_none_or(|c| Some(c) == code)
+        }
+    }
+}
+
+#[test]
+fn policy_vectors_through_the_state_machine() {
+    let text = include_str!("../../tests/vectors/policy.yaml");
+    let file: File = serde_yaml::from_str(text).expect("tests/vectors/policy.yaml parses");
+    let gateways: BTreeMap<&str, Rc<Gateway>> = file
+        .configs
+        .iter()
+        .map(|(name, cfg)| {
+            (name.as_str(), Rc::new(Gateway::from_plugin_config(cfg).unwrap_or_else(|e| panic!("{name}: {e}"))))
+        })
+        .collect();
+    assert!(file.vectors.len() >= 60 && file.vectors.iter().any(|v| v.chunks.is_some()));
+    let mut failures = Vec::new();
+    for v in &file.vectors {
+        let gw = &gateways[v.config.as_deref().unwrap_or("base")];
+        match run_stream(gw, v) {
+            Ok(got) if check(v, got) => {}
+            Ok(got) => failures.push(format!(
+                "{}: expected {:?}/{:?} reached={}, got {got:?}",
+                v.name, v.expect.status, v.expect.code, v.expect.reached
+            )),
+            Err(e) => failures.push(format!("{}: {e}", v.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} vectors failed through the state machine:\n{}",
+        failures.len(),
+        file.vectors.len(),
+        failures.join("\n")
+    );
+}
+
 #[test]
 fn policy_vectors() {
     let text = include_str!("../../tests/vectors/policy.yaml");
@@ -113,13 +191,7 @@ fn policy_vectors() {
         assert!(names.insert(v.name.as_str()), "duplicate vector name {}", v.name);
         let gw = &gateways[v.config.as_deref().unwrap_or("base")];
         let got = run(gw, v);
-        let ok = match got {
-            None => v.expect.reached,
-            Some((status, code)) => {
-                !v.expect.reached && status == v.expect.status && v.expect.code.is_none_or(|c| Some(c) == code)
-            }
-        };
-        if !ok {
+        if !check(v, got) {
             failures.push(format!(
                 "{}: expected {:?}/{:?} reached={}, got {got:?}",
                 v.name, v.expect.status, v.expect.code, v.expect.reached

@@ -15,38 +15,12 @@
 
 use crate::envelope::Reply;
 use crate::request::hostmap::{self, BytePair};
+use crate::stream::{self, Body};
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
-/// A status the host returned instead of `Ok` (proxy-wasm `WasmResult`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostError(pub u32);
-
-pub const NOT_FOUND: HostError = HostError(1);
-pub const CAS_MISMATCH: HostError = HostError(8);
-pub const INTERNAL_FAILURE: HostError = HostError(10);
-
-impl std::fmt::Display for HostError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self.0 {
-            1 => "NotFound",
-            2 => "BadArgument",
-            3 => "SerializationFailure",
-            4 => "ParseFailure",
-            5 => "BadExpression",
-            6 => "InvalidMemoryAccess",
-            7 => "Empty",
-            8 => "CasMismatch",
-            9 => "ResultMismatch",
-            10 => "InternalFailure",
-            11 => "BrokenConnection",
-            12 => "Unimplemented",
-            _ => "unknown status",
-        };
-        write!(f, "{name} ({})", self.0)
-    }
-}
+pub use crate::stream::host::{HostError, CAS_MISMATCH, NOT_FOUND};
 
 const OK: u32 = 0;
 
@@ -215,22 +189,6 @@ pub fn header_bytes(map: MapType, name: &str) -> Result<Option<Vec<u8>>, HostErr
         Err(NOT_FOUND) => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// The request headers as the text the gateway decides on: `Err` is the
-/// 400 to send (a header the gateway reads is not UTF-8) or the 500 when
-/// Envoy would not give the headers. `extra`: the credential header.
-pub fn request_headers(extra: &[&str]) -> Result<Vec<(String, String)>, Reply> {
-    use crate::envelope::{code, ReplyTo};
-    let pairs = header_pairs(MapType::HttpRequestHeaders).map_err(|e| {
-        log(LogLevel::Error, &format!("mcpx: could not read request headers: {e}"));
-        Reply::error(500, code::UNAVAILABLE, "could not read request headers", &ReplyTo::Http)
-    })?;
-    hostmap::screen(pairs, extra).map_err(|bad| {
-        let msg =
-            format!("request header {:?} is not valid UTF-8 text; the gateway reads it and will not guess", bad.name);
-        Reply::error(400, code::INVALID_REQUEST, &msg, &ReplyTo::Http)
-    })
 }
 
 /// A response header the filter reads (`:status`, `content-type`). A value
@@ -404,4 +362,111 @@ pub fn increment_metric(id: u32, by: i64) -> Result<(), HostError> {
 pub fn record_metric(id: u32, value: u64) -> Result<(), HostError> {
     // SAFETY: plain values.
     check(unsafe { proxy_record_metric(id, value) })
+}
+
+/// The proxy-wasm [`stream::Host`]: each method is the raw call above, so
+/// the state machine monomorphised over it makes the same host calls the
+/// glue made by hand (a unit struct: nothing per request).
+pub struct WasmHost;
+
+fn buffer_type(which: Body) -> BufferType {
+    match which {
+        Body::Request => BufferType::HttpRequestBody,
+        Body::Response => BufferType::HttpResponseBody,
+        Body::CallResponse => BufferType::HttpCallResponseBody,
+    }
+}
+
+impl crate::integrity::BaselineStore for WasmHost {
+    #[inline]
+    fn get(&self, key: &str) -> Result<Option<crate::integrity::Stored>, crate::integrity::StoreError> {
+        super::shared::SharedStore.get(key)
+    }
+    #[inline]
+    fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), crate::integrity::StoreError> {
+        super::shared::SharedStore.set(key, value, cas)
+    }
+}
+
+impl stream::Host for WasmHost {
+    #[inline]
+    fn request_header_pairs(&mut self) -> Result<Vec<BytePair>, String> {
+        header_pairs(MapType::HttpRequestHeaders)
+    }
+    #[inline]
+    fn set_request_header(&mut self, name: &str, value: Option<&str>) {
+        set_request_header(name, value)
+    }
+    #[inline]
+    fn response_header(&mut self, name: &str) -> Option<String> {
+        response_header(name)
+    }
+    #[inline]
+    fn set_response_header(&mut self, name: &str, value: Option<&str>) {
+        set_response_header(name, value)
+    }
+    #[inline]
+    fn body(&mut self, which: Body, size: usize) -> Vec<u8> {
+        body(buffer_type(which), size)
+    }
+    #[inline]
+    fn replace_body(&mut self, which: Body, old_size: usize, new: &[u8]) -> bool {
+        replace_body(buffer_type(which), old_size, new)
+    }
+    #[inline]
+    fn send_reply(&mut self, reply: &Reply) {
+        send(reply)
+    }
+    #[inline]
+    fn response_code(&mut self) -> Option<u64> {
+        property_u64(&["response", "code"])
+    }
+    #[inline]
+    fn response_code_details(&mut self) -> String {
+        property_string(&["response", "code_details"])
+    }
+    #[inline]
+    fn set_attribute(&mut self, name: &str, value: &str) {
+        set_attribute(name, value)
+    }
+    #[inline]
+    fn http_call(
+        &mut self,
+        cluster: &str,
+        headers: Vec<(&str, &str)>,
+        body: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        http_call(cluster, headers, body, timeout)
+    }
+    #[inline]
+    fn call_response_header(&mut self, name: &str) -> Option<String> {
+        call_response_header(name)
+    }
+    #[inline]
+    fn add_counter(&mut self, name: &str, n: u64) {
+        super::metrics::add(name, n)
+    }
+    #[inline]
+    fn record_histogram(&mut self, name: &str, value: u64) {
+        super::metrics::record(name, value)
+    }
+    #[inline]
+    fn log(&mut self, level: stream::Level, msg: &str) {
+        let level = match level {
+            stream::Level::Debug => LogLevel::Debug,
+            stream::Level::Info => LogLevel::Info,
+            stream::Level::Warn => LogLevel::Warn,
+            stream::Level::Error => LogLevel::Error,
+        };
+        log(level, msg)
+    }
+    #[inline]
+    fn resume_request(&mut self) -> Result<(), HostError> {
+        resume_http_request()
+    }
+    #[inline]
+    fn now_ms(&mut self) -> u64 {
+        crate::clock::now_ms()
+    }
 }

@@ -1,15 +1,14 @@
 //! The proxy-wasm layer: one root context holding the parsed configuration,
-//! one thin HTTP context per request. Host calls go through `host.rs`, which
-//! returns every host error instead of panicking: a panic here would kill the
-//! VM for the worker.
+//! one thin HTTP context per request that translates each callback into the
+//! core state machine (`crate::stream`). Host calls go through `host.rs`,
+//! which returns every host error instead of panicking: a panic here would
+//! kill the VM for the worker.
 
 #[cfg(feature = "crash-probe")]
 mod crash_probe;
-mod health;
 mod host;
 mod http;
 mod jwks;
-mod known_tools;
 mod metrics;
 mod root;
 mod shared;

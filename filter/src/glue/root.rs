@@ -1,14 +1,14 @@
-//! The root context: parses the plugin configuration once per (re)configure
-//! and shares it with every request through an `Rc`.
+//! The root context: hands the plugin configuration to the core once per
+//! (re)configure (`stream::configure`) and shares the gateway with every
+//! request through an `Rc`.
 
-use super::host::{self, log};
+use super::host::{self, log, WasmHost};
 use super::http::HttpFilter;
 use super::jwks::{self, JwksFetcher};
-use super::shared::SharedStore;
 use super::waiting::{self, Waitable};
 use crate::endpoints::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
-use crate::integrity;
+use crate::stream::configure;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -34,56 +34,19 @@ impl Context for Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(bytes) = host::plugin_configuration() else {
-            log(
-                LogLevel::Error,
-                "mcpx: the plugin configuration is empty; pass the policy part of mcpx.yaml as `configuration`",
-            );
-            return false;
-        };
-        let text = match std::str::from_utf8(&bytes) {
-            Ok(t) => t,
-            Err(_) => {
-                log(LogLevel::Error, "mcpx: the plugin configuration is not UTF-8 text");
-                return false;
-            }
-        };
-        crate::ablation::configure(text);
+        let bytes = host::plugin_configuration();
         self.control = host::property(&["plugin_root_id"]).is_some_and(|id| id == CONTROL_ROOT_ID.as_bytes());
-        // Create the baseline keys now (Envoy's main thread configures first),
-        // so every later update is a guarded compare-and-swap.
-        if let Err(e) = integrity::ensure_initialized(&mut SharedStore) {
-            log(LogLevel::Error, &format!("mcpx: cannot initialise the integrity baseline: {e}"));
+        let Some(g) = configure::configure(&mut WasmHost, bytes.as_deref()) else { return false };
+        if configure::needs_tick(&g, self.control) && host::set_tick_period(jwks::TICK).is_err() {
+            log(LogLevel::Error, "mcpx: cannot set a tick period; OAuth keys will not load");
         }
-        match Gateway::from_plugin_config(text) {
-            Ok(g) => {
-                if g.auth().oauth().is_some() && !self.control {
-                    // Keys are fetched and shared from the tick, in every VM.
-                    if host::set_tick_period(jwks::TICK).is_err() {
-                        log(LogLevel::Error, "mcpx: cannot set a tick period; OAuth keys will not load");
-                    }
-                }
-                self.jwks = JwksFetcher::default();
-                if let Some(o) = g.auth().oauth() {
-                    self.jwks.adopt_shared(o);
-                }
-                if let Some(pins) = &g.config().inspection.pins {
-                    // A reloaded lock that accepts a change admits it at once.
-                    if let Err(e) = integrity::reconcile_lock(&mut SharedStore, pins) {
-                        log(LogLevel::Error, &format!("mcpx: cannot apply the lock to the recorded violations: {e}"));
-                    }
-                }
-                super::metrics::define_static();
-                self.gateway = Some(Rc::new(g));
-                true
-            }
-            Err(e) => {
-                // Refusing the config makes Envoy keep the previous one (or
-                // not start): fail closed, with the reason in the log.
-                log(LogLevel::Error, &format!("mcpx: invalid configuration: {e}"));
-                false
-            }
+        self.jwks = JwksFetcher::default();
+        if let Some(o) = g.auth().oauth() {
+            self.jwks.adopt_shared(o);
         }
+        super::metrics::define_static();
+        self.gateway = Some(Rc::new(g));
+        true
     }
 
     fn on_tick(&mut self) {

@@ -36,7 +36,7 @@ pub fn wake(keys_loaded: bool) {
         if !f.waiting_for_keys() {
             continue;
         }
-        if !keys_loaded && !f.wait_is_over() {
+        if !f.due_to_wake(keys_loaded) {
             still.push((id, weak));
             continue;
         }

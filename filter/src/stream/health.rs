@@ -1,12 +1,12 @@
-//! `GET /health` on the host: one `ping` per backend through its Envoy
+//! `GET /health` through the host: one `ping` per backend through its Envoy
 //! cluster, all dispatched at once; the answers are judged and added up by
-//! the host-independent `crate::endpoints::health`.
+//! `crate::endpoints::health`.
 
-use super::host;
-use crate::endpoints::health::{self, Cache, Detail, ServerHealth};
+use super::host::INTERNAL_FAILURE;
+use super::{Body, Host};
 use crate::envelope::Reply;
 use crate::gateway::Gateway;
-use proxy_wasm::types::BufferType;
+use crate::endpoints::health::{self, Cache, Detail, ServerHealth};
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -29,8 +29,8 @@ pub struct HealthCheck {
 impl HealthCheck {
     /// Dispatches every probe. A probe that cannot even be sent (no url, no
     /// such cluster) is a result at once.
-    pub fn start(gateway: &Gateway, detail: Detail) -> Self {
-        let started_ms = crate::clock::now_ms();
+    pub fn start<H: Host>(host: &mut H, gateway: &Gateway, detail: Detail) -> Self {
+        let started_ms = host.now_ms();
         let mut check = Self { detail, results: Vec::new(), pending: Vec::new(), started_ms, cached: false };
         let plan = health::plan(gateway.config());
         let names: Vec<String> = plan.iter().map(|(n, _)| n.clone()).collect();
@@ -43,7 +43,7 @@ impl HealthCheck {
         for (i, (name, target)) in plan.into_iter().enumerate() {
             let result = match target {
                 Err(why) => Some(ServerHealth::down(why, None)),
-                Ok(t) => match host::http_call(
+                Ok(t) => match host.http_call(
                     &t.cluster,
                     t.headers(),
                     Some(health::PING_BODY.as_bytes()),
@@ -54,7 +54,7 @@ impl HealthCheck {
                         None
                     }
                     Err(e) => Some(ServerHealth::down(
-                        health::dispatch_failure(&t.cluster, e == host::INTERNAL_FAILURE, &e.to_string()),
+                        health::dispatch_failure(&t.cluster, e == INTERNAL_FAILURE, &e.to_string()),
                         None,
                     )),
                 },
@@ -69,18 +69,18 @@ impl HealthCheck {
     }
 
     /// Takes the answer to one probe; false if the token is not ours.
-    pub fn on_response(&mut self, token: u32, body_size: usize) -> bool {
+    pub fn on_response<H: Host>(&mut self, host: &mut H, token: u32, body_size: usize) -> bool {
         let Some(pos) = self.pending.iter().position(|(t, _)| *t == token) else {
             return false;
         };
         let (_, index) = self.pending.swap_remove(pos);
-        let latency = crate::clock::now_ms().saturating_sub(self.started_ms);
+        let latency = host.now_ms().saturating_sub(self.started_ms);
         // Only the two headers judged are read, as bytes: a backend's other
         // headers (or a non-UTF-8 content-type, read lossily) cannot break
         // the probe.
-        let status = host::call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
-        let content_type = host::call_response_header("content-type");
-        let body = host::body(BufferType::HttpCallResponseBody, body_size);
+        let status = host.call_response_header(":status").and_then(|s| s.parse::<u16>().ok());
+        let content_type = host.call_response_header("content-type");
+        let body = host.body(Body::CallResponse, body_size);
         let result = ServerHealth::from_answer(status, content_type.as_deref(), &body, latency);
         if let Some(slot) = self.results.get_mut(index) {
             slot.1 = Some(result);

@@ -6,9 +6,9 @@
 //! `ops::MAX_LEARNED_TOOLS` names are kept per server: a client cannot mint
 //! metric series or rate-limit buckets by inventing tool names.
 
-use super::host::{self, log};
+use super::{Host, Level};
+use crate::integrity::StoreError;
 use crate::ops::{sanitize, MAX_LEARNED_TOOLS};
-use proxy_wasm::types::LogLevel;
 
 fn key(server: &str) -> String {
     format!("mcpx.known_tools.{server}")
@@ -19,22 +19,23 @@ fn names(data: &[u8]) -> impl Iterator<Item = &str> {
 }
 
 /// Whether `server` has advertised `tool` (compared in sanitised form).
-pub fn is_known(server: &str, tool: &str) -> bool {
+pub fn is_known<H: Host>(host: &mut H, server: &str, tool: &str) -> bool {
     let wanted = sanitize(tool);
-    match host::shared_data(&key(server)) {
-        Ok((Some(data), _)) => names(&data).any(|n| n == wanted),
+    match host.get(&key(server)) {
+        Ok(Some((data, _))) => names(&data).any(|n| n == wanted),
         _ => false,
     }
 }
 
 /// Adds the names from a `tools/list` answer (compare-and-swap, retried).
-pub fn learn(server: &str, listed: &[String]) {
+pub fn learn<H: Host>(host: &mut H, server: &str, listed: &[String]) {
     if listed.is_empty() {
         return;
     }
     for _ in 0..4 {
-        let (data, cas) = match host::shared_data(&key(server)) {
-            Ok((d, cas)) => (d.unwrap_or_default(), cas),
+        let (data, cas) = match host.get(&key(server)) {
+            Ok(Some((d, cas))) => (d, cas),
+            Ok(None) => (Vec::new(), None),
             Err(_) => return,
         };
         let mut all: Vec<String> = names(&data).map(String::from).collect();
@@ -50,11 +51,11 @@ pub fn learn(server: &str, listed: &[String]) {
         if all.len() == before {
             return;
         }
-        match host::set_shared_data(&key(server), all.join("\n").as_bytes(), cas) {
+        match host.set(&key(server), all.join("\n").as_bytes(), cas) {
             Ok(()) => return,
-            Err(host::CAS_MISMATCH) => continue,
+            Err(StoreError::CasMismatch) => continue,
             Err(_) => break,
         }
     }
-    log(LogLevel::Warn, &format!("mcpx: could not record the tools of server {server}"));
+    host.log(Level::Warn, &format!("mcpx: could not record the tools of server {server}"));
 }
