@@ -12,7 +12,8 @@
 //! glue/        proxy-wasm only: root (config, ticks), http (one context per
 //!              request), host (every host call), shared, metrics, health,
 //!              jwks, waiting, known_tools. Carries out what the core decides.
-//! gateway.rs   the pipeline, in order: admit, headers, body, response plan
+//! gateway/     the pipeline, one file per step: admit (phase 0), headers
+//!              (1), body (2), lists (the response phase)
 //! request/     the request as read: RequestHead, Attributes, Decision (mod),
 //!              hostmap, jsonrpc (strict body), fold, scalar, resource_uri
 //! auth/        credentials: static digests, OAuth resource server, JWT, JWKS
@@ -24,7 +25,7 @@
 //! integrity/   tool pins: canonical hashes, rug pulls, the baseline store
 //! ```
 //!
-//! Shared by every step: `config` (the schema, also used by the binary),
+//! Shared by every step: `config/` (the schema, also used by the binary),
 //! `names` (Envoy names shared with the `mcpx` renderer), `envelope` (the
 //! JSON error envelope), `ops` (Origin rule, labels, Envoy's own replies),
 //! `clock`; `ablation` is benchmark-only.
