@@ -19,7 +19,8 @@
 //! auth/        credentials: static digests, OAuth resource server, JWT, JWKS
 //! endpoints/   the gateway's own answers: /health, /servers, control
 //! headers/     Mcp-* headers against the body: mcpheaders, paramheaders
-//! policy.rs    tool, resource and prompt policy, argument rules
+//! policy/      tool, resource and prompt policy: action (what a message
+//!              asks for), args (argument rules)
 //! response/    how an answer is read (mod: classify), sse (event streams)
 //! tools_list/  every list in an answer: inspect, rewrite
 //! integrity/   tool pins: canonical hashes, rug pulls, the baseline store
