@@ -3,32 +3,48 @@
 //!
 //! # Layout
 //!
-//! - This file: the command line (`run`, `check`, `render`, `baseline`,
-//!   `pin`, `ratelimit`, `bridge`) and the `run` supervisor.
-//! - Envoy control: `render` (the bootstrap), `snippets` (pieces for your
-//!   own Envoy), `dynamic` (LDS/ECDS files), `reload` (SIGHUP, `--watch`),
-//!   `envoy` (find and supervise Envoy).
-//! - The bridge: `bridge/` (stdio servers as Streamable HTTP).
-//! - Operator commands: `baseline` (the integrity baseline), `pin` and
-//!   `lockfile` (the reviewed `mcpx.lock`), `audit` (events the binary
-//!   writes itself), `ratelimit` (the shared rate-limit service).
+//! ```text
+//! main.rs                 the command line (run, check, render, baseline, pin,
+//!                         ratelimit, bridge) and the `run` supervisor
+//! error.rs                the one error type: a kind, the message, a context chain
+//! envoy/                  Envoy control
+//!   render/               the bootstrap for a validated config (mod.rs joins the parts)
+//!     listener.rs         main listener, HTTP connection manager, control listener
+//!     filters.rs          the HTTP filter chain, the wasm filter, CORS
+//!     routes.rs           /mcp/{server}, /metrics, the 404
+//!     clusters.rs         per-server clusters, circuit breaker, admin, JWKS
+//!     local_ratelimit.rs  local rate-limit filter and buckets
+//!     access_log.rs       the audit log lines Envoy writes
+//!     telemetry.rs        metric labels (stats_tags) and tracing
+//!     affinity.rs         session affinity for servers with several endpoints
+//!   snippets.rs           `render --snippets`: pieces for your own Envoy
+//!   dynamic.rs            the xDS files (LDS, ECDS) reloads write
+//!   reload.rs             SIGHUP / --watch reloads, checked against Envoy's counters
+//!   launch.rs             finding Envoy and the filter; Envoy as a supervised child
+//!   files.rs              the control socket and work directory `run` makes, and removes
+//!   audit.rs              the events mcpx adds to the audit stream (start, reload)
+//! bridge/                 stdio MCP servers as Streamable HTTP (`mcpx bridge`, and in `run`)
+//! ratelimit/              global rate limits: Envoy's side and `mcpx ratelimit`, the service
+//! operator/               commands against a config or a running gateway
+//!   baseline.rs           `mcpx baseline show/reset` over the control socket
+//!   pin.rs                `mcpx pin`: the live tools into, against or onto mcpx.lock
+//!   lockfile.rs           the mcpx.lock text format
+//! ```
 //!
 //! The configuration schema and the names shared with the filter come from
 //! the `mcpx-filter` crate (`config`, `names`). docs/architecture.md has the
 //! whole picture.
 
-mod affinity;
-mod audit;
-mod baseline;
 mod bridge;
-mod dynamic;
 mod envoy;
-mod lockfile;
-mod pin;
+mod error;
+mod operator;
 mod ratelimit;
-mod reload;
-mod render;
-mod snippets;
+
+use envoy::files::{control_path, fresh_private_dir, prepare_control_socket, Cleanup};
+use envoy::{audit, dynamic, launch, reload, render, snippets};
+use error::{Context, Error, Kind, Result};
+use operator::{baseline, lockfile, pin};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mcpx_filter::config::{Config, Mode};
@@ -151,17 +167,6 @@ struct BaselineArgs {
     as_lock: bool,
 }
 
-/// The operator control socket's default place: a directory only this user
-/// can enter, found again by `mcpx baseline` without being told.
-fn default_control() -> PathBuf {
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        Some(d) if d.is_absolute() => d.join("mcpx"),
-        // SAFETY: geteuid(2) cannot fail.
-        _ => std::env::temp_dir().join(format!("mcpx-{}", unsafe { libc::geteuid() })),
-    };
-    dir.join("control.sock")
-}
-
 #[derive(Args, Clone)]
 struct ConfigArg {
     /// The gateway configuration file.
@@ -261,7 +266,7 @@ fn main() -> ExitCode {
     // Not dumpable: other processes of this user (a stdio child among them)
     // cannot read our memory or /proc/<pid>/environ, where the gateway's
     // secrets are. Children start dumpable again after exec (kernel rule), so
-    // secrets are also kept out of their environments (envoy.rs, bridge).
+    // secrets are also kept out of their environments (envoy/launch.rs, bridge).
     // SAFETY: prctl(2) with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0 as libc::c_ulong, 0, 0, 0) };
     abort_on_panic();
@@ -269,7 +274,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Run(args)) => run(args),
         None if cli.run.config.config.is_some() => run(cli.run),
-        None => Err("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)".into()),
+        None => Err(Error::usage("no config given: use `mcpx -c mcpx.yaml` (or `mcpx --help`)")),
         Some(Command::Check(c)) => check_cmd(&c),
         Some(Command::Render(args)) => render_cmd(&args),
         Some(Command::Baseline(cmd)) => baseline_cmd(cmd),
@@ -283,34 +288,36 @@ fn main() -> ExitCode {
     })
 }
 
-fn load(arg: &ConfigArg) -> Result<(PathBuf, Config), String> {
+fn load(arg: &ConfigArg) -> Result<(PathBuf, Config)> {
     load_as(arg, Mode::Gateway)
 }
 
 /// Reads and validates the config; in gateway mode the lock it names is
 /// read and embedded (`inspection.pins`), as the filter will receive it.
-fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
+fn load_as(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config)> {
     let (path, mut config) = load_raw(arg, mode)?;
     if mode == Mode::Gateway {
-        lockfile::embed(&path, &mut config).map_err(|e| format!("{}: {e}", path.display()))?;
+        lockfile::embed(&path, &mut config).map_err(|e| e.in_file(&path))?;
     }
     Ok((path, config))
 }
 
 /// The config as written (`inspection.lock` still a path).
-fn load_raw(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config), String> {
-    let path = arg.config.clone().ok_or("no config given: pass -c mcpx.yaml")?;
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let config = Config::from_yaml(&text, mode).map_err(|e| format!("{}: {e}", path.display()))?;
+fn load_raw(arg: &ConfigArg, mode: Mode) -> Result<(PathBuf, Config)> {
+    let path = arg.config.clone().ok_or_else(|| Error::usage("no config given: pass -c mcpx.yaml"))?;
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+    let config = Config::from_yaml(&text, mode).map_err(|e| Error::config_in(&path, e))?;
     Ok((path, config))
 }
 
-/// `mcpx pin`: see pin.rs. Exit 1 when `--check` finds differences.
-fn pin_cmd(args: &PinArgs) -> Result<ExitCode, String> {
+/// `mcpx pin`: see operator/pin.rs. Exit 1 when `--check` finds differences.
+fn pin_cmd(args: &PinArgs) -> Result<ExitCode> {
     if args.canonical {
         let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|e| e.to_string())?;
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("stdin is not JSON: {e}"))?;
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Error::io_other(format!("cannot read stdin: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::usage(format!("stdin is not JSON: {e}")))?;
         println!("{}", mcpx_filter::integrity::canonical_json(&v));
         println!("sha256 {}", mcpx_filter::integrity::tool_hash(&v));
         return Ok(ExitCode::SUCCESS);
@@ -330,20 +337,24 @@ fn pin_cmd(args: &PinArgs) -> Result<ExitCode, String> {
 /// `valid` means `run` starts: the schema, every `${VAR}` (auth credentials,
 /// stdio `env:` and `workdir:`) resolved from this environment, the rendered
 /// Envoy config, and what the filter accepts.
-fn check_cmd(c: &CheckArgs) -> Result<ExitCode, String> {
+fn check_cmd(c: &CheckArgs) -> Result<ExitCode> {
     let mode = if c.plugin { Mode::Plugin } else { Mode::Gateway };
     let (path, config) = load_as(&c.config, mode)?;
-    let at = |e: String| format!("{}: {e}", path.display());
+    let at = |e: Error| e.in_file(&path);
     if mode == Mode::Gateway {
         let resolved = if c.no_env {
             // Placeholders stand in for the secrets; everything else is checked.
             mcpx_filter::auth::seal_config(&config, |_| Some("mcpx-check-placeholder".into()))
-                .map_err(|e| at(e.to_string()))?
+                .map_err(|e| Error::config_in(&path, e))?
         } else {
             let no_env = " (or check without the environment: `mcpx check --no-env`)";
-            bridge::spec::resolve(&config, &bridge::spec::current_environ()).map_err(|e| at(e + no_env))?;
+            // The hint only where this environment is the cause (a config error).
+            bridge::spec::resolve(&config, &bridge::spec::current_environ()).map_err(|e| match e.kind() {
+                Kind::Config => at(e.with_hint(no_env)),
+                _ => e,
+            })?;
             mcpx_filter::auth::seal_config(&config, |k| std::env::var(k).ok())
-                .map_err(|e| at(format!("{e}; export it before starting mcpx{no_env}")))?
+                .map_err(|e| Error::config_in(&path, format!("{e}; export it before starting mcpx{no_env}")))?
         };
         let locations = Locations {
             listen: None,
@@ -357,10 +368,10 @@ fn check_cmd(c: &CheckArgs) -> Result<ExitCode, String> {
                 .map_err(at)?;
         render::bootstrap(&resolved, &opts).map_err(at)?;
         let plugin = render::plugin_configuration(&resolved).map_err(at)?;
-        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin).map_err(|e| at(e.to_string()))?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin).map_err(|e| Error::config_in(&path, e))?;
     } else {
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        mcpx_filter::gateway::Gateway::from_plugin_config(&text).map_err(|e| at(e.to_string()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("read", &path, e))?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&text).map_err(|e| Error::config_in(&path, e))?;
     }
     let n = config.servers.len();
     let note = if c.no_env && mode == Mode::Gateway { "; environment not checked" } else { "" };
@@ -373,20 +384,20 @@ fn render_options(
     loc: &Locations,
     wasm_path: String,
     bridge: Option<SocketAddr>,
-) -> Result<RenderOptions, String> {
+) -> Result<RenderOptions> {
     let listen = match &loc.listen {
         Some(l) => {
             let mut c = config.clone();
             c.listen = l.clone();
-            c.listen_addr().map_err(|e| format!("--listen: {}", e.message))?
+            c.listen_addr().map_err(|e| Error::usage(format!("--listen: {}", e.message)))?
         }
-        None => config.listen_addr().map_err(|e| e.to_string())?,
+        None => config.listen_addr().map_err(|e| Error::config(e.to_string()))?,
     };
     if !loc.admin.ip().is_loopback() {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "--admin {} is not a loopback address; Envoy's admin API can change the proxy, so keep it on 127.0.0.1",
             loc.admin
-        ));
+        )));
     }
     let control = match loc.no_control {
         true => None,
@@ -395,10 +406,10 @@ fn render_options(
     Ok(RenderOptions { listen, admin: loc.admin, wasm_path, bridge, control })
 }
 
-fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
+fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode> {
     let (method, args) = match cmd {
         BaselineCommand::Show(a) => ("GET", a),
-        BaselineCommand::Reset(a) if a.as_lock => return Err("--as-lock goes with `baseline show`".into()),
+        BaselineCommand::Reset(a) if a.as_lock => return Err(Error::usage("--as-lock goes with `baseline show`")),
         BaselineCommand::Reset(a) => ("DELETE", a),
     };
     if args.config.config.is_some() {
@@ -406,7 +417,8 @@ fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
         let (path, config) = load_raw(&args.config, Mode::Gateway)?;
         if let Some(s) = args.server.as_deref().filter(|s| config.server(s).is_none()) {
             let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!("--server {s}: not a server in {} (known: {})", path.display(), known.join(", ")));
+            let known = known.join(", ");
+            return Err(Error::usage(format!("--server {s}: not a server in {} (known: {known})", path.display())));
         }
     }
     let mut path = "/baseline".to_string();
@@ -419,8 +431,8 @@ fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
     let (status, body) = baseline::request(&control_path(&args.control)?, method, &path)?;
     if args.as_lock && method == "GET" && status == 200 {
         let (_, config) = load_raw(&args.config, Mode::Gateway)?;
-        let mut baseline: serde_json::Value =
-            serde_json::from_str(&body).map_err(|e| format!("the control listener answered non-JSON: {e}"))?;
+        let mut baseline: serde_json::Value = serde_json::from_str(&body)
+            .map_err(|e| Error::network(format!("the control listener answered non-JSON: {e}")))?;
         if let (Some(s), Some(all)) = (&args.server, baseline.get_mut("servers").and_then(|v| v.as_object_mut())) {
             all.retain(|k, _| k == s);
         }
@@ -447,11 +459,11 @@ fn baseline_cmd(cmd: BaselineCommand) -> Result<ExitCode, String> {
         println!("{shown}");
         Ok(ExitCode::SUCCESS)
     } else {
-        Err(format!("the control listener answered {status}: {shown}"))
+        Err(Error::network(format!("the control listener answered {status}: {shown}")))
     }
 }
 
-fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
+fn render_cmd(args: &RenderArgs) -> Result<ExitCode> {
     let (_, config) = load(&args.config)?;
     let wasm = render_wasm_path(args.locations.wasm.as_deref());
     let opts = render_options(&config, &args.locations, wasm, Some(SocketAddr::from(([127, 0, 0, 1], 7070))))?;
@@ -461,14 +473,14 @@ fn render_cmd(args: &RenderArgs) -> Result<ExitCode, String> {
         let name = args.config.config.as_deref().and_then(|p| p.file_name()).unwrap_or_default().to_string_lossy();
         let text = match args.format {
             Format::Yaml => snippets.to_yaml(&name)?,
-            Format::Json => serde_json::to_string_pretty(&snippets.to_json()).map_err(|e| e.to_string())? + "\n",
+            Format::Json => serde_json::to_string_pretty(&snippets.to_json()).map_err(internal)? + "\n",
         };
         print!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     let text = match args.format {
-        Format::Yaml => serde_yaml::to_string(&doc).map_err(|e| e.to_string())?,
-        Format::Json => serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?,
+        Format::Yaml => serde_yaml::to_string(&doc).map_err(internal)?,
+        Format::Json => serde_json::to_string_pretty(&doc).map_err(internal)?,
     };
     print!("{text}");
     Ok(ExitCode::SUCCESS)
@@ -487,7 +499,7 @@ fn render_wasm_path(explicit: Option<&Path>) -> String {
         }
         return p.display().to_string();
     }
-    envoy::find_wasm(None).map(|p| p.display().to_string()).unwrap_or_else(|_| {
+    launch::find_wasm(None).map(|p| p.display().to_string()).unwrap_or_else(|_| {
         eprintln!(
             "mcpx: warning: no --wasm given and no built filter found; the output names `mcpx_filter.wasm`: \
              pass --wasm PATH with the filter's path on the host that runs Envoy"
@@ -496,11 +508,11 @@ fn render_wasm_path(explicit: Option<&Path>) -> String {
     })
 }
 
-fn run(args: RunArgs) -> Result<ExitCode, String> {
+fn run(args: RunArgs) -> Result<ExitCode> {
     let (path, config) = load(&args.config)?;
-    let text = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let envoy_bin = envoy::find_envoy(args.envoy.as_deref())?;
-    let wasm = envoy::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
+    let text = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+    let envoy_bin = launch::find_envoy(args.envoy.as_deref())?;
+    let wasm = launch::find_wasm(args.locations.wasm.as_deref())?.display().to_string();
     // Everything we create for this run is removed again on the way out
     // (the default work directory holds token digests and the bridge token).
     let mut cleanup = Cleanup::default();
@@ -515,13 +527,14 @@ fn run(args: RunArgs) -> Result<ExitCode, String> {
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::io_other(format!("cannot start the runtime: {e}")))?;
     // The stdio bridge, in-process on a loopback port only this Envoy may use.
     // Always started (children start lazily), so a reload may add stdio servers.
     let token = bridge::new_token();
     let stdio_bridge = std::sync::Arc::new(
         rt.block_on(bridge::Bridge::start(&config, SocketAddr::from(([127, 0, 0, 1], 0)), Some(token.clone())))
-            .map_err(|e| format!("{}: {e}", path.display()))?,
+            .map_err(|e| e.in_file(&path))
+            .context("starting the stdio bridge")?,
     );
     let bridge_addr = stdio_bridge.local_addr();
     let result = run_envoy(
@@ -557,16 +570,16 @@ fn run_envoy(
     envoy_bin: &Path,
     control: Option<PathBuf>,
     cleanup: &mut Cleanup,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode> {
     // The same rendering at start and on every reload.
     let locations = args.locations.clone();
-    let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value), String> {
+    let render_run = move |config: &Config| -> Result<(RenderOptions, serde_json::Value)> {
         let opts = render_options(config, &locations, wasm.clone(), Some(bridge_addr))?;
         let mut bootstrap = render::bootstrap(config, &opts)?;
         bridge::protect_routes(&mut bootstrap, config, &token);
         Ok((opts, bootstrap))
     };
-    let (opts, _) = render_run(config).map_err(|e| format!("{}: {e}", path.display()))?;
+    let (opts, _) = render_run(config).map_err(|e| e.in_file(path))?;
 
     // Refuse at once, naming the address, when one Envoy needs is taken.
     let (host, port) = &opts.listen;
@@ -575,24 +588,24 @@ fn run_envoy(
         std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), *port)).ok().and_then(|mut a| a.next())
     {
         listeners.push((
-            envoy::Expected { name: "mcpx", bind: envoy::Bind::Tcp(addr) },
+            launch::Expected { name: "mcpx", bind: launch::Bind::Tcp(addr) },
             "stop the process that holds it, or choose a free port with --listen ADDR or `listen:`".to_string(),
         ));
     }
     if let Some(c) = &control {
         listeners.push((
-            envoy::Expected { name: "mcpx_control", bind: envoy::Bind::Pipe(c.clone()) },
+            launch::Expected { name: "mcpx_control", bind: launch::Bind::Pipe(c.clone()) },
             "another mcpx gateway uses it: stop that one, or give this one its own with --control PATH".to_string(),
         ));
     }
-    envoy::preflight(opts.admin, &listeners).map_err(|e| format!("refusing to start: {e}"))?;
+    launch::preflight(opts.admin, &listeners)?;
     // Ours from here on (never remove another gateway's socket).
     cleanup.socket = control.clone();
 
     let render_fn: reload::Render = Box::new(move |c: &Config| render_run(c).map(|(_, b)| b));
     let workdir = match &args.workdir {
         Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            std::fs::create_dir_all(d).map_err(|e| Error::io("create", d, e))?;
             d.clone()
         }
         None => {
@@ -602,22 +615,19 @@ fn run_envoy(
         }
     };
     // Envoy starts from a bootstrap that points at dynamic resource files,
-    // so reloads never restart it (see dynamic.rs).
+    // so reloads never restart it (see envoy/dynamic.rs).
     let layout = dynamic::Layout { dir: workdir.join("dynamic") };
     let mut reloader =
         reload::Reloader::start(path.to_path_buf(), text, config.clone(), render_fn, layout, opts.admin)?;
     // BRIDGE HOOK (issue 5): unchanged stdio children keep running on reload.
     // It runs once Envoy has accepted every other part of the new config, so
-    // a reload Envoy refuses leaves the bridge as it was (reload.rs).
+    // a reload Envoy refuses leaves the bridge as it was (envoy/reload.rs).
     let b = stdio_bridge.clone();
     reloader.bridge(Box::new(move |c: &Config| {
         b.apply(c).map(|r| serde_json::json!({ "added": r.added, "removed": r.removed, "replaced": r.replaced }))
     }));
     let config_path = workdir.join("envoy.json");
-    dynamic::write_atomically(
-        &config_path,
-        &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(|e| e.to_string())?,
-    )?;
+    dynamic::write_atomically(&config_path, &serde_json::to_vec_pretty(reloader.bootstrap()).map_err(internal)?)?;
 
     let shown_host = if host == "0.0.0.0" { "localhost" } else { host };
     let servers: Vec<String> =
@@ -636,8 +646,8 @@ fn run_envoy(
     )?;
 
     // On this (the main) thread: Envoy's parent-death signal follows the
-    // thread that started it (envoy.rs).
-    rt.block_on(envoy::run(envoy::Launch {
+    // thread that started it (envoy/launch.rs).
+    rt.block_on(launch::run(launch::Launch {
         envoy: envoy_bin,
         config_path: &config_path,
         admin: opts.admin,
@@ -650,163 +660,44 @@ fn run_envoy(
     }))
 }
 
-/// What `mcpx run` created and removes when it exits, whichever way.
-/// Left behind only when mcpx is killed with SIGKILL (Envoy then dies too).
-#[derive(Default)]
-struct Cleanup {
-    workdir: Option<PathBuf>,
-    socket: Option<PathBuf>,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if let Some(d) = &self.workdir {
-            let _ = std::fs::remove_dir_all(d);
-        }
-        if let Some(s) = &self.socket {
-            use std::os::unix::fs::FileTypeExt;
-            if std::fs::symlink_metadata(s).is_ok_and(|m| m.file_type().is_socket()) {
-                let _ = std::fs::remove_file(s);
-            }
-        }
-    }
-}
-
-/// The control socket: `--control`, made absolute (Envoy needs that), or the default.
-fn control_path(explicit: &Option<PathBuf>) -> Result<PathBuf, String> {
-    match explicit {
-        Some(p) if p.to_str().is_some_and(|t| t.parse::<SocketAddr>().is_ok()) => Err(format!(
-            "--control {}: the control listener is a Unix socket now, not a TCP port (any local process can \
-             reach a loopback port); pass a socket path such as /run/mcpx/control.sock, or leave --control out",
-            p.display()
-        )),
-        Some(p) if p.is_relative() => Ok(std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.clone())),
-        Some(p) => Ok(p.clone()),
-        None => Ok(default_control()),
-    }
-}
-
-/// The control socket's directory must be one only we can enter (mode
-/// 0700, ours): Envoy creates the socket there and then sets its mode, and
-/// nobody else may reach it in between or swap it for their own. A socket
-/// file left by a gateway that was killed is removed; one that still
-/// answers belongs to a running gateway and is refused by the preflight.
-fn prepare_control_socket(socket: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt};
-    let dir = socket.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let fix = "make it a directory only you can use (chmod 700), or pass --control PATH in one";
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create the control socket directory {}: {e}", dir.display())),
-    }
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // SAFETY: geteuid(2) cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
-        return Err(format!(
-            "the control socket directory {} is not private (owner uid {}, mode {:o}; needed: uid {uid}, mode 700): {fix}",
-            dir.display(),
-            meta.uid(),
-            meta.mode() & 0o7777
-        ));
-    }
-    match std::fs::symlink_metadata(socket) {
-        Err(_) => Ok(()),
-        Ok(m) if !m.file_type().is_socket() => Err(format!(
-            "the control socket path {} exists and is not a socket; remove it or pass --control PATH",
-            socket.display()
-        )),
-        Ok(_) if std::os::unix::net::UnixStream::connect(socket).is_ok() => Ok(()),
-        Ok(_) => std::fs::remove_file(socket)
-            .map_err(|e| format!("cannot remove the stale socket {}: {e}", socket.display())),
-    }
-}
-
-fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode, String> {
+fn bridge_cmd(args: BridgeArgs) -> Result<ExitCode> {
     let (path, config) = load(&args.config)?;
     // One thread: the bridge is I/O-bound, and fewer thread hops cost less CPU per call.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io_other(format!("cannot start the runtime: {e}")))?;
     let reload = |p: &Path| load(&ConfigArg { config: Some(p.to_path_buf()) }).map(|(_, c)| c);
     rt.block_on(bridge::serve(&path, config, args.listen, reload))?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn ratelimit_cmd(args: RatelimitArgs) -> Result<ExitCode, String> {
+fn ratelimit_cmd(args: RatelimitArgs) -> Result<ExitCode> {
     let (path, config) = load(&args.config)?;
     let rl = &config.rate_limit;
     if !rl.enabled || rl.backend != mcpx_filter::config::RateLimitBackend::Global {
-        return Err(format!(
-            "{}: rate_limit: the gateways ask a rate-limit service only with `enabled: true` and \
+        return Err(Error::config_in(
+            &path,
+            "rate_limit: the gateways ask a rate-limit service only with `enabled: true` and \
              `backend: global`; set both (and `service: HOST:PORT` pointing here)",
-            path.display()
         ));
     }
     if !(args.redis.starts_with("redis://") || args.redis.starts_with("rediss://")) {
-        return Err(format!(
+        return Err(Error::usage(format!(
             "--redis: {:?} is not a Redis URL; write redis://HOST:PORT",
             ratelimit::service::redact(&args.redis)
-        ));
+        )));
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::io_other(format!("cannot start the runtime: {e}")))?;
     rt.block_on(ratelimit::service::serve(&config, args.listen, &args.redis))?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// A new directory only we can use, for the files Envoy reads (they hold
-/// secrets): never one that already exists (made by someone else, or left
-/// by an earlier run with the same pid, as in a restarted container).
-fn fresh_private_dir() -> Result<PathBuf, String> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    let pid = std::process::id();
-    let mut last = String::new();
-    for n in 0..1000 {
-        let d = if n == 0 { base.join(format!("mcpx-{pid}")) } else { base.join(format!("mcpx-{pid}-{n}")) };
-        match std::fs::DirBuilder::new().mode(0o700).create(&d) {
-            Ok(()) => return Ok(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = d.display().to_string(),
-            Err(e) => return Err(format!("cannot create {}: {e}; pass --workdir DIR", d.display())),
-        }
-    }
-    Err(format!("cannot create a fresh directory in {} (last tried {last}); pass --workdir DIR", base.display()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_takes_a_socket_path_not_a_port() {
-        let e = control_path(&Some("127.0.0.1:9902".into())).unwrap_err();
-        assert!(e.contains("Unix socket"), "{e}");
-        assert!(control_path(&Some("ctl.sock".into())).unwrap().is_absolute());
-        assert!(control_path(&None).unwrap().ends_with("control.sock"));
-    }
-
-    #[test]
-    fn the_control_directory_must_be_private() {
-        use std::os::unix::fs::PermissionsExt;
-        let d = std::env::temp_dir().join(format!("mcpx-control-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        let socket = d.join("control.sock");
-        prepare_control_socket(&socket).unwrap();
-        assert_eq!(std::fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let e = prepare_control_socket(&socket).unwrap_err();
-        assert!(e.contains("not private") && e.contains("--control"), "{e}");
-        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
-        // A socket nobody answers on (left by a killed gateway) is removed.
-        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
-        prepare_control_socket(&socket).unwrap();
-        assert!(!socket.exists());
-        // A file that is not a socket is not touched.
-        std::fs::write(&socket, "x").unwrap();
-        assert!(prepare_control_socket(&socket).unwrap_err().contains("not a socket"));
-        std::fs::remove_dir_all(d).ok();
-    }
+/// For serialising our own documents, which cannot fail but for a bug.
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::internal(e.to_string())
 }

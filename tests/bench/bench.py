@@ -492,12 +492,12 @@ def measure_ablation(quick: bool, token: str, demo: int, demo_proc: subprocess.P
 
 
 class Envoy:
-    def __init__(self, name: str, bootstrap: dict, port: int, admin: int, cpu: str | None):
+    def __init__(self, name: str, bootstrap: dict, port: int, admin: int, cpu: str | None, concurrency: int = 1):
         self.name, self.port, self.admin = name, port, admin
         path = WORK / f"{name}.json"
         path.write_text(json.dumps(bootstrap, indent=1))
         os.chmod(path, 0o600)  # holds the bench token
-        self.argv = pin(cpu) + [ENVOY_BIN, "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
+        self.argv = pin(cpu) + [ENVOY_BIN, "-c", str(path), "--concurrency", str(concurrency), "--disable-hot-restart",
                                 "--log-level", "warn"]
         self.proc, self.log = PROCS.start(name, self.argv)
         wait_until(lambda: http(admin, "GET", "/ready")[0] == 200, 60, f"Envoy {name} to be ready",
@@ -589,6 +589,133 @@ def choose_cpus() -> tuple[str | None, str | None]:
     return str(cpus[0]), str(cpus[1])
 
 
+# ---------------------------------------------------------------- compare two builds
+
+COMPARE_CONFIGS = {"full": frozenset(), "deny_only": frozenset({"deny_only"})}
+
+
+def tcmalloc_mib(admin: int) -> dict:
+    """Envoy's allocator figures (admin /memory), MiB."""
+    status, body = http(admin, "GET", "/memory")
+    if status != 200:
+        return {}
+    return {k: round(int(v) / 2**20, 1) for k, v in json.loads(body).items() if str(v).isdigit()}
+
+
+def rss_split_kib(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "RssAnon", "RssFile"):
+            out[k] = int(v.split()[0])
+    return out
+
+
+def with_wasm(bootstrap: dict, wasm: Path, tag: str) -> dict:
+    """The bootstrap with every wasm plugin loading `wasm` (a vm_id of its own)."""
+    b = json.loads(json.dumps(bootstrap))
+    plugins = list(_wasm_plugins(b))
+    if not plugins:
+        raise BenchError("no wasm plugin config found in the rendered bootstrap; update with_wasm()")
+    for plugin in plugins:
+        plugin["vm_config"]["code"]["local"]["filename"] = str(wasm)
+        plugin["vm_config"]["vm_id"] = plugin["vm_config"].get("vm_id", "") + "-" + tag
+    return b
+
+
+def measure_compare(old: Path, new: Path, config: str, quick: bool, rounds: int, concurrency: int) -> dict:
+    """Plain Envoy, OLD and NEW filter builds, the same config, in one run.
+    Every round starts a fresh Envoy per variant (start to ready, RSS when
+    idle), checks it serves the call (and that the filters refuse the denied
+    tool), then times wrk against each in turn (Envoy CPU per request); the
+    Envoys of a round are stopped before the next."""
+    envoy_cpu, load_cpu = choose_cpus()
+    seconds, warm, conns = (2, 1, 16) if quick else (4, 1, 16)
+    rounds = 1 if quick else rounds
+    token = secrets.token_hex(24)
+    started, load_start = time.monotonic(), loadavg()
+    demo, demo_proc = start_demo("demo-compare", 0, load_cpu)
+    call_body = WORK / "tools-call.json"
+    call_body.write_text(json.dumps(TOOLS_CALL, separators=(",", ":")))
+    cfg = WORK / "compare.yaml"
+    cfg.write_text(gateway_yaml(demo, {}, token, WORK / "audit-compare.log", COMPARE_CONFIGS[config]))
+    os.chmod(cfg, 0o600)
+    denied = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                         "params": {"name": "dangerous_delete", "arguments": {"path": "/x"}}}).encode()
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "Authorization": f"Bearer {token}"}
+    variants = {"plain": None, "old": old, "new": new}
+    runs, idle = [], []
+    for rnd in range(rounds):
+        envoys = {}
+        for key, wasm in variants.items():
+            port, admin = free_port(), free_port()
+            full = render(cfg, port, admin)
+            b = strip_to_plain_envoy(full) if wasm is None else with_wasm(full, wasm, key)
+            t0 = time.monotonic()
+            envoys[key] = Envoy(f"envoy-compare-{key}", b, port, admin, envoy_cpu, concurrency)
+            ready_s = time.monotonic() - t0
+            expect_ok(port, "/mcp/demo", TOOLS_CALL, token, f"compare {key} tools/call", "hello from the mcpx benchmark")
+            if wasm is not None:
+                status, body = http(port, "POST", "/mcp/demo", denied, headers)
+                if b'"code":-32003' not in body.replace(b" ", b""):
+                    raise BenchError(f"compare {key}: a denied tool was not refused ({status}): {body[:200]!r}")
+            time.sleep(1)  # let start-up work (V8 compile threads) settle before reading memory
+            idle.append({"variant": key, "round": rnd, "ready_s": round(ready_s, 2),
+                         **rss_split_kib(envoys[key].pid), "tcmalloc": tcmalloc_mib(admin)})
+        for key, envoy in envoys.items():
+            url = f"http://127.0.0.1:{envoy.port}/mcp/demo"
+            envoy.alive_or_fail()
+            run_wrk(url, call_body, conns, warm, token, load_cpu, {})
+            r = run_wrk(url, call_body, conns, seconds, token, load_cpu, {"envoy": envoy.pid})
+            r.update(variant=key, round=rnd, conns=conns, rss_after_kib=proc_mem_kib(envoy.pid)["VmRSS"])
+            runs.append(r)
+            say(f"compare round {rnd + 1}/{rounds} {key:<5} {r['rps']:>8.0f} req/s  envoy "
+                f"{r['cpu_us_envoy']:6.1f} µs/req  errors {r['errors']}")
+        for envoy in envoys.values():
+            PROCS.stop(envoy.proc)
+    PROCS.stop(demo_proc)
+    return {"old": str(old), "new": str(new), "old_bytes": old.stat().st_size, "new_bytes": new.stat().st_size,
+            "config": config, "concurrency": concurrency, "rounds": rounds, "seconds": seconds, "conns": conns,
+            "runs": runs, "idle": idle, "loadavg_start": load_start, "loadavg_end": loadavg(),
+            "elapsed_s": round(time.monotonic() - started, 1),
+            "when": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def compare_markdown(out: dict) -> list[str]:
+    """Medians over rounds; the per-round CPU differences say whether a change is above the noise."""
+    med = statistics.median
+
+    def per(key: str, field: str, src: str = "runs") -> list[float]:
+        return [r[field] for r in out[src] if r["variant"] == key]
+
+    lines = [f"`--compare` {out['when']}: config `{out['config']}`, Envoy --concurrency {out['concurrency']}, "
+             f"{out['rounds']} interleaved rounds of {out['seconds']} s at {out['conns']} connections; "
+             f"load average {out['loadavg_start']} → {out['loadavg_end']}.", "",
+             "| | plain Envoy | old | new |", "|---|---:|---:|---:|",
+             f"| `.wasm` bytes | | {out['old_bytes']:,} | {out['new_bytes']:,} |"]
+    cells = {k: med(per(k, "cpu_us_envoy")) for k in ("plain", "old", "new")}
+    lines.append("| Envoy CPU µs/request | " + " | ".join(f"{cells[k]:.1f}" for k in ("plain", "old", "new")) + " |")
+    rps = {k: med(per(k, "rps")) for k in ("plain", "old", "new")}
+    lines.append("| req/s | " + " | ".join(f"{rps[k]:.0f}" for k in ("plain", "old", "new")) + " |")
+    for field, label in (("VmRSS", "RSS idle"), ("RssAnon", "anonymous RSS idle"), ("RssFile", "file RSS idle")):
+        v = {k: med(per(k, field, "idle")) / 1024 for k in ("plain", "old", "new")}
+        lines.append(f"| {label} (MiB) | {v['plain']:.1f} | {v['old']:.1f} (+{v['old'] - v['plain']:.1f}) | "
+                     f"{v['new']:.1f} (+{v['new'] - v['plain']:.1f}) |")
+    v = {k: med(per(k, "rss_after_kib")) / 1024 for k in ("plain", "old", "new")}
+    lines.append(f"| RSS after the runs (MiB) | {v['plain']:.1f} | {v['old']:.1f} (+{v['old'] - v['plain']:.1f}) | "
+                 f"{v['new']:.1f} (+{v['new'] - v['plain']:.1f}) |")
+    v = {k: med([r["tcmalloc"].get("allocated", 0) for r in out["idle"] if r["variant"] == k])
+         for k in ("plain", "old", "new")}
+    lines.append("| Envoy heap allocated, idle (MiB) | " + " | ".join(f"{v[k]:.1f}" for k in ("plain", "old", "new")) + " |")
+    v = {k: med(per(k, "ready_s", "idle")) for k in ("plain", "old", "new")}
+    lines.append("| start to ready (s) | " + " | ".join(f"{v[k]:.2f}" for k in ("plain", "old", "new")) + " |")
+    diffs = [n["cpu_us_envoy"] - o["cpu_us_envoy"] for o, n in zip(
+        [r for r in out["runs"] if r["variant"] == "old"], [r for r in out["runs"] if r["variant"] == "new"])]
+    lines += ["", "new − old CPU µs/request per round: " + ", ".join(f"{d:+.1f}" for d in diffs)]
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", default=os.environ.get("BENCH_QUICK", "") not in ("", "0"))
@@ -603,9 +730,29 @@ def main() -> int:
     ap.add_argument("--only-global-rl", action="store_true",
                     help="run only the global-vs-local rate-limit variant (needs redis-server), merged into the "
                          "saved results.json, then re-render")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("OLD.wasm", "NEW.wasm"),
+                    help="compare two filter builds with plain Envoy in one interleaved run (CPU µs/request, RSS, "
+                         "start to ready); prints a table, writes compare.json; the page is not touched")
+    ap.add_argument("--compare-config", default="full", choices=sorted(COMPARE_CONFIGS),
+                    help="the gateway config of --compare (default: full, the benchmark's (c))")
+    ap.add_argument("--compare-rounds", type=int, default=3)
+    ap.add_argument("--compare-concurrency", type=int, default=1, help="Envoy --concurrency for --compare")
     args = ap.parse_args()
 
     WORK.mkdir(parents=True, exist_ok=True)
+    if args.compare:
+        for exe in (ENVOY_BIN, MCPX_BIN, DEMO_BIN, WRK):
+            if not shutil.which(exe):
+                raise BenchError(f"{exe} not found or not executable (make bench builds and sets them)")
+        for w in args.compare:
+            if not w.is_file():
+                raise BenchError(f"{w} not found")
+        out = measure_compare(args.compare[0], args.compare[1], args.compare_config, args.quick,
+                              args.compare_rounds, args.compare_concurrency)
+        (WORK / "compare.json").write_text(json.dumps(out, indent=1))
+        print("\n".join(compare_markdown(out)))
+        say(f"raw results: {WORK / 'compare.json'}")
+        return 0
     if args.only_doc:
         results = json.loads(args.only_doc.read_text())
     else:

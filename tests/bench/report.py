@@ -261,7 +261,8 @@ def ablation_section(ab: dict, w) -> None:
           f"{'–' if not rss else f'{rss / 1024:.0f} MiB'} | {fmt_start(mem.get(k, {}).get('ready_s'))} |")
     w("")
     w("RSS: after the runs. Start to ready: from starting Envoy to its `/ready`, on the loaded machine; with the "
-      "filter it is mostly V8 compiling the module once per VM (main thread + one worker).")
+      "filter it is mostly V8 compiling the module (TurboFan, once per Envoy: the VMs of the main thread and the workers "
+      "are clones that share the compiled code).")
     w("")
     errors = sum(r["errors"] for r in s.values())
     if errors:
@@ -542,7 +543,9 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w(f"| peak RSS (VmHWM) | {b / 1024:.1f} MiB | {c / 1024:.1f} MiB | +{(c - b) / 1024:.1f} MiB |")
     w(f"| `mcpx_filter.wasm` | | {m['wasm_bytes']:,} bytes ({m['wasm_bytes'] / 1024:.0f} KiB) | |")
     w("")
-    w("With `--concurrency 1` there are two wasm VMs (main thread + one worker); each more worker adds one VM.")
+    w("With `--concurrency 1` Envoy runs three wasm VMs (the base VM it clones from, the main thread's, one worker's; "
+      "admin `/stats`: `wasm.envoy.wasm.runtime.v8.active`); each more worker adds one, about 1–2 MiB. Most of the "
+      "difference is paid once per Envoy, not per VM: see \"2026-11-30, wasmsize\" below.")
     w("")
 
     if "global_rl" in results:

@@ -25,6 +25,7 @@ mod sanitize;
 pub mod spec;
 mod upstream;
 
+use crate::error::{Error, Result};
 use mcpx_filter::config::Config;
 use serde_json::Value;
 use spec::ServerSpec;
@@ -82,12 +83,13 @@ pub struct Bridge {
 impl Bridge {
     /// Binds `listen` and starts serving the stdio servers of `config`.
     /// Children start on their first request. `token`: see [`protect_routes`].
-    pub async fn start(config: &Config, listen: SocketAddr, token: Option<String>) -> Result<Bridge, String> {
+    pub async fn start(config: &Config, listen: SocketAddr, token: Option<String>) -> Result<Bridge> {
         harden_process();
         let specs = spec::resolve(config, &spec::current_environ())?;
-        let listener =
-            TcpListener::bind(listen).await.map_err(|e| format!("the stdio bridge cannot listen on {listen}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| Error::io_other(format!("the stdio bridge cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| Error::io_other(e.to_string()))?;
         let servers = specs.into_iter().map(|s| (s.name.clone(), Arc::new(Upstream::new(s)))).collect();
         let inner = Arc::new(Inner { servers: RwLock::new(servers), token });
         let accept = tokio::spawn(accept_loop(listener, inner.clone()));
@@ -104,7 +106,7 @@ impl Bridge {
     /// fresh server and the old child is retired after its in-flight requests
     /// finish; removed ones are retired; new ones start on first request.
     /// All or nothing: on error (e.g. an unset `${VAR}`) nothing changes.
-    pub fn apply(&self, config: &Config) -> Result<Reload, String> {
+    pub fn apply(&self, config: &Config) -> Result<Reload> {
         let specs: Vec<ServerSpec> = spec::resolve(config, &spec::current_environ())?;
         let mut report = Reload::default();
         let mut retire = Vec::new();
@@ -227,7 +229,7 @@ pub fn protect_routes(bootstrap: &mut Value, config: &Config, token: &str) {
         .servers
         .iter()
         .filter(|s| s.transport == mcpx_filter::config::Transport::Stdio)
-        .map(|s| crate::render::cluster_name(&s.name))
+        .map(|s| crate::envoy::render::cluster_name(&s.name))
         .collect();
     let Some(listeners) = bootstrap.pointer_mut("/static_resources/listeners").and_then(Value::as_array_mut) else {
         return;
@@ -272,8 +274,8 @@ pub async fn serve(
     path: &Path,
     config: Config,
     listen: SocketAddr,
-    load: impl Fn(&Path) -> Result<Config, String>,
-) -> Result<(), String> {
+    load: impl Fn(&Path) -> Result<Config>,
+) -> Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let token = std::env::var("MCPX_BRIDGE_TOKEN").ok().filter(|t| !t.is_empty());
     if !listen.ip().is_loopback() && token.is_none() {
@@ -283,9 +285,11 @@ pub async fn serve(
              as {TOKEN_HEADER}, or keep the bridge on a private network."
         );
     }
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| Error::io_other(format!("cannot handle signals: {e}")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io_other(format!("cannot handle signals: {e}")))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::io_other(format!("cannot handle signals: {e}")))?;
     let bridge = Bridge::start(&config, listen, token).await?;
     let names: Vec<String> = config
         .servers

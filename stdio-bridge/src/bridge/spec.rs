@@ -7,6 +7,7 @@
 //! another server's `env:` references (server A's token is not server B's
 //! business). A server's own `env:` entries are always passed.
 
+use crate::error::{Error, Result};
 use mcpx_filter::config::{expand_env, Config, ServerConfig, Transport};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -54,10 +55,10 @@ pub struct ServerSpec {
 /// Resolves every stdio server of `config` against `environ` (the bridge's
 /// environment). Fails on the first server that cannot be launched, naming
 /// the key, so a reload either applies completely or not at all.
-pub fn resolve(config: &Config, environ: &BTreeMap<String, String>) -> Result<Vec<ServerSpec>, String> {
+pub fn resolve(config: &Config, environ: &BTreeMap<String, String>) -> Result<Vec<ServerSpec>> {
     let stdio: Vec<&ServerConfig> = config.servers.iter().filter(|s| s.transport == Transport::Stdio).collect();
     let mut auth_refs = BTreeSet::new();
-    let auth_text = serde_json::to_string(&config.auth).map_err(|e| e.to_string())?;
+    let auth_text = serde_json::to_string(&config.auth).map_err(|e| Error::internal(e.to_string()))?;
     references(&auth_text, &mut auth_refs);
     stdio
         .iter()
@@ -74,37 +75,33 @@ pub fn resolve(config: &Config, environ: &BTreeMap<String, String>) -> Result<Ve
         .collect()
 }
 
-fn resolve_one(
-    s: &ServerConfig,
-    environ: &BTreeMap<String, String>,
-    secrets: &BTreeSet<String>,
-) -> Result<ServerSpec, String> {
+fn resolve_one(s: &ServerConfig, environ: &BTreeMap<String, String>, secrets: &BTreeSet<String>) -> Result<ServerSpec> {
     let key = format!("servers.{}", s.name);
-    let command = s
-        .command
-        .clone()
-        .filter(|c| !c.trim().is_empty())
-        .ok_or_else(|| format!("{key}.command is required for `transport: stdio`, e.g. command: npx"))?;
+    let command =
+        s.command.clone().filter(|c| !c.trim().is_empty()).ok_or_else(|| {
+            Error::config(format!("{key}.command is required for `transport: stdio`, e.g. command: npx"))
+        })?;
     let mut env: BTreeMap<String, String> = environ
         .iter()
         .filter(|(k, _)| !k.starts_with("MCPX_") && !secrets.contains(k.as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     for (k, v) in &s.env {
-        let value = expand_env(v, |var| environ.get(var).cloned())
-            .map_err(|e| format!("{key}.env.{k}: {e}; export it before starting mcpx, or remove the reference"))?;
+        let value = expand_env(v, |var| environ.get(var).cloned()).map_err(|e| {
+            Error::config(format!("{key}.env.{k}: {e}; export it before starting mcpx, or remove the reference"))
+        })?;
         env.insert(k.clone(), value);
     }
     let user = match &s.user {
         Some(u) => {
-            let a = account(u).map_err(|e| format!("{key}.user: {e}"))?;
+            let a = account(u).map_err(|e| Error::config(format!("{key}.user: {e}")))?;
             // SAFETY: geteuid(2) cannot fail.
             let euid = unsafe { libc::geteuid() };
             if euid != 0 && euid != a.uid {
-                return Err(format!(
+                return Err(Error::config(format!(
                     "{key}.user: running the child as {u:?} needs mcpx to run as root (it runs as uid {euid}); \
                      start mcpx as root, or remove `user:`"
-                ));
+                )));
             }
             // Its own HOME and names, so npx/uvx caches land in its home,
             // unless the server's `env:` says otherwise.
@@ -119,10 +116,14 @@ fn resolve_one(
     };
     let workdir = match &s.workdir {
         Some(w) => {
-            let expanded = expand_env(w, |var| environ.get(var).cloned()).map_err(|e| format!("{key}.workdir: {e}"))?;
+            let expanded = expand_env(w, |var| environ.get(var).cloned())
+                .map_err(|e| Error::config(format!("{key}.workdir: {e}")))?;
             let p = PathBuf::from(expanded);
             if !p.is_dir() {
-                return Err(format!("{key}.workdir: {} is not a directory; create it or fix the path", p.display()));
+                return Err(Error::config(format!(
+                    "{key}.workdir: {} is not a directory; create it or fix the path",
+                    p.display()
+                )));
             }
             Some(p)
         }
@@ -138,7 +139,7 @@ fn resolve_one(
 }
 
 /// Looks up an account by name or numeric uid in the system's user database.
-fn account(user: &str) -> Result<Account, String> {
+fn account(user: &str) -> Result<Account> {
     use std::ffi::{CStr, CString};
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: an all-zero passwd is a valid out-parameter for getpw*_r.
@@ -148,23 +149,25 @@ fn account(user: &str) -> Result<Account, String> {
         // SAFETY: every pointer is valid for the call; buf's length is passed.
         Ok(uid) => unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) },
         Err(_) => {
-            let c = CString::new(user).map_err(|_| format!("{user:?} is not a valid account name"))?;
+            let c = CString::new(user).map_err(|_| Error::config(format!("{user:?} is not a valid account name")))?;
             // SAFETY: as above; `c` is NUL-terminated.
             unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) }
         }
     };
     if rc != 0 || found.is_null() {
-        return Err(format!("no account {user:?} on this machine (see `getent passwd`); create it or fix the name"));
+        return Err(Error::config(format!(
+            "no account {user:?} on this machine (see `getent passwd`); create it or fix the name"
+        )));
     }
     // SAFETY: on success the strings point into `buf`, NUL-terminated.
     let (name, home) = unsafe { (CStr::from_ptr(pw.pw_name), CStr::from_ptr(pw.pw_dir)) };
     let (name, home) = (name.to_string_lossy().into_owned(), home.to_string_lossy().into_owned());
     let mut groups = vec![0 as libc::gid_t; 256];
     let mut n = groups.len() as libc::c_int;
-    let c = CString::new(name.clone()).map_err(|_| format!("{name:?} is not a valid account name"))?;
+    let c = CString::new(name.clone()).map_err(|_| Error::config(format!("{name:?} is not a valid account name")))?;
     // SAFETY: `groups` holds `n` entries; getgrouplist writes at most that many.
     if unsafe { libc::getgrouplist(c.as_ptr(), pw.pw_gid, groups.as_mut_ptr(), &mut n) } < 0 {
-        return Err(format!("account {name:?} is in more than {} groups", groups.len()));
+        return Err(Error::config(format!("account {name:?} is in more than {} groups", groups.len())));
     }
     groups.truncate(n.max(0) as usize);
     Ok(Account { name, uid: pw.pw_uid, gid: pw.pw_gid, groups, home })
@@ -271,13 +274,15 @@ auth:
         let mut env = environ();
         env.remove("GH_TOKEN");
         let e = resolve(&Config::from_yaml(CONFIG, Mode::Gateway).unwrap(), &env).unwrap_err();
+        assert_eq!(e.kind(), crate::error::Kind::Config);
+        let e = e.to_string();
         assert!(e.contains("servers.gh.env.GITHUB_TOKEN") && e.contains("GH_TOKEN is not set"), "{e}");
     }
 
     #[test]
     fn missing_workdir_is_an_error() {
         let text = "servers:\n  - name: a\n    transport: stdio\n    command: x\n    workdir: /nonexistent/dir\n";
-        let e = resolve(&Config::from_yaml(text, Mode::Gateway).unwrap(), &environ()).unwrap_err();
+        let e = resolve(&Config::from_yaml(text, Mode::Gateway).unwrap(), &environ()).unwrap_err().to_string();
         assert!(e.contains("servers.a.workdir"), "{e}");
     }
 
@@ -293,7 +298,7 @@ auth:
         let s = resolve(&Config::from_yaml(&by_uid, Mode::Gateway).unwrap(), &environ()).unwrap();
         assert_eq!(s[0].launch.user.as_ref().unwrap().name, "root");
         let bad = text.replace("user: root", "user: no-such-account-here");
-        let e = resolve(&Config::from_yaml(&bad, Mode::Gateway).unwrap(), &environ()).unwrap_err();
+        let e = resolve(&Config::from_yaml(&bad, Mode::Gateway).unwrap(), &environ()).unwrap_err().to_string();
         assert!(e.contains("servers.a.user") && e.contains("no account"), "{e}");
         let http = "servers:\n  - name: a\n    url: http://h:1/mcp\n    user: root\n";
         assert!(Config::from_yaml(http, Mode::Gateway).unwrap_err().to_string().contains("user"));

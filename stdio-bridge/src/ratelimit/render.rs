@@ -4,7 +4,8 @@
 //! cluster of the service.
 
 use super::buckets::{self, DOMAIN};
-use crate::render::socket_address;
+use crate::envoy::render::socket_address;
+use crate::error::{Error, Result};
 use mcpx_filter::config::{Config, FailureMode, RateLimitBackend};
 use serde_json::{json, Value};
 
@@ -74,7 +75,7 @@ pub fn route_rate_limits(config: &Config) -> Value {
 }
 
 /// The gRPC (HTTP/2) cluster of the service at `rate_limit.service`.
-pub fn cluster(config: &Config) -> Result<Option<Value>, String> {
+pub fn cluster(config: &Config) -> Result<Option<Value>> {
     if !is_global(config) {
         return Ok(None);
     }
@@ -82,7 +83,7 @@ pub fn cluster(config: &Config) -> Result<Option<Value>, String> {
     let (host, port) = mcpx_filter::config::split_host_port(service)
         .ok()
         .and_then(|(h, p)| p.map(|p| (h, p)))
-        .ok_or_else(|| format!("rate_limit.service: {service:?} is not HOST:PORT"))?;
+        .ok_or_else(|| Error::config(format!("rate_limit.service: {service:?} is not HOST:PORT")))?;
     let is_ip = host.parse::<std::net::IpAddr>().is_ok();
     Ok(Some(json!({
         "name": CLUSTER,
@@ -104,7 +105,7 @@ pub fn cluster(config: &Config) -> Result<Option<Value>, String> {
 
 #[cfg(test)]
 mod tests {
-    use crate::render::{bootstrap, RenderOptions};
+    use crate::envoy::render::{bootstrap, RenderOptions};
     use mcpx_filter::config::{Config, Mode};
     use serde_json::Value;
 

@@ -11,6 +11,7 @@
 //! overshoot is bounded by the requests in flight at that instant.
 
 use super::buckets::{self, Bucket, DOMAIN};
+use crate::error::{Error, Result};
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
     rate_limit::Unit, Code, DescriptorStatus, RateLimit,
@@ -32,14 +33,15 @@ use std::time::Duration;
 /// The limitador limits of a config: one per bucket, keyed on the
 /// descriptor key; buckets with a per-value key (tool, client) count each
 /// value apart.
-pub fn limits(config: &Config) -> Result<Vec<Limit>, String> {
+pub fn limits(config: &Config) -> Result<Vec<Limit>> {
     buckets::buckets(config)
         .iter()
         .map(|b| {
             let (max, seconds) = buckets::window(b.rps, b.burst);
-            let cond = Predicate::parse(format!("key == '{}'", b.key)).map_err(|e| format!("{e:?}"))?;
+            let cond =
+                Predicate::parse(format!("key == '{}'", b.key)).map_err(|e| Error::internal(format!("{e:?}")))?;
             let vars: Vec<limitador::limit::Expression> = match b.value_header {
-                Some(_) => vec!["value".try_into().map_err(|e| format!("{e:?}"))?],
+                Some(_) => vec!["value".try_into().map_err(|e| Error::internal(format!("{e:?}")))?],
                 None => Vec::new(),
             };
             Ok(Limit::with_id(b.key, DOMAIN, max, seconds, [cond], vars))
@@ -62,7 +64,7 @@ struct Check {
 }
 
 impl Service {
-    pub fn new(limiter: AsyncRateLimiter, config: &Config) -> Result<Self, String> {
+    pub fn new(limiter: AsyncRateLimiter, config: &Config) -> Result<Self> {
         for l in limits(config)? {
             limiter.add_limit(l);
         }
@@ -204,10 +206,10 @@ fn redis_config() -> redis::aio::ConnectionManagerConfig {
 
 /// Connects to Redis (waiting for it: a service started before its store
 /// comes up must not exit) and serves until killed.
-pub async fn serve(config: &Config, listen: SocketAddr, redis_url: &str) -> Result<(), String> {
+pub async fn serve(config: &Config, listen: SocketAddr, redis_url: &str) -> Result<()> {
     let shown = redact(redis_url);
     let mut warned = false;
-    let client = redis::Client::open(redis_url).map_err(|e| format!("--redis {shown}: {e}"))?;
+    let client = redis::Client::open(redis_url).map_err(|e| Error::usage(format!("--redis {shown}: {e}")))?;
     let storage = loop {
         let connected = match redis::aio::ConnectionManager::new_with_config(client.clone(), redis_config()).await {
             Ok(cm) => AsyncRedisStorage::new_with_conn_manager(cm).await,
@@ -227,14 +229,14 @@ pub async fn serve(config: &Config, listen: SocketAddr, redis_url: &str) -> Resu
     let service = Service::new(limiter, config)?;
     // Bound before saying so: "serving" is the readiness line.
     let incoming = tonic::transport::server::TcpIncoming::bind(listen)
-        .map_err(|e| format!("--listen {listen}: cannot listen: {e}"))?
+        .map_err(|e| Error::io_other(format!("--listen {listen}: cannot listen: {e}")))?
         .with_nodelay(Some(true));
     eprintln!("mcpx ratelimit: serving domain {DOMAIN:?} on {listen} (counters in {shown})");
     tonic::transport::Server::builder()
         .add_service(RateLimitServiceServer::new(service))
         .serve_with_incoming(incoming)
         .await
-        .map_err(|e| format!("cannot serve on {listen}: {e}"))
+        .map_err(|e| Error::network(format!("cannot serve on {listen}: {e}")))
 }
 
 #[cfg(test)]

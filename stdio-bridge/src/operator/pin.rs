@@ -9,7 +9,8 @@
 //! following `nextCursor`.
 
 use crate::bridge;
-use crate::lockfile::{self, Lock};
+use crate::error::{Error, Result};
+use crate::operator::lockfile::{self, Lock};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use mcpx_filter::config::{BackendUrl, Config, Transport};
@@ -53,12 +54,16 @@ pub fn run(
     server: Option<&str>,
     lock_path: &Path,
     action: Action,
-) -> Result<bool, String> {
+) -> Result<bool> {
     let scope: Vec<String> = match server {
         Some(s) => {
             config.server(s).ok_or_else(|| {
                 let known: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
-                format!("--server {s}: not a server in {} (known: {})", config_path.display(), known.join(", "))
+                Error::usage(format!(
+                    "--server {s}: not a server in {} (known: {})",
+                    config_path.display(),
+                    known.join(", ")
+                ))
             })?;
             vec![s.to_string()]
         }
@@ -70,7 +75,8 @@ pub fn run(
     };
     if let (Action::Check, Some(s)) = (&action, server) {
         if !existing.servers.contains_key(s) {
-            return Err(format!("--server {s}: {} does not pin it (it is on trust on first use)", lock_path.display()));
+            let shown = lock_path.display();
+            return Err(Error::usage(format!("--server {s}: {shown} does not pin it (it is on trust on first use)")));
         }
     }
     // --check looks at the servers the lock pins (others keep first use).
@@ -124,9 +130,9 @@ pub fn run(
                             format!("removed tool {t:?} from server {server} (the server no longer lists it)")
                         }
                         None => {
-                            return Err(format!(
+                            return Err(Error::usage(format!(
                                 "--tool {t}: server {server} does not list it and the lock does not pin it"
-                            ))
+                            )))
                         }
                     }
                 }
@@ -175,12 +181,12 @@ pub fn check(lock: &Lock, live: &BTreeMap<String, BTreeMap<String, Value>>) -> S
 }
 
 /// Lists the tools of `servers` (server -> tool -> definition).
-pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTreeMap<String, Value>>, String> {
+pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTreeMap<String, Value>>> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| Error::io_other(format!("cannot start the runtime: {e}")))?;
     rt.block_on(async {
         let needs_bridge = servers.iter().any(|s| config.server(s).is_some_and(|c| c.transport == Transport::Stdio));
         let token = bridge::new_token();
@@ -205,9 +211,9 @@ pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTr
                 _ => Target::http(server.primary_url().unwrap_or_default()),
             };
             let listed = match target {
-                Ok(t) => {
-                    tokio::time::timeout(TIMEOUT, list_tools(&t)).await.unwrap_or_else(|_| Err("timed out".into()))
-                }
+                Ok(t) => tokio::time::timeout(TIMEOUT, list_tools(&t))
+                    .await
+                    .unwrap_or_else(|_| Err(Error::network("timed out"))),
                 Err(e) => Err(e),
             };
             match listed {
@@ -215,7 +221,7 @@ pub fn fetch(config: &Config, servers: &[String]) -> Result<BTreeMap<String, BTr
                     out.insert(name.clone(), tools);
                 }
                 Err(e) => {
-                    failure = Some(format!("server {name}: {e}"));
+                    failure = Some(e.context(format!("listing the tools of server {name}")));
                     break;
                 }
             }
@@ -243,8 +249,8 @@ struct Target {
 }
 
 impl Target {
-    fn http(url: &str) -> Result<Target, String> {
-        let u = BackendUrl::parse(url)?;
+    fn http(url: &str) -> Result<Target> {
+        let u = BackendUrl::parse(url).map_err(Error::config)?;
         Ok(Target {
             addr: format!("{}:{}", u.host, u.port),
             host: u.host.clone(),
@@ -256,7 +262,7 @@ impl Target {
 }
 
 /// Every tool the server lists, by name (pages followed via `nextCursor`).
-async fn list_tools(t: &Target) -> Result<BTreeMap<String, Value>, String> {
+async fn list_tools(t: &Target) -> Result<BTreeMap<String, Value>> {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
         "clientInfo": {"name": "mcpx-pin", "version": env!("CARGO_PKG_VERSION")}}});
@@ -274,49 +280,63 @@ async fn list_tools(t: &Target) -> Result<BTreeMap<String, Value>, String> {
         let req = json!({"jsonrpc": "2.0", "id": 2 + page, "method": "tools/list", "params": params});
         let (reply, _) = post(t, &req, session.as_deref()).await?;
         let result = result_of(&reply, "tools/list")?;
-        for tool in result.get("tools").and_then(Value::as_array).ok_or("tools/list answered without a tools array")? {
-            let name = tool.get("name").and_then(Value::as_str).ok_or("a listed tool has no string name")?;
+        for tool in result
+            .get("tools")
+            .and_then(Value::as_array)
+            .ok_or_else(|| Error::network("tools/list answered without a tools array"))?
+        {
+            let name = tool
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::network("a listed tool has no string name"))?;
             if tools.insert(name.to_string(), tool.clone()).is_some() {
-                return Err(format!("tool {name:?} is listed twice; a lock cannot pin two definitions of one name"));
+                return Err(Error::network(format!(
+                    "tool {name:?} is listed twice; a lock cannot pin two definitions of one name"
+                )));
             }
         }
         cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_string);
         match &cursor {
             None => return Ok(tools),
-            Some(c) if !seen_cursors.insert(c.clone()) => return Err(format!("nextCursor {c:?} repeats")),
+            Some(c) if !seen_cursors.insert(c.clone()) => {
+                return Err(Error::network(format!("nextCursor {c:?} repeats")))
+            }
             Some(_) => {}
         }
     }
-    Err(format!("more than {MAX_PAGES} tools/list pages"))
+    Err(Error::network(format!("more than {MAX_PAGES} tools/list pages")))
 }
 
-fn result_of<'a>(reply: &'a Option<Value>, method: &str) -> Result<&'a Value, String> {
-    let reply = reply.as_ref().ok_or_else(|| format!("{method}: no answer"))?;
+fn result_of<'a>(reply: &'a Option<Value>, method: &str) -> Result<&'a Value> {
+    let reply = reply.as_ref().ok_or_else(|| Error::network(format!("{method}: no answer")))?;
     if let Some(e) = reply.get("error") {
-        return Err(format!("{method} failed: {e}"));
+        return Err(Error::network(format!("{method} failed: {e}")));
     }
-    reply.get("result").ok_or_else(|| format!("{method}: the answer has no result"))
+    reply.get("result").ok_or_else(|| Error::network(format!("{method}: the answer has no result")))
 }
 
 /// POSTs one message; returns the answer (JSON or the last JSON-RPC
 /// response of an event stream) and the session id, if the server set one.
-async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<Value>, Option<String>), String> {
-    let stream = TcpStream::connect(&t.addr).await.map_err(|e| format!("cannot connect to {}: {e}", t.addr))?;
+async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<Value>, Option<String>)> {
+    let stream =
+        TcpStream::connect(&t.addr).await.map_err(|e| Error::network(format!("cannot connect to {}: {e}", t.addr)))?;
     let mut sender = if t.tls {
-        let connector = native_tls::TlsConnector::new().map_err(|e| format!("TLS: {e}"))?;
-        let stream = tokio_native_tls::TlsConnector::from(connector)
-            .connect(&t.host, stream)
-            .await
-            .map_err(|e| format!("TLS with {} failed: {e} (a private CA: point SSL_CERT_FILE at its certificate)", t.addr))?;
+        let connector = native_tls::TlsConnector::new().map_err(|e| Error::network(format!("TLS: {e}")))?;
+        let stream = tokio_native_tls::TlsConnector::from(connector).connect(&t.host, stream).await.map_err(|e| {
+            Error::network(format!(
+                "TLS with {} failed: {e} (a private CA: point SSL_CERT_FILE at its certificate)",
+                t.addr
+            ))
+        })?;
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::network(e.to_string()))?;
         tokio::spawn(conn);
         sender
     } else {
         let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| Error::network(e.to_string()))?;
         tokio::spawn(conn);
         sender
     };
@@ -330,9 +350,9 @@ async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<
     for (k, v) in &t.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    let body = serde_json::to_vec(msg).map_err(|e| e.to_string())?;
-    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-    let resp = sender.send_request(req).await.map_err(|e| format!("{}: {e}", t.addr))?;
+    let body = serde_json::to_vec(msg).map_err(|e| Error::internal(e.to_string()))?;
+    let req = req.body(Full::new(Bytes::from(body))).map_err(|e| Error::internal(e.to_string()))?;
+    let resp = sender.send_request(req).await.map_err(|e| Error::network(format!("{}: {e}", t.addr)))?;
     let status = resp.status();
     let sid = resp.headers().get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_string);
     let sse = resp
@@ -340,14 +360,14 @@ async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|c| c.to_ascii_lowercase().starts_with("text/event-stream"));
-    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let bytes = resp.into_body().collect().await.map_err(|e| Error::network(e.to_string()))?.to_bytes();
     if !status.is_success() {
-        return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)));
+        return Err(Error::network(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes))));
     }
     if bytes.is_empty() || status == hyper::StatusCode::ACCEPTED {
         return Ok((None, sid));
     }
-    let text = std::str::from_utf8(&bytes).map_err(|_| "the answer is not UTF-8".to_string())?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| Error::network("the answer is not UTF-8"))?;
     let value = if sse {
         // The response is the event whose data is a JSON-RPC response.
         sse_data(text)
@@ -355,7 +375,7 @@ async fn post(t: &Target, msg: &Value, session: Option<&str>) -> Result<(Option<
             .filter_map(|d| serde_json::from_str::<Value>(&d).ok())
             .rfind(|v| v.get("id").is_some())
     } else {
-        Some(serde_json::from_str(text).map_err(|e| format!("the answer is not JSON: {e}"))?)
+        Some(serde_json::from_str(text).map_err(|e| Error::network(format!("the answer is not JSON: {e}")))?)
     };
     Ok((value, sid))
 }
@@ -384,7 +404,7 @@ fn sse_data(text: &str) -> Vec<String> {
 /// lock. The baseline keeps hashes only, so each pinned tool's definition
 /// is fetched live and kept when it still hashes to the pin; the others are
 /// reported (they changed since first use: review them) and left out.
-pub fn baseline_as_lock(config: &Config, baseline: &Value) -> Result<(Lock, Vec<String>), String> {
+pub fn baseline_as_lock(config: &Config, baseline: &Value) -> Result<(Lock, Vec<String>)> {
     let pinned = baseline.get("servers").and_then(Value::as_object).cloned().unwrap_or_default();
     let servers: Vec<String> = pinned.keys().filter(|s| config.server(s).is_some()).cloned().collect();
     let live = fetch(config, &servers)?;

@@ -5,13 +5,14 @@
 //! Every line has `time` (UTC, RFC 3339 with milliseconds) and `event`;
 //! per-request lines have `event: "request"` (docs/operations.md).
 
+use crate::error::{Error, Result};
 use mcpx_filter::config::AuditConfig;
 use serde_json::{Map, Value};
 use std::io::Write;
 
 /// Writes one event line. `fields` (a JSON object) is merged after `time`
 /// and `event`. Never include secrets in `fields`.
-pub fn event(config: &AuditConfig, event: &str, fields: Value) -> Result<(), String> {
+pub fn event(config: &AuditConfig, event: &str, fields: Value) -> Result<()> {
     if !config.enabled {
         return Ok(());
     }
@@ -33,7 +34,7 @@ pub fn event(config: &AuditConfig, event: &str, fields: Value) -> Result<(), Str
             .open(path)
             .and_then(|mut f| f.write_all(text.as_bytes())),
     };
-    result.map_err(|e| format!("cannot write the audit log {}: {e}", config.output))
+    result.map_err(|e| Error::io_other(format!("cannot write the audit log {}: {e}", config.output)))
 }
 
 /// The current UTC time as `2026-01-02T03:04:05.678Z`.

@@ -98,14 +98,15 @@ mod tests {
     }
 
     fn render(yaml: &str) -> Value {
-        let opts = crate::render::RenderOptions {
+        let opts = crate::envoy::render::RenderOptions {
             listen: ("127.0.0.1".into(), 8080),
             admin: "127.0.0.1:9901".parse().unwrap(),
             wasm_path: "/x/mcpx_filter.wasm".into(),
             bridge: Some("127.0.0.1:7000".parse().unwrap()),
             control: None,
         };
-        crate::render::bootstrap(&Config::from_yaml(yaml, mcpx_filter::config::Mode::Gateway).unwrap(), &opts).unwrap()
+        crate::envoy::render::bootstrap(&Config::from_yaml(yaml, mcpx_filter::config::Mode::Gateway).unwrap(), &opts)
+            .unwrap()
     }
 
     const REPLICAS: &str =

