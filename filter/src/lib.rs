@@ -6,32 +6,38 @@
 //!
 //! # Layout
 //!
-//! Directories follow the request path; read them in this order:
+//! The directories follow the request path; read them in this order:
 //!
 //! ```text
-//! glue/        proxy-wasm only, translation: root (config bytes, ticks), http
-//!              (one context per request, handed to stream/), host (every
-//!              host call: the proxy-wasm `stream::Host`), shared, metrics
-//!              (metric ids), jwks, waiting (held requests), crash_probe
-//! stream/      one request's state machine, generic over `stream::Host`:
-//!              key wait, body, trailers, the answer, reports, metrics;
-//!              `stream::fake` runs it natively (tests in stream/tests/)
-//! gateway.rs   the pipeline, in order: admit, headers, body, response plan
-//! request/     the request as read: RequestHead, Attributes, Decision (mod),
-//!              hostmap, jsonrpc (strict body), fold, scalar, resource_uri
-//! auth/        credentials: static digests, OAuth resource server, JWT, JWKS
-//! endpoints/   the gateway's own answers: /health, /servers, control
-//! headers/     Mcp-* headers against the body: mcpheaders, paramheaders
-//! policy.rs    tool, resource and prompt policy, argument rules
-//! response/    how an answer is read (mod: classify), sse (event streams)
-//! tools_list/  every list in an answer: inspect, rewrite
-//! integrity/   tool pins: canonical hashes, rug pulls, the baseline store
-//! ```
+//! glue/         proxy-wasm only, translation: root (config bytes, ticks),
+//!               http (one context per request, handed to stream/), host
+//!               (every host call: the proxy-wasm `stream::Host`), shared,
+//!               metrics (metric ids), jwks, waiting (held requests)
+//! stream/       one request's state machine, generic over `stream::Host`:
+//!               key wait, body, trailers, the answer, reports, metrics;
+//!               `stream::fake` runs it natively (tests in stream/tests/)
+//! gateway/      the pipeline, one file per step: admit (phase 0), headers
+//!               (1), body (2), lists (the response phase)
+//! request/      the request as read: RequestHead, Attributes, Decision (mod),
+//!               hostmap, jsonrpc (strict body), fold, scalar, resource_uri
+//! auth/         credentials: static digests, OAuth resource server, JWT, JWKS
+//! endpoints/    the gateway's own answers: /health, /servers, control
+//! headers/      Mcp-* headers against the body: mcpheaders, paramheaders
+//! policy/       tool, resource and prompt policy: action (what a message
+//!               asks for), args (argument rules)
+//! response/     how an answer is read (mod: classify), sse (event streams)
+//! tools_list/   every list in an answer: inspect, rewrite
+//! integrity/    tool pins: canonical hashes, rug pulls, the baseline store
 //!
-//! Shared by every step: `config` (the schema, also used by the binary),
-//! `names` (Envoy names shared with the `mcpx` renderer), `envelope` (the
-//! JSON error envelope), `ops` (Origin rule, labels, Envoy's own replies),
-//! `clock`; `ablation` is benchmark-only.
+//! Shared by every step:
+//! config/       the mcpx.yaml schema, also used by the binary
+//! names.rs      Envoy names shared with the mcpx renderer
+//! envelope.rs   the JSON error envelope and its codes
+//! ops.rs        the Origin rule, labels, Envoy's own replies, breaker series
+//! clock.rs      the one clock (wall time)
+//! ablation.rs   benchmark-only switches (never shipped)
+//! lib.rs        this file: the layout and the no-panic lints
+//! ```
 
 // A panic kills the wasm VM for its worker thread: outside tests the filter
 // may not unwrap, expect, panic or index unchecked (enforced by clippy in

@@ -2,7 +2,7 @@
 //! table is one `Config` accepts, and every key `Config` accepts is in the
 //! table. The accepted keys are not listed by hand here: they are discovered
 //! by probing the parser itself (serde's `deny_unknown_fields` error names the
-//! fields each object accepts), so a key added to config.rs and not documented
+//! fields each object accepts), so a key added to config/ and not documented
 //! fails this test.
 
 use mcpx_filter::config::{Config, Mode};
