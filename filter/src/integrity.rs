@@ -201,7 +201,7 @@ fn digits_and_point(text: &str) -> (String, i64) {
 /// (lead byte 0xEE or 0xEF), which UTF-16 puts the other way round. A first
 /// difference inside a character compares two characters of the same lead
 /// byte, where both orders agree.
-fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (x, y) = (a.as_bytes(), b.as_bytes());
     let Some(i) = x.iter().zip(y).position(|(p, q)| p != q) else { return x.len().cmp(&y.len()) };
     match (x.get(i).copied().unwrap_or(0), y.get(i).copied().unwrap_or(0)) {
@@ -211,7 +211,7 @@ fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     // Copy the runs that need no escape whole; only `"`, `\\` and control
     // characters (all ASCII, so never inside a multi-byte character) break them.
@@ -246,7 +246,7 @@ pub fn tool_hash(tool: &Value) -> String {
     hex_sha256(canonical_json(tool).as_bytes())
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
 }
 
@@ -556,8 +556,19 @@ pub fn check_tools_locked(
         .iter()
         .map(|t| t.get("name").and_then(Value::as_str).filter(|_| t.is_object()).map(|n| (n, tool_hash(t))))
         .collect();
+    check_hashed(store, server, &hashed, lock)
+}
+
+/// [`check_tools_locked`] on tools already hashed: per tool, its name and
+/// [`tool_hash`], or `None` when it is not an object with a string `name`.
+pub fn check_hashed(
+    store: &mut dyn BaselineStore,
+    server: &str,
+    hashed: &[Option<(&str, String)>],
+    lock: Option<&LockPins>,
+) -> Result<Vec<Verdict>, StoreError> {
     if let Some(pins) = lock.and_then(|l| l.get(server)) {
-        return check_against_lock(store, server, &hashed, pins);
+        return check_against_lock(store, server, hashed, pins);
     }
     let verdicts = update_baseline(store, |baseline: &mut Baseline| {
         let mut changed = false;
@@ -585,7 +596,7 @@ pub fn check_tools_locked(
     let recorded = recorded.get(server);
     let verdicts: Vec<Verdict> = verdicts
         .into_iter()
-        .zip(&hashed)
+        .zip(hashed)
         .map(|(v, h)| match (&v, h, recorded) {
             (Verdict::Trusted | Verdict::Pinned, Some((name, _)), Some(rec)) => {
                 // A server past the violation cap is in violation as a whole,
@@ -595,7 +606,7 @@ pub fn check_tools_locked(
             _ => v,
         })
         // A name the reviewed lock pins on another server is shadowing.
-        .zip(&hashed)
+        .zip(hashed)
         .map(|(v, h)| match (&v, h) {
             (Verdict::Trusted | Verdict::Pinned, Some((name, hash))) => {
                 locked_owner(lock, server, name).map_or(v, |other| {

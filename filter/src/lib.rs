@@ -18,6 +18,7 @@
 //! - Body: `jsonrpc` (strict parse, with `fold`/`fold_table` for case-folded
 //!   keys), `mcpheaders`, `policy` (with `scalar`, `resource_uri`).
 //! - Response: `inspect` (every list in an answer), `toolslist` (rewrite),
+//!   `toolscan` (one tool read once: checks, canonical hash),
 //!   `integrity` (pins), `sse` (event streams).
 //! - Shared pieces: `config` (the schema, also used by the binary),
 //!   `envelope` (the JSON error envelope), `ops` (Origin rule, labels,
@@ -55,6 +56,7 @@ pub mod response;
 pub mod scalar;
 pub mod servers;
 pub mod sse;
+pub mod toolscan;
 pub mod toolslist;
 
 // On the host only with `--features lint-glue`, so clippy holds the glue to

@@ -261,6 +261,56 @@ pub fn record(store: &mut dyn BaselineStore, server: &str, tool: &str, h: &ToolH
     Ok(true)
 }
 
+/// The key of the digest of the maps `server`'s last list recorded (server
+/// names have no `.`, so it meets no tool's key or the count).
+fn list_key(server: &str) -> String {
+    format!("{KEY_PREFIX}list.{server}")
+}
+
+/// Records the maps of every tool one list passed ([`record`] for each), in
+/// one read when nothing changed: the digest of the (name, map) sequence
+/// last recorded for `server` is kept, and a list with the same digest has
+/// nothing to write. The per-tool keys stay what the call path reads.
+///
+/// The digest vouches for the per-tool keys only while no other worker is
+/// writing them: it is cleared before any of them is written and set again,
+/// by compare-and-swap, only if nobody touched it meanwhile; a writer that
+/// loses the race clears it, so the next list writes again.
+pub fn record_list(
+    store: &mut dyn BaselineStore,
+    server: &str,
+    tools: &[(&str, ToolHeaders)],
+) -> Result<(), StoreError> {
+    let mut digest = Sha256::new();
+    for (name, h) in tools {
+        let map = encode(h);
+        for part in [name.as_bytes(), &map] {
+            digest.update((part.len() as u64).to_le_bytes());
+            digest.update(part);
+        }
+    }
+    let digest = digest.finalize();
+    let k = list_key(server);
+    if store.get(&k)?.is_some_and(|(v, _)| v == digest.as_slice()) {
+        return Ok(());
+    }
+    store.set(&k, b"", None)?;
+    let cas = store.get(&k)?.and_then(|(_, cas)| cas);
+    let mut first_error = None;
+    for (name, h) in tools {
+        if let Err(e) = record(store, server, name, h) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    match store.set(&k, &digest, cas) {
+        Err(StoreError::CasMismatch) => store.set(&k, b"", None),
+        other => other,
+    }
+}
+
 /// Counts one more tool map for `server`, unless the cap is reached. Two
 /// workers recording the same new tool at once may both count it: the count
 /// can only run ahead of the keys, which makes the cap conservative.

@@ -13,7 +13,13 @@
 //! members that fold together make the message ambiguous, and it is refused.
 
 use crate::fold::fold_eq;
+use crate::jsonrpc::{StrictValue, StrictVisitor};
+use crate::toolscan::{ScannedTool, Scanner};
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use std::cell::RefCell;
+use std::fmt;
 
 /// The lists a result can carry, by member name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +152,299 @@ pub fn rewrite_value<E: From<String>>(
         _ => return Err(E::from("the answer is not a JSON-RPC object or batch".to_string())),
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// One pass: the answer with each tool's own bytes
+// ---------------------------------------------------------------------------
+
+/// An answer read for inspection in one pass: the envelope as values, and
+/// every `tools` list of a result as its tools' own bytes with what one read
+/// of each found ([`crate::toolscan`]). Member order is kept, so an answer
+/// written back from it differs from the backend's only where it changed.
+#[derive(Debug)]
+pub enum Node<'a> {
+    Value(Value),
+    /// A batch.
+    Batch(Vec<Node<'a>>),
+    /// A message, or a message's result object.
+    Object(Vec<(String, Node<'a>)>),
+    /// A result's `tools` array.
+    Tools(Vec<Tool<'a>>),
+}
+
+/// One tool of a list: its exact bytes and what reading them found.
+#[derive(Debug)]
+pub struct Tool<'a> {
+    pub raw: &'a str,
+    pub scanned: ScannedTool,
+}
+
+/// Reads an answer the way [`crate::jsonrpc::parse_strict`] does (every
+/// byte checked, and refused where it refuses), with every tools list kept
+/// as its tools' bytes; `hash` asks for each tool's canonical hash. An
+/// `Err` says only "refused": the caller takes the tree path for its message.
+pub fn parse_lists(text: &[u8], hash: bool) -> Result<Node<'_>, String> {
+    let duplicate = RefCell::new(None);
+    let scanner = RefCell::new(Scanner::default());
+    let ctx = Ctx { duplicate: &duplicate, scanner: &scanner, hash };
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let node = Level { ctx, role: Role::Top, level: 0 }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(node)
+}
+
+/// One list of a [`Node`] answer, as offered to the mask.
+pub enum ListRef<'x, 'a> {
+    Tools(&'x [Tool<'a>]),
+    Other(ListKind, &'x [Value]),
+}
+
+/// [`rewrite_value`] on a [`Node`] answer: the same lists, offered in the
+/// same order, the same entries removed and the same `cacheScope` mark.
+pub fn rewrite_lists<E: From<String>>(
+    doc: &mut Node<'_>,
+    private: bool,
+    mut mask: impl FnMut(ListRef<'_, '_>) -> Result<Vec<bool>, E>,
+) -> Result<ValueRewrite, E> {
+    let mut out = ValueRewrite::default();
+    let mut visit = |msg: &mut Node<'_>| -> Result<(), E> {
+        let Node::Object(members) = msg else { return Ok(()) };
+        let Some(Node::Object(result)) = members.iter_mut().find(|(k, _)| fold_eq(k, "result")).map(|(_, n)| n) else {
+            return Ok(());
+        };
+        let mut lists = 0;
+        for kind in ListKind::ALL {
+            let Some(node) = result.iter_mut().find(|(k, _)| fold_eq(k, kind.member())).map(|(_, n)| n) else {
+                continue;
+            };
+            match node {
+                Node::Tools(tools) => {
+                    lists += 1;
+                    let keep = mask(ListRef::Tools(tools))?;
+                    let before = tools.len();
+                    let mut i = 0;
+                    tools.retain(|t| {
+                        let k = keep.get(i).copied().unwrap_or(false);
+                        i += 1;
+                        if !k {
+                            out.removed.push(t.scanned.name.clone().unwrap_or_else(|| "<unnamed>".into()));
+                        }
+                        k
+                    });
+                    out.changed |= tools.len() != before;
+                }
+                Node::Value(Value::Array(items)) => {
+                    lists += 1;
+                    let keep = mask(ListRef::Other(kind, items))?;
+                    let before = items.len();
+                    let mut i = 0;
+                    items.retain(|t| {
+                        let k = keep.get(i).copied().unwrap_or(false);
+                        i += 1;
+                        if !k {
+                            let name = t.get(kind.name_field()).and_then(Value::as_str).unwrap_or("<unnamed>");
+                            out.removed.push(name.to_string());
+                        }
+                        k
+                    });
+                    out.changed |= items.len() != before;
+                }
+                _ => {}
+            }
+        }
+        out.lists += lists;
+        if private && lists > 0 {
+            let mark = Node::Value(Value::String("private".into()));
+            match result.iter_mut().find(|(k, _)| k == "cacheScope") {
+                Some((_, v)) => *v = mark,
+                None => result.push(("cacheScope".into(), mark)),
+            }
+            out.changed = true;
+        }
+        Ok(())
+    };
+    match doc {
+        Node::Batch(items) => items.iter_mut().try_for_each(&mut visit)?,
+        Node::Object(_) => visit(doc)?,
+        _ => return Err(E::from("the answer is not a JSON-RPC object or batch".to_string())),
+    }
+    Ok(out)
+}
+
+/// The answer as JSON text: the envelope re-serialised, each kept tool's
+/// own bytes spliced in. Line breaks between a tool's tokens become spaces
+/// (a string cannot hold a raw one), so the text fits one event-stream
+/// `data:` line as the re-serialised answer did.
+pub fn write(doc: &Node<'_>) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    write_node(doc, &mut out)?;
+    Ok(out)
+}
+
+fn write_node(node: &Node<'_>, out: &mut Vec<u8>) -> Result<(), String> {
+    match node {
+        Node::Value(v) => serde_json::to_writer(&mut *out, v).map_err(|e| e.to_string())?,
+        Node::Batch(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_node(item, out)?;
+            }
+            out.push(b']');
+        }
+        Node::Object(members) => {
+            out.push(b'{');
+            for (i, (k, v)) in members.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, k).map_err(|e| e.to_string())?;
+                out.push(b':');
+                write_node(v, out)?;
+            }
+            out.push(b'}');
+        }
+        Node::Tools(tools) => {
+            out.push(b'[');
+            for (i, t) in tools.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let from = out.len();
+                out.extend_from_slice(t.raw.as_bytes());
+                if let Some(tail) = out.get_mut(from..) {
+                    tail.iter_mut().filter(|b| **b == b'\n' || **b == b'\r').for_each(|b| *b = b' ');
+                }
+            }
+            out.push(b']');
+        }
+    }
+    Ok(())
+}
+
+/// What every level of the one-pass read shares.
+#[derive(Clone, Copy)]
+struct Ctx<'c> {
+    duplicate: &'c RefCell<Option<(String, String)>>,
+    scanner: &'c RefCell<Scanner>,
+    hash: bool,
+}
+
+/// Where in a JSON-RPC answer a value sits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Top,
+    Message,
+    Result,
+    Tools,
+}
+
+/// How many objects and arrays serde_json lets nest (it refuses the 128th).
+const PARSER_DEPTH: usize = 127;
+
+/// A seed and visitor for one level of the envelope: objects at the
+/// message and result levels keep their members as nodes (a result's
+/// `tools` array as raw tools), everything else is a strict value.
+#[derive(Clone, Copy)]
+struct Level<'c> {
+    ctx: Ctx<'c>,
+    role: Role,
+    /// Objects and arrays around this value.
+    level: usize,
+}
+
+impl Level<'_> {
+    fn strict(&self) -> StrictVisitor<'_> {
+        StrictVisitor { duplicate: self.ctx.duplicate }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Level<'_> {
+    type Value = Node<'de>;
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Node<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level<'_> {
+    type Value = Node<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node<'de>, E> {
+        Ok(Node::Value(Value::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+        Ok(Node::Value(Value::from(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+        Ok(Node::Value(Value::from(v)))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node<'de>, E> {
+        self.strict().visit_f64(v).map(Node::Value)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node<'de>, E> {
+        Ok(Node::Value(Value::String(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node<'de>, E> {
+        Ok(Node::Value(Value::String(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+        Ok(Node::Value(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
+        let level = self.level + 1;
+        match self.role {
+            Role::Top => {
+                let mut items = Vec::new();
+                while let Some(n) = seq.next_element_seed(Level { role: Role::Message, level, ..self })? {
+                    items.push(n);
+                }
+                Ok(Node::Batch(items))
+            }
+            Role::Tools => {
+                let max_depth = PARSER_DEPTH.saturating_sub(level + 1);
+                let mut scanner = self.ctx.scanner.borrow_mut();
+                let mut tools = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+                while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                    let raw = raw.get();
+                    let scanned = scanner.scan(raw, self.ctx.hash, max_depth).map_err(de::Error::custom)?;
+                    tools.push(Tool { raw, scanned });
+                }
+                Ok(Node::Tools(tools))
+            }
+            _ => self.strict().visit_seq(seq).map(Node::Value),
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+        let (role, inner) = match self.role {
+            Role::Top | Role::Message => (Role::Message, Some(("result", Role::Result))),
+            Role::Result => (Role::Result, Some((ListKind::Tools.member(), Role::Tools))),
+            Role::Tools => (Role::Tools, None),
+        };
+        let Some((special, next)) = inner.filter(|_| role != Role::Tools) else {
+            return self.strict().visit_map(map).map(Node::Value);
+        };
+        let level = self.level + 1;
+        let mut members: Vec<(String, Node<'de>)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let node = if fold_eq(&key, special) {
+                map.next_value_seed(Level { role: next, level, ..self })?
+            } else {
+                Node::Value(map.next_value_seed(StrictValue { duplicate: self.ctx.duplicate })?)
+            };
+            members.push((key, node));
+        }
+        let keys: Vec<&str> = members.iter().map(|(k, _)| k.as_str()).collect();
+        if crate::fold::duplicate(&keys).is_some() {
+            return Err(de::Error::custom("duplicate key"));
+        }
+        Ok(Node::Object(members))
+    }
 }
 
 #[cfg(test)]
