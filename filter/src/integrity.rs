@@ -750,10 +750,12 @@ pub fn reconcile_lock(store: &mut dyn BaselineStore, lock: &LockPins) -> Result<
 /// One tool against the baseline; pins it (in `baseline`) on first sight.
 /// Returns the verdict and whether the baseline changed.
 fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verdict, bool) {
-    let owner = baseline.owner(name).map(|(s, _)| s.to_string());
-    let pinned = baseline.servers.get(server).and_then(|tools| tools.get(name)).map(|p| p.sha256.clone());
-    let full = baseline.servers.get(server).is_some_and(|tools| tools.len() >= MAX_PINS_PER_SERVER);
-    if pinned.is_none() && full {
+    // Read without copying (this runs once per tool of every list).
+    let other = baseline.owner(name).filter(|(s, _)| *s != server).map(|(s, _)| s.to_string());
+    let tools = baseline.servers.get(server);
+    let pinned = tools.and_then(|tools| tools.get(name)).map(|p| p.sha256.as_str());
+    let was_pinned = pinned.is_some();
+    if !was_pinned && tools.is_some_and(|tools| tools.len() >= MAX_PINS_PER_SERVER) {
         let v = Violation {
             kind: Kind::Overflow,
             tool: name.to_string(),
@@ -764,12 +766,12 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
         return (Verdict::Violation(v), false);
     }
     let mut changed = false;
-    if let Some(pinned) = &pinned {
+    if let Some(pinned) = pinned {
         if pinned != hash {
             let v = Violation {
                 kind: Kind::RugPull,
                 tool: name.to_string(),
-                pinned: Some(pinned.clone()),
+                pinned: Some(pinned.to_string()),
                 seen: Some(hash.to_string()),
                 other_server: None,
             };
@@ -787,8 +789,8 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
             .insert(name.to_string(), Pin { sha256: hash.to_string(), seq });
         changed = true;
     }
-    match owner {
-        Some(other) if other != server => {
+    match other {
+        Some(other) => {
             let v = Violation {
                 kind: Kind::Shadowing,
                 tool: name.to_string(),
@@ -798,8 +800,8 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
             };
             (Verdict::Violation(v), changed)
         }
-        _ if pinned.is_some() => (Verdict::Trusted, changed),
-        _ => (Verdict::Pinned, changed),
+        None if was_pinned => (Verdict::Trusted, changed),
+        None => (Verdict::Pinned, changed),
     }
 }
 
