@@ -12,8 +12,10 @@ use crate::integrity::{self, BaselineStore, StoreError, Verdict, Violation};
 use crate::jsonrpc;
 use crate::paramheaders::{self, ToolHeaders};
 use crate::policy::{Action, DenyReason, Effective};
+use crate::toolscan::ScannedTool;
 use crate::toolslist::{self, ListKind, ListRef, Tool};
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Everything needed to inspect one server's lists for one caller.
 #[derive(Debug, Clone, Copy)]
@@ -90,18 +92,20 @@ impl ListInspector<'_> {
     /// parser's own message.
     pub fn inspect_json(&self, body: &[u8], store: &mut dyn BaselineStore) -> Result<Inspection, InspectError> {
         let text = body.strip_prefix(BOM).unwrap_or(body);
-        let Ok(mut doc) = toolslist::parse_lists(text, self.integrity != IntegrityMode::Off) else {
+        let Ok(mut parsed) = toolslist::parse_lists_cached(self.server, text, self.integrity != IntegrityMode::Off)
+        else {
             return self.inspect_json_tree(body, store);
         };
         let mut found = Inspection::default();
         let private = self.policy.client.is_some();
-        let rewrite = toolslist::rewrite_lists(&mut doc, private, |list| match list {
-            ListRef::Tools(tools) => self.mask_scanned(tools, store, &mut found),
+        let scanned = Rc::clone(&parsed.scanned);
+        let rewrite = toolslist::rewrite_lists(&mut parsed, private, |list| match list {
+            ListRef::Tools(tools) => self.mask_scanned(text, tools, &scanned, store, &mut found),
             ListRef::Other(kind, items) => self.mask(kind, items, store, &mut found),
         })?;
         found.removed = rewrite.removed;
         if rewrite.changed {
-            found.body = Some(toolslist::write(&doc).map_err(InspectError)?);
+            found.body = Some(toolslist::write(&parsed.doc, text).map_err(InspectError)?);
         }
         Ok(found)
     }
@@ -188,27 +192,32 @@ impl ListInspector<'_> {
         })
     }
 
-    /// [`Self::mask_tools`] for tools read in one pass.
+    /// [`Self::mask_tools`] for tools read in one pass (`scanned`: the
+    /// reads, `text`: the answer their places are in).
     fn mask_scanned(
         &self,
-        tools: &[Tool<'_>],
+        text: &[u8],
+        tools: &[Tool],
+        scanned: &[ScannedTool],
         store: &mut dyn BaselineStore,
         found: &mut Inspection,
     ) -> Result<Vec<bool>, InspectError> {
-        let names: Vec<Option<&str>> = tools.iter().map(|t| t.scanned.name.as_deref()).collect();
+        let read = |t: &Tool| scanned.get(t.at);
+        let names: Vec<Option<&str>> = tools.iter().map(|t| read(t).and_then(|s| s.name.as_deref())).collect();
         let verdicts = self.verdicts(found, || {
             let hashed: Vec<Option<(&str, String)>> =
-                tools.iter().map(|t| t.scanned.name.as_deref().zip(t.scanned.hash.clone())).collect();
+                tools.iter().map(|t| read(t).and_then(|s| s.name.as_deref().zip(s.hash.clone()))).collect();
             integrity::check_hashed(store, self.server, &hashed, self.lock)
         })?;
         self.decide(&names, &verdicts, store, found, |i| {
             let Some(tool) = tools.get(i) else { return Ok(Ok(Vec::new())) };
-            if !tool.scanned.needs_header_scan {
+            if !read(tool).is_some_and(|s| s.needs_header_scan) {
                 // No annotation anywhere and shallow enough: the scan finds
                 // an empty map.
                 return Ok(Ok(Vec::new()));
             }
-            let v = jsonrpc::parse_strict(tool.raw.as_bytes())
+            let raw = text.get(tool.start..tool.end).unwrap_or_default();
+            let v = jsonrpc::parse_strict(raw)
                 .map_err(|e| InspectError(format!("the answer is not valid JSON: {}", e.message)))?;
             Ok(paramheaders::scan(v.get("inputSchema")))
         })
@@ -769,9 +778,10 @@ mod onepass_tests {
                 lock: Some(&lock),
             };
             let (mut one, mut tree) = (MemoryStore::default(), MemoryStore::default());
-            // Two answers in a row: the second may change what the first pinned.
-            for _ in 0..2 {
-                let body = answer(&mut r);
+            // Two answers in a row (the second may change what the first pinned), then the
+            // second again: the one-pass path reuses its read of the same text.
+            let (first, second) = (answer(&mut r), answer(&mut r));
+            for body in [first, second.clone(), second] {
                 let a = inspector.inspect_json(&body, &mut one);
                 let b = inspector.inspect_json_tree(&body, &mut tree);
                 let shown = String::from_utf8_lossy(&body);
