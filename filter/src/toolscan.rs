@@ -39,24 +39,33 @@ const ANNOTATION: &str = crate::paramheaders::ANNOTATION;
 /// in full even without an annotation.
 const SCAN_DEPTH: usize = 64;
 
-/// Buffers reused from tool to tool of one list.
+/// One object's members while it is read: the key (borrowed from the input
+/// when it has no escapes), and where its value's canonical text starts and
+/// ends in the output.
+type Member<'de> = (Cow<'de, str>, usize, usize);
+
+/// Buffers reused from tool to tool of one list (`'de`: the answer's text),
+/// so reading a tool allocates little beyond its name and hash.
 #[derive(Default)]
-pub struct Scanner {
+pub struct Scanner<'de> {
     out: String,
     scratch: String,
+    /// Member lists, one per object being read (objects nest).
+    pool: Vec<Vec<Member<'de>>>,
 }
 
-impl Scanner {
+impl<'de> Scanner<'de> {
     /// Reads one tool (`raw`: its exact bytes, as captured from the answer),
     /// refusing it (`Err`) where the strict parse would refuse the answer.
     /// `max_depth` is how many objects and arrays may nest inside it,
     /// counting itself (the parser's limit less the levels around it).
-    pub fn scan(&mut self, raw: &str, hash: bool, max_depth: usize) -> Result<ScannedTool, String> {
+    pub fn scan(&mut self, raw: &'de str, hash: bool, max_depth: usize) -> Result<ScannedTool, String> {
         self.out.clear();
         let mut st = State {
             canon: hash,
             out: &mut self.out,
             scratch: &mut self.scratch,
+            pool: &mut self.pool,
             depth: 0,
             max_depth,
             deepest: 0,
@@ -77,13 +86,14 @@ impl Scanner {
     }
 }
 
-struct State<'s> {
+struct State<'s, 'de> {
     /// Write the canonical text (only when the tool is hashed).
     canon: bool,
     out: &'s mut String,
     /// Where an object's members are reordered (objects finish innermost
     /// first, so one buffer serves every level).
     scratch: &'s mut String,
+    pool: &'s mut Vec<Vec<Member<'de>>>,
     depth: usize,
     max_depth: usize,
     deepest: usize,
@@ -94,18 +104,18 @@ struct State<'s> {
 }
 
 /// A seed and visitor writing one value's canonical text.
-struct Canon<'a, 's> {
-    st: &'a mut State<'s>,
+struct Canon<'a, 's, 'de> {
+    st: &'a mut State<'s, 'de>,
 }
 
-impl<'de> DeserializeSeed<'de> for Canon<'_, '_> {
+impl<'de> DeserializeSeed<'de> for Canon<'_, '_, 'de> {
     type Value = ();
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl Canon<'_, '_> {
+impl Canon<'_, '_, '_> {
     fn string(self, v: &str) {
         if std::mem::take(&mut self.st.capture) {
             self.st.name = Some(v.to_owned());
@@ -167,7 +177,7 @@ impl<'de> Visitor<'de> for Key {
 /// [`crate::fold::duplicate`] (sorted, so never quadratic).
 const PAIRWISE_MAX: usize = 8;
 
-fn has_duplicate(keys: &[(Cow<'_, str>, usize, usize)]) -> bool {
+fn has_duplicate(keys: &[Member<'_>]) -> bool {
     if keys.len() <= PAIRWISE_MAX {
         return keys.iter().enumerate().any(|(j, (b, _, _))| keys.iter().take(j).any(|(a, _, _)| fold_eq(a, b)));
     }
@@ -175,7 +185,7 @@ fn has_duplicate(keys: &[(Cow<'_, str>, usize, usize)]) -> bool {
     crate::fold::duplicate(&all).is_some()
 }
 
-impl<'de> Visitor<'de> for Canon<'_, '_> {
+impl<'de> Visitor<'de> for Canon<'_, '_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -238,8 +248,7 @@ impl<'de> Visitor<'de> for Canon<'_, '_> {
         self.enter()?;
         let top = self.st.depth == 1;
         let start = self.st.out.len();
-        // (key, start and end of its value's canonical text in `out`)
-        let mut members: Vec<(Cow<'de, str>, usize, usize)> = Vec::new();
+        let mut members = self.st.pool.pop().unwrap_or_default();
         while let Some(key) = map.next_key_seed(Key)? {
             self.st.annotated |= key == ANNOTATION;
             self.st.capture = top && key == "name";
@@ -271,6 +280,8 @@ impl<'de> Visitor<'de> for Canon<'_, '_> {
             }
             out.push('}');
         }
+        members.clear();
+        self.st.pool.push(members);
         self.st.depth -= 1;
         Ok(())
     }

@@ -395,9 +395,9 @@ fn write_node(node: &Node, text: &[u8], out: &mut Vec<u8>) -> Result<(), String>
 
 /// What every level of the one-pass read shares.
 #[derive(Clone, Copy)]
-struct Ctx<'c> {
+struct Ctx<'c, 'de> {
     duplicate: &'c RefCell<Option<(String, String)>>,
-    scanner: &'c RefCell<Scanner>,
+    scanner: &'c RefCell<Scanner<'de>>,
     scanned: &'c RefCell<Vec<ScannedTool>>,
     /// Where the text starts in memory (a tool's place is its offset from it).
     base: usize,
@@ -420,27 +420,27 @@ const PARSER_DEPTH: usize = 127;
 /// message and result levels keep their members as nodes (a result's
 /// `tools` array as raw tools), everything else is a strict value.
 #[derive(Clone, Copy)]
-struct Level<'c> {
-    ctx: Ctx<'c>,
+struct Level<'c, 'de> {
+    ctx: Ctx<'c, 'de>,
     role: Role,
     /// Objects and arrays around this value.
     level: usize,
 }
 
-impl Level<'_> {
+impl Level<'_, '_> {
     fn strict(&self) -> StrictVisitor<'_> {
         StrictVisitor { duplicate: self.ctx.duplicate }
     }
 }
 
-impl<'de> DeserializeSeed<'de> for Level<'_> {
+impl<'de> DeserializeSeed<'de> for Level<'_, 'de> {
     type Value = Node;
     fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Level<'_> {
+impl<'de> Visitor<'de> for Level<'_, 'de> {
     type Value = Node;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
