@@ -177,6 +177,30 @@ fn cases() -> Vec<Case> {
         let note = format!("Gateway::rewrite_tools_list: {what} ({} KiB)", body.len() / 1024);
         out.push(Case { name: format!("tools/list inspection: {n} tools"), note, run });
     }
+    // The same lists, each answer a text the VM has not just read (two
+    // answers alternate, so the kept read never matches): the one-pass read
+    // itself, as for a list seen for the first time.
+    for n in [100, 1000] {
+        let gw = gateway();
+        let req = mcp_request(&gw, None);
+        let bodies = [
+            tools_list_response(n),
+            String::from_utf8_lossy(&tools_list_response(n)).replacen("\"id\":1", "\"id\":2", 1).into_bytes(),
+        ];
+        let mut store = mcpx_filter::integrity::MemoryStore::default();
+        let mut i = 0usize;
+        out.push(case(
+            format!("tools/list inspection, new text: {n} tools"),
+            format!("Gateway::rewrite_tools_list on an answer not read before ({} KiB)", bodies[0].len() / 1024),
+            move || {
+                i += 1;
+                let body = &bodies[i % 2];
+                let r = gw.rewrite_tools_list(&req, &[json!(1), json!(2)], black_box(body), &mut store);
+                assert!(r.as_ref().is_ok_and(|i| i.body.is_some() && i.violations.is_empty()));
+                black_box(r.ok());
+            },
+        ));
+    }
 
     out.extend(pending::cases());
     out.extend(lock_cases());

@@ -26,7 +26,8 @@
 //! policy/       tool, resource and prompt policy: action (what a message
 //!               asks for), args (argument rules)
 //! response/     how an answer is read (mod: classify), sse (event streams)
-//! tools_list/   every list in an answer: inspect, rewrite
+//! tools_list/   every list in an answer: inspect, rewrite (one pass, spliced),
+//!               scan (one tool read once: name, canonical text)
 //! integrity/    tool pins: canonical hashes, rug pulls, the baseline store
 //!
 //! Shared by every step:

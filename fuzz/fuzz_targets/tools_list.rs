@@ -7,6 +7,10 @@
 //! cased (clients match ids numerically, Go decoders fold member names), and
 //! `cacheScope: private` added for a client with its own view, every other
 //! message and field untouched; the removed names are exactly those tools.
+//! And the one-pass inspection (each tool read once, kept tools spliced in as
+//! the backend wrote them) decides exactly as the tree path it replaced:
+//! the same refusals, and an answer that reads as the same value, on one
+//! event-stream line.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -74,9 +78,21 @@ fuzz_target!(|data: &[u8]| {
     for identity in [None, Some("bot".to_string())] {
         let bot = identity.is_some();
         let req = McpRequest { server: "demo".into(), identity, mcp_headers: Default::default(), grant: None };
-        let Ok(inspection) = gateway().rewrite_tools_list(&req, &ids, data, &mut MemoryStore::default()) else {
+        let found = gateway().rewrite_tools_list(&req, &ids, data, &mut MemoryStore::default());
+        let inspector = gateway().list_inspector(&req).expect("the fuzz config has the server");
+        let tree = inspector.inspect_json_tree(data, &mut MemoryStore::default());
+        assert_eq!(found.is_ok(), tree.is_ok(), "the one-pass and tree paths disagree on refusing");
+        let Ok(inspection) = found else {
             continue;
         };
+        let tree = tree.map(|t| t.body).unwrap_or_default();
+        assert_eq!(inspection.body.is_some(), tree.is_some(), "one path rewrote the answer, the other did not");
+        if let (Some(one), Some(tree)) = (&inspection.body, tree) {
+            assert!(!one.iter().any(|b| *b == b'\n' || *b == b'\r'), "the rewritten answer has a line break");
+            let one: Value = serde_json::from_slice(one).expect("the spliced answer is JSON");
+            let tree: Value = serde_json::from_slice(&tree).expect("the tree answer is JSON");
+            assert_eq!(one, tree, "the one-pass and tree paths wrote different answers");
+        }
         // Clients skip one leading BOM, and so does the inspector.
         let unmarked = data.strip_prefix("\u{feff}".as_bytes()).unwrap_or(data);
         let before: Value = serde_json::from_slice(unmarked).expect("an inspected answer is JSON");

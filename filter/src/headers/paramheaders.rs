@@ -261,6 +261,72 @@ pub fn record(store: &mut dyn BaselineStore, server: &str, tool: &str, h: &ToolH
     Ok(true)
 }
 
+/// The key of the digest of the maps `server`'s last list recorded (server
+/// names have no `.`, so it meets no tool's key or the count).
+fn list_key(server: &str) -> String {
+    format!("{KEY_PREFIX}list.{server}")
+}
+
+/// Records the maps of every tool one list passed ([`record`] for each), in
+/// one read when nothing changed: the digest of the (name, map) sequence
+/// last recorded for `server` is kept, and a list with the same digest has
+/// nothing to write. The per-tool keys stay what the call path reads.
+///
+/// The digest vouches for the per-tool keys only while no other worker is
+/// writing them: it is cleared before any of them is written and set again,
+/// by compare-and-swap, only if nobody touched it meanwhile; a writer that
+/// loses the race clears it, so the next list writes again.
+pub fn record_list(
+    store: &mut dyn BaselineStore,
+    server: &str,
+    tools: &[(&str, ToolHeaders)],
+) -> Result<(), StoreError> {
+    // Every part length-prefixed, so two different sequences never feed the same bytes.
+    let mut digest = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        digest.update((bytes.len() as u64).to_le_bytes());
+        digest.update(bytes);
+    };
+    for (name, h) in tools {
+        part(name.as_bytes());
+        match h {
+            ToolHeaders::Map(decl) => {
+                part(b"map");
+                part(&(decl.len() as u64).to_le_bytes());
+                for d in decl {
+                    part(d.token.as_bytes());
+                    part(&(d.path.len() as u64).to_le_bytes());
+                    d.path.iter().for_each(|p| part(p.as_bytes()));
+                }
+            }
+            ToolHeaders::Invalid(why) => {
+                part(b"invalid");
+                part(why.as_bytes());
+            }
+        }
+    }
+    let digest = digest.finalize();
+    let k = list_key(server);
+    if store.get(&k)?.is_some_and(|(v, _)| v == digest.as_slice()) {
+        return Ok(());
+    }
+    store.set(&k, b"", None)?;
+    let cas = store.get(&k)?.and_then(|(_, cas)| cas);
+    let mut first_error = None;
+    for (name, h) in tools {
+        if let Err(e) = record(store, server, name, h) {
+            first_error.get_or_insert(e);
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    match store.set(&k, &digest, cas) {
+        Err(StoreError::CasMismatch) => store.set(&k, b"", None),
+        other => other,
+    }
+}
+
 /// Counts one more tool map for `server`, unless the cap is reached. Two
 /// workers recording the same new tool at once may both count it: the count
 /// can only run ahead of the keys, which makes the cap conservative.
@@ -625,5 +691,57 @@ mod tests {
         assert_eq!(lookup(&store, "s", "new"), Ok(None));
         store.set(&key("s", "junk"), b"{}", None).unwrap();
         assert!(lookup(&store, "s", "junk").is_err(), "a corrupt value is an error, not 'unknown'");
+    }
+
+    /// Counts the reads a store serves.
+    /// Counts the reads a store serves; with `.2`, the other worker's write
+    /// queued in `interfere` lands just before the next digest write.
+    struct Counting(MemoryStore, std::cell::Cell<usize>, bool);
+    impl BaselineStore for Counting {
+        fn get(&self, key: &str) -> Result<Option<crate::integrity::Stored>, StoreError> {
+            self.1.set(self.1.get() + 1);
+            self.0.get(key)
+        }
+        fn set(&mut self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), StoreError> {
+            let held = std::mem::take(&mut self.0.interfere);
+            if self.2 && key.contains(".list.") && !value.is_empty() {
+                self.2 = false;
+                self.0.interfere = held;
+                return self.0.set(key, value, cas);
+            }
+            let r = self.0.set(key, value, cas);
+            self.0.interfere = held;
+            r
+        }
+    }
+
+    #[test]
+    fn a_list_records_in_one_read_when_nothing_changed() {
+        let region = ToolHeaders::Map(vec![d("Region", &["region"])]);
+        let first = [("a", region.clone()), ("b", ToolHeaders::Map(vec![]))];
+        let second = [("a", ToolHeaders::Invalid("why".into())), ("b", region.clone())];
+        let mut store = Counting(MemoryStore::default(), Default::default(), false);
+        let reads = |store: &mut Counting, list: &[(&str, ToolHeaders)]| {
+            store.1.set(0);
+            record_list(store, "s", list).unwrap();
+            store.1.get()
+        };
+        assert!(reads(&mut store, &first) > 1);
+        assert_eq!(reads(&mut store, &first), 1, "unchanged: the digest alone");
+        assert_eq!(lookup(&store, "s", "a"), Ok(Some(region.clone())));
+        // A changed list is written, and so is the first one again (no stale skip).
+        assert!(reads(&mut store, &second) > 1);
+        assert_eq!(lookup(&store, "s", "b"), Ok(Some(region.clone())));
+        assert!(reads(&mut store, &first) > 1);
+        assert_eq!(lookup(&store, "s", "a"), Ok(Some(region.clone())));
+        assert_eq!(lookup(&store, "s", "b"), Ok(Some(ToolHeaders::Map(vec![]))));
+        // Another worker recording meanwhile (it writes the digest key just before our
+        // compare-and-swap): ours is not stored, and the next list writes again.
+        record_list(&mut store, "s", &second).unwrap();
+        store.0.interfere = vec![(list_key("s"), b"other".to_vec())];
+        store.2 = true;
+        record_list(&mut store, "s", &first).unwrap();
+        assert!(reads(&mut store, &first) > 1, "a digest set by a racing writer is not trusted");
+        assert_eq!(reads(&mut store, &first), 1);
     }
 }

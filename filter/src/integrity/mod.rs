@@ -201,7 +201,7 @@ fn digits_and_point(text: &str) -> (String, i64) {
 /// (lead byte 0xEE or 0xEF), which UTF-16 puts the other way round. A first
 /// difference inside a character compares two characters of the same lead
 /// byte, where both orders agree.
-fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+pub(crate) fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     let (x, y) = (a.as_bytes(), b.as_bytes());
     let Some(i) = x.iter().zip(y).position(|(p, q)| p != q) else { return x.len().cmp(&y.len()) };
     match (x.get(i).copied().unwrap_or(0), y.get(i).copied().unwrap_or(0)) {
@@ -211,7 +211,7 @@ fn utf16_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
+pub(crate) fn write_string(s: &str, out: &mut String) {
     out.push('"');
     // Copy the runs that need no escape whole; only `"`, `\\` and control
     // characters (all ASCII, so never inside a multi-byte character) break them.
@@ -246,7 +246,7 @@ pub fn tool_hash(tool: &Value) -> String {
     hex_sha256(canonical_json(tool).as_bytes())
 }
 
-fn hex_sha256(bytes: &[u8]) -> String {
+pub(crate) fn hex_sha256(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
 }
 
@@ -556,8 +556,19 @@ pub fn check_tools_locked(
         .iter()
         .map(|t| t.get("name").and_then(Value::as_str).filter(|_| t.is_object()).map(|n| (n, tool_hash(t))))
         .collect();
+    check_hashed(store, server, &hashed, lock)
+}
+
+/// [`check_tools_locked`] on tools already hashed: per tool, its name and
+/// [`tool_hash`], or `None` when it is not an object with a string `name`.
+pub fn check_hashed(
+    store: &mut dyn BaselineStore,
+    server: &str,
+    hashed: &[Option<(&str, String)>],
+    lock: Option<&LockPins>,
+) -> Result<Vec<Verdict>, StoreError> {
     if let Some(pins) = lock.and_then(|l| l.get(server)) {
-        return check_against_lock(store, server, &hashed, pins);
+        return check_against_lock(store, server, hashed, pins);
     }
     let verdicts = update_baseline(store, |baseline: &mut Baseline| {
         let mut changed = false;
@@ -585,7 +596,7 @@ pub fn check_tools_locked(
     let recorded = recorded.get(server);
     let verdicts: Vec<Verdict> = verdicts
         .into_iter()
-        .zip(&hashed)
+        .zip(hashed)
         .map(|(v, h)| match (&v, h, recorded) {
             (Verdict::Trusted | Verdict::Pinned, Some((name, _)), Some(rec)) => {
                 // A server past the violation cap is in violation as a whole,
@@ -595,7 +606,7 @@ pub fn check_tools_locked(
             _ => v,
         })
         // A name the reviewed lock pins on another server is shadowing.
-        .zip(&hashed)
+        .zip(hashed)
         .map(|(v, h)| match (&v, h) {
             (Verdict::Trusted | Verdict::Pinned, Some((name, hash))) => {
                 locked_owner(lock, server, name).map_or(v, |other| {
@@ -739,10 +750,12 @@ pub fn reconcile_lock(store: &mut dyn BaselineStore, lock: &LockPins) -> Result<
 /// One tool against the baseline; pins it (in `baseline`) on first sight.
 /// Returns the verdict and whether the baseline changed.
 fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verdict, bool) {
-    let owner = baseline.owner(name).map(|(s, _)| s.to_string());
-    let pinned = baseline.servers.get(server).and_then(|tools| tools.get(name)).map(|p| p.sha256.clone());
-    let full = baseline.servers.get(server).is_some_and(|tools| tools.len() >= MAX_PINS_PER_SERVER);
-    if pinned.is_none() && full {
+    // Read without copying (this runs once per tool of every list).
+    let other = baseline.owner(name).filter(|(s, _)| *s != server).map(|(s, _)| s.to_string());
+    let tools = baseline.servers.get(server);
+    let pinned = tools.and_then(|tools| tools.get(name)).map(|p| p.sha256.as_str());
+    let was_pinned = pinned.is_some();
+    if !was_pinned && tools.is_some_and(|tools| tools.len() >= MAX_PINS_PER_SERVER) {
         let v = Violation {
             kind: Kind::Overflow,
             tool: name.to_string(),
@@ -753,12 +766,12 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
         return (Verdict::Violation(v), false);
     }
     let mut changed = false;
-    if let Some(pinned) = &pinned {
+    if let Some(pinned) = pinned {
         if pinned != hash {
             let v = Violation {
                 kind: Kind::RugPull,
                 tool: name.to_string(),
-                pinned: Some(pinned.clone()),
+                pinned: Some(pinned.to_string()),
                 seen: Some(hash.to_string()),
                 other_server: None,
             };
@@ -776,8 +789,8 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
             .insert(name.to_string(), Pin { sha256: hash.to_string(), seq });
         changed = true;
     }
-    match owner {
-        Some(other) if other != server => {
+    match other {
+        Some(other) => {
             let v = Violation {
                 kind: Kind::Shadowing,
                 tool: name.to_string(),
@@ -787,8 +800,8 @@ fn judge(baseline: &mut Baseline, server: &str, name: &str, hash: &str) -> (Verd
             };
             (Verdict::Violation(v), changed)
         }
-        _ if pinned.is_some() => (Verdict::Trusted, changed),
-        _ => (Verdict::Pinned, changed),
+        None if was_pinned => (Verdict::Trusted, changed),
+        None => (Verdict::Pinned, changed),
     }
 }
 

@@ -229,8 +229,8 @@ fn to_message(v: Value) -> Result<Message, ParseError> {
 /// A `serde_json::Value` seed that errors on keys equal under simple case
 /// folding, recording the pair in `duplicate` (the error type cannot carry it).
 #[derive(Clone, Copy)]
-struct StrictValue<'a> {
-    duplicate: &'a RefCell<Option<(String, String)>>,
+pub(crate) struct StrictValue<'a> {
+    pub(crate) duplicate: &'a RefCell<Option<(String, String)>>,
 }
 
 impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
@@ -240,8 +240,8 @@ impl<'de> DeserializeSeed<'de> for StrictValue<'_> {
     }
 }
 
-struct StrictVisitor<'a> {
-    duplicate: &'a RefCell<Option<(String, String)>>,
+pub(crate) struct StrictVisitor<'a> {
+    pub(crate) duplicate: &'a RefCell<Option<(String, String)>>,
 }
 
 impl<'de> Visitor<'de> for StrictVisitor<'_> {

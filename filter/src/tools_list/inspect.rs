@@ -8,12 +8,14 @@
 //! [`crate::response::sse`]).
 
 use crate::config::IntegrityMode;
-use crate::headers::paramheaders::{self, ToolHeaders};
 use crate::integrity::{self, BaselineStore, StoreError, Verdict, Violation};
-use crate::policy::{Action, DenyReason, Effective};
 use crate::request::jsonrpc;
-use crate::tools_list::rewrite::{self, ListKind};
+use crate::headers::paramheaders::{self, ToolHeaders};
+use crate::policy::{Action, DenyReason, Effective};
+use crate::tools_list::scan::ScannedTool;
+use crate::tools_list::rewrite::{self, ListKind, ListRef, Tool};
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Everything needed to inspect one server's lists for one caller.
 #[derive(Debug, Clone, Copy)]
@@ -81,7 +83,38 @@ impl ListInspector<'_> {
     /// the answer to a list request. The body is parsed strictly (no
     /// duplicate keys; a leading BOM is skipped, as clients skip it): the
     /// client must not read a list other than the one inspected.
+    ///
+    /// One pass: each tool is read once from its own bytes (checked, hashed,
+    /// named; [`crate::tools_list::scan`]) and the tools kept are spliced into the
+    /// answer as the backend wrote them; an answer nothing was removed from
+    /// or marked in passes as it came. An answer this read refuses goes the
+    /// tree path ([`Self::inspect_json_tree`]), which refuses it with the
+    /// parser's own message.
     pub fn inspect_json(&self, body: &[u8], store: &mut dyn BaselineStore) -> Result<Inspection, InspectError> {
+        let text = body.strip_prefix(BOM).unwrap_or(body);
+        let Ok(mut parsed) = rewrite::parse_lists_cached(self.server, text, self.integrity != IntegrityMode::Off)
+        else {
+            return self.inspect_json_tree(body, store);
+        };
+        let mut found = Inspection::default();
+        let private = self.policy.client.is_some();
+        let scanned = Rc::clone(&parsed.scanned);
+        let rewrite = rewrite::rewrite_lists(&mut parsed, private, |list| match list {
+            ListRef::Tools(tools) => self.mask_scanned(text, tools, &scanned, store, &mut found),
+            ListRef::Other(kind, items) => self.mask(kind, items, store, &mut found),
+        })?;
+        found.removed = rewrite.removed;
+        if rewrite.changed {
+            found.body = Some(rewrite::write(&parsed.doc, text).map_err(InspectError)?);
+        }
+        Ok(found)
+    }
+
+    /// [`Self::inspect_json`] through a `serde_json::Value` tree of the
+    /// whole answer, re-serialised when anything changed: what the one-pass
+    /// path falls back to for an answer it refuses, and the reference the
+    /// tests hold it to.
+    pub fn inspect_json_tree(&self, body: &[u8], store: &mut dyn BaselineStore) -> Result<Inspection, InspectError> {
         let text = body.strip_prefix(BOM).unwrap_or(body);
         let mut doc = jsonrpc::parse_strict(text)
             .map_err(|e| InspectError(format!("the answer is not valid JSON: {}", e.message)))?;
@@ -151,62 +184,114 @@ impl ListInspector<'_> {
         store: &mut dyn BaselineStore,
         found: &mut Inspection,
     ) -> Result<Vec<bool>, InspectError> {
-        found.listed.extend(tools.iter().filter_map(|t| t.get("name")?.as_str().map(str::to_string)));
-        let verdicts = match self.integrity {
-            IntegrityMode::Off => Vec::new(),
-            mode => match integrity::check_tools_locked(store, self.server, tools, self.lock) {
-                Ok(v) => v,
+        let names: Vec<Option<&str>> =
+            tools.iter().map(|t| t.get("name").and_then(Value::as_str).filter(|_| t.is_object())).collect();
+        let verdicts = self.verdicts(found, || integrity::check_tools_locked(store, self.server, tools, self.lock))?;
+        self.decide(&names, &verdicts, store, found, |i| {
+            Ok(paramheaders::scan(tools.get(i).and_then(|t| t.get("inputSchema"))))
+        })
+    }
+
+    /// [`Self::mask_tools`] for tools read in one pass (`scanned`: the
+    /// reads, `text`: the answer their places are in).
+    fn mask_scanned(
+        &self,
+        text: &[u8],
+        tools: &[Tool],
+        scanned: &[ScannedTool],
+        store: &mut dyn BaselineStore,
+        found: &mut Inspection,
+    ) -> Result<Vec<bool>, InspectError> {
+        let read = |t: &Tool| scanned.get(t.at);
+        let names: Vec<Option<&str>> = tools.iter().map(|t| read(t).and_then(|s| s.name.as_deref())).collect();
+        let verdicts = self.verdicts(found, || {
+            let hashed: Vec<Option<(&str, String)>> =
+                tools.iter().map(|t| read(t).and_then(|s| s.name.as_deref().zip(s.hash.clone()))).collect();
+            integrity::check_hashed(store, self.server, &hashed, self.lock)
+        })?;
+        self.decide(&names, &verdicts, store, found, |i| {
+            let Some(tool) = tools.get(i) else { return Ok(Ok(Vec::new())) };
+            if !read(tool).is_some_and(|s| s.needs_header_scan) {
+                // No annotation anywhere and shallow enough: the scan finds
+                // an empty map.
+                return Ok(Ok(Vec::new()));
+            }
+            let raw = text.get(tool.start..tool.end).unwrap_or_default();
+            let v = jsonrpc::parse_strict(raw)
+                .map_err(|e| InspectError(format!("the answer is not valid JSON: {}", e.message)))?;
+            Ok(paramheaders::scan(v.get("inputSchema")))
+        })
+    }
+
+    /// The integrity verdicts of one list (none with integrity off);
+    /// without the baseline, `enforce` refuses the list and `warn` goes on.
+    fn verdicts(
+        &self,
+        found: &mut Inspection,
+        check: impl FnOnce() -> Result<Vec<Verdict>, StoreError>,
+    ) -> Result<Vec<Verdict>, InspectError> {
+        match self.integrity {
+            IntegrityMode::Off => Ok(Vec::new()),
+            mode => match check() {
+                Ok(v) => Ok(v),
                 // Fail closed: without the baseline nothing can be trusted.
                 Err(e) if mode == IntegrityMode::Enforce => {
-                    return Err(InspectError(format!("tool integrity could not be checked: {e}")))
+                    Err(InspectError(format!("tool integrity could not be checked: {e}")))
                 }
                 Err(e) => {
                     found.store_error = Some(e);
-                    Vec::new()
+                    Ok(Vec::new())
                 }
             },
-        };
-        let enforce = self.integrity == IntegrityMode::Enforce;
-        Ok(tools
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let violation = verdicts.get(i).and_then(Verdict::violation);
-                if let Some(v) = violation {
-                    found.violations.push(v.clone());
-                }
-                let name = t.get("name").and_then(Value::as_str);
-                let visible = !self.filter || name.is_some_and(|n| self.policy.tool_visible(n));
-                let trusted = !(enforce && violation.is_some());
-                let headers_valid = match name {
-                    // A tool the gateway passes: remember its map for the calls.
-                    Some(n) if trusted => self.note_headers(n, t, store, found),
-                    _ => true,
-                };
-                visible && trusted && headers_valid
-            })
-            .collect())
+        }
     }
 
-    /// Records the `x-mcp-header` map of a tool passed to the client (see
-    /// [`crate::headers::paramheaders`]); `false` when its annotations are invalid and
-    /// it must be removed, as the protocol tells clients to.
-    fn note_headers(&self, name: &str, tool: &Value, store: &mut dyn BaselineStore, found: &mut Inspection) -> bool {
-        let scanned = paramheaders::scan(tool.get("inputSchema"));
-        let valid = scanned.is_ok();
-        let headers = match scanned {
-            Ok(map) => ToolHeaders::Map(map),
-            Err(why) => {
-                found.invalid_headers.push((name.to_string(), why.clone()));
-                ToolHeaders::Invalid(why)
+    /// Which tools to keep, given each tool's name (`None`: not an object
+    /// with a string name) and verdict; `headers(i)` scans tool `i`'s
+    /// `x-mcp-header` annotations. The maps of the tools passed are recorded
+    /// for the calls in one batch.
+    fn decide(
+        &self,
+        names: &[Option<&str>],
+        verdicts: &[Verdict],
+        store: &mut dyn BaselineStore,
+        found: &mut Inspection,
+        mut headers: impl FnMut(usize) -> Result<Result<Vec<paramheaders::Declared>, String>, InspectError>,
+    ) -> Result<Vec<bool>, InspectError> {
+        found.listed.extend(names.iter().flatten().map(|n| n.to_string()));
+        let enforce = self.integrity == IntegrityMode::Enforce;
+        let mut keep = Vec::with_capacity(names.len());
+        let mut maps: Vec<(&str, ToolHeaders)> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let violation = verdicts.get(i).and_then(Verdict::violation);
+            if let Some(v) = violation {
+                found.violations.push(v.clone());
             }
-        };
-        // Unrecorded, a call falls back to the same-name check: not a reason to
-        // refuse the list, but worth the operator's attention.
-        if let Err(e) = paramheaders::record(store, self.server, name, &headers) {
+            let visible = !self.filter || name.is_some_and(|n| self.policy.tool_visible(n));
+            let trusted = !(enforce && violation.is_some());
+            let headers_valid = match name {
+                // A tool the gateway passes: remember its map for the calls.
+                Some(n) if trusted => {
+                    let (valid, map) = match headers(i)? {
+                        Ok(map) => (true, ToolHeaders::Map(map)),
+                        Err(why) => {
+                            found.invalid_headers.push((n.to_string(), why.clone()));
+                            (false, ToolHeaders::Invalid(why))
+                        }
+                    };
+                    maps.push((n, map));
+                    valid
+                }
+                _ => true,
+            };
+            keep.push(visible && trusted && headers_valid);
+        }
+        // Unrecorded, a call falls back to the same-name check: not a reason
+        // to refuse the list, but worth the operator's attention.
+        if let Err(e) = paramheaders::record_list(store, self.server, &maps) {
             found.store_error.get_or_insert(e);
         }
-        valid
+        Ok(keep)
     }
 }
 
@@ -481,5 +566,287 @@ mod tests {
         let warn = inspector(&p, IntegrityMode::Warn).inspect_json(&list("x"), &mut store).unwrap();
         assert!(warn.store_error.is_some());
         assert_eq!(names(&warn.body.unwrap()), ["echo", "other"]);
+    }
+}
+
+/// The one-pass inspection against the tree path it replaced, on random
+/// answers: the same decision, the same refusals, the same store, and an
+/// answer that reads as the same value.
+#[cfg(test)]
+mod onepass_tests {
+    use super::*;
+    use crate::integrity::MemoryStore;
+    use crate::policy::Policy;
+
+    /// xorshift64*: a fixed, dependency-free random source.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn one<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+        fn chance(&mut self, percent: usize) -> bool {
+            self.below(100) < percent
+        }
+    }
+
+    /// Whitespace a backend may put between tokens, line breaks included.
+    fn ws(r: &mut Rng) -> &'static str {
+        if r.chance(85) {
+            ""
+        } else {
+            r.one(&[" ", "\n", "\r\n  ", "\t"])
+        }
+    }
+
+    fn string(r: &mut Rng) -> String {
+        let parts =
+            ["a", "Tool", "é", "\\u00e9", "\\n", "\\\"", "\\\\", "\\/", "😀", "\\ud83d\\ude00", "\\u0000", " ", "ſ"];
+        let n = r.below(4);
+        format!("\"{}\"", (0..n).map(|_| r.one(&parts)).collect::<String>())
+    }
+
+    fn number(r: &mut Rng) -> String {
+        r.one(&[
+            "0",
+            "-0",
+            "1",
+            "1.0",
+            "10E-1",
+            "-2.5e-3",
+            "1e21",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0.1",
+            "123456789012345678901234567890",
+        ])
+        .to_string()
+    }
+
+    /// An object with the given members, sometimes with a member repeated
+    /// (exactly or in another case): a refusal both paths must agree on.
+    fn object(r: &mut Rng, mut members: Vec<(String, String)>) -> String {
+        if !members.is_empty() && r.chance(3) {
+            let (k, v) = members[r.below(members.len())].clone();
+            let k = if r.chance(50) { k.to_uppercase() } else { k };
+            members.push((k, v));
+        }
+        let body: Vec<String> =
+            members.iter().map(|(k, v)| format!("{}\"{k}\"{}:{}{v}{}", ws(r), ws(r), ws(r), ws(r))).collect();
+        format!("{{{}}}", body.join(","))
+    }
+
+    fn value(r: &mut Rng, depth: usize) -> String {
+        match r.below(if depth > 3 { 4 } else { 6 }) {
+            0 => string(r),
+            1 => number(r),
+            2 => r.one(&["true", "false", "null"]).to_string(),
+            3 => string(r),
+            4 => format!("[{}]", (0..r.below(3)).map(|_| value(r, depth + 1)).collect::<Vec<_>>().join(",")),
+            _ => {
+                let members = (0..r.below(4)).map(|i| (format!("k{i}"), value(r, depth + 1))).collect();
+                object(r, members)
+            }
+        }
+    }
+
+    fn schema(r: &mut Rng) -> String {
+        let mut props = Vec::new();
+        for p in ["region", "path", "n"] {
+            if r.chance(50) {
+                let mut m = vec![("type".to_string(), format!("\"{}\"", r.one(&["string", "integer", "object"])))];
+                if r.chance(30) {
+                    m.push(("x-mcp-header".into(), format!("\"{}\"", r.one(&["Region", "R", "", "a b", "region"]))));
+                }
+                if r.chance(30) {
+                    m.push(("default".into(), value(r, 3)));
+                }
+                props.push((p.to_string(), object(r, m)));
+            }
+        }
+        let props = object(r, props);
+        object(r, vec![("type".into(), "\"object\"".into()), ("properties".into(), props)])
+    }
+
+    fn tool(r: &mut Rng) -> String {
+        match r.below(20) {
+            0 => return value(r, 2),
+            1 => {
+                let d = string(r);
+                return object(r, vec![("description".into(), d)]);
+            }
+            _ => {}
+        }
+        let name = if r.chance(5) {
+            "7".to_string()
+        } else {
+            format!("\"{}\"", r.one(&["echo", "hidden", "other", "x", "e\\u0063ho", "dangerous_delete", "wide"]))
+        };
+        let desc = if r.chance(20) { r.one(&["\"v1\"", "\"v2\""]).to_string() } else { string(r) };
+        let mut m = vec![("name".to_string(), name), ("description".into(), desc)];
+        if r.chance(70) {
+            m.push(("inputSchema".into(), schema(r)));
+        }
+        if r.chance(20) {
+            m.push(("annotations".into(), value(r, 2)));
+        }
+        if r.chance(50) {
+            m.reverse();
+        }
+        object(r, m)
+    }
+
+    fn message(r: &mut Rng) -> String {
+        let tools: Vec<String> = (0..r.below(6)).map(|_| tool(r)).collect();
+        let mut result =
+            vec![(r.one(&["tools", "tools", "Tools", "tool\\u017f"]).to_string(), format!("[{}]", tools.join(",")))];
+        if r.chance(20) {
+            result.push(("prompts".into(), r.one(&["[{\"name\":\"p\"}]", "[]", "{}"]).into()));
+        }
+        if r.chance(30) {
+            result.push(("nextCursor".into(), string(r)));
+        }
+        if r.chance(15) {
+            result.push((r.one(&["cacheScope", "CacheScope"]).into(), "\"shared\"".into()));
+        }
+        if r.chance(10) {
+            result.push(("tools_extra".into(), value(r, 1)));
+        }
+        let result = if r.chance(5) { value(r, 1) } else { object(r, result) };
+        let mut msg = vec![
+            ("jsonrpc".to_string(), "\"2.0\"".to_string()),
+            ("id".into(), r.one(&["1", "\"1\"", "-0", "null"]).into()),
+        ];
+        msg.push((r.one(&["result", "result", "Result"]).into(), result));
+        object(r, msg)
+    }
+
+    fn answer(r: &mut Rng) -> Vec<u8> {
+        let text = match r.below(10) {
+            0 => format!("[{}]", (0..1 + r.below(3)).map(|_| message(r)).collect::<Vec<_>>().join(",")),
+            1 => value(r, 0),
+            _ => message(r),
+        };
+        let mut bytes = text.into_bytes();
+        if r.chance(4) && !bytes.is_empty() {
+            // Damage: truncation or an invalid byte.
+            let at = r.below(bytes.len());
+            if r.chance(50) {
+                bytes.truncate(at);
+            } else {
+                bytes[at] = *[0xff_u8, b'"', b'}', 0x01].get(r.below(4)).unwrap();
+            }
+        }
+        if r.chance(5) {
+            bytes.splice(0..0, BOM.iter().copied());
+        }
+        bytes
+    }
+
+    fn lookups(store: &MemoryStore) -> Vec<String> {
+        ["echo", "hidden", "other", "x", "wide", "dangerous_delete"]
+            .iter()
+            .map(|t| format!("{:?}", paramheaders::lookup(store, "demo", t)))
+            .collect()
+    }
+
+    #[test]
+    fn one_pass_matches_the_tree_path_on_random_answers() {
+        let server =
+            Policy::compile(&serde_yaml::from_str("{deny_tools: [hidden, dangerous_delete]}").unwrap()).unwrap();
+        let client = Policy::compile(&serde_yaml::from_str("{allow_tools: [echo, other, wide]}").unwrap()).unwrap();
+        let mut lock = integrity::LockPins::new();
+        lock.insert("locked".into(), [("echo".to_string(), "0".repeat(64))].into_iter().collect());
+        let mut r = Rng(0x9E37_79B9_7F4A_7C15);
+        let (mut changed, mut refused) = (0, 0);
+        for case in 0..3000 {
+            let mode = [IntegrityMode::Off, IntegrityMode::Warn, IntegrityMode::Enforce][case % 3];
+            let inspector = ListInspector {
+                server: if case % 7 == 0 { "locked" } else { "demo" },
+                policy: Effective { server: &server, client: (case % 2 == 0).then_some(&client) },
+                filter: case % 5 != 0,
+                integrity: mode,
+                lock: Some(&lock),
+            };
+            let (mut one, mut tree) = (MemoryStore::default(), MemoryStore::default());
+            // Two answers in a row (the second may change what the first pinned), then the
+            // second again: the one-pass path reuses its read of the same text.
+            let (first, second) = (answer(&mut r), answer(&mut r));
+            for body in [first, second.clone(), second] {
+                let a = inspector.inspect_json(&body, &mut one);
+                let b = inspector.inspect_json_tree(&body, &mut tree);
+                let shown = String::from_utf8_lossy(&body);
+                match (a, b) {
+                    (Err(a), Err(b)) => {
+                        assert_eq!(a, b, "{shown}");
+                        refused += 1;
+                    }
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.body.is_some(), b.body.is_some(), "{shown}");
+                        if let (Some(x), Some(y)) = (&a.body, &b.body) {
+                            changed += 1;
+                            // The spliced answer passes the strict parse when the tree path's does (a
+                            // backend's `CacheScope` beside the mark fails both), fits one event-stream
+                            // line and reads as the tree path's answer.
+                            assert_eq!(jsonrpc::parse_strict(x).is_ok(), jsonrpc::parse_strict(y).is_ok(), "{shown}");
+                            assert!(!x.iter().any(|b| *b == b'\n' || *b == b'\r'), "{shown}");
+                            let x: Value = serde_json::from_slice(x).unwrap();
+                            let y: Value = serde_json::from_slice(y).unwrap();
+                            assert_eq!(x, y, "{shown}");
+                        }
+                        assert_eq!(a.removed, b.removed, "{shown}");
+                        assert_eq!(a.listed, b.listed, "{shown}");
+                        assert_eq!(a.violations, b.violations, "{shown}");
+                        assert_eq!(a.invalid_headers, b.invalid_headers, "{shown}");
+                        assert_eq!(a.store_error, b.store_error, "{shown}");
+                    }
+                    (a, b) => panic!("one pass {a:?}, tree {b:?}: {shown}"),
+                }
+                assert_eq!(integrity::snapshot(&one), integrity::snapshot(&tree), "{shown}");
+                assert_eq!(lookups(&one), lookups(&tree), "{shown}");
+            }
+        }
+        // The generator reaches both outcomes often.
+        assert!(changed > 1000 && refused > 300, "changed {changed}, refused {refused}");
+    }
+
+    #[test]
+    fn nesting_at_the_parser_limit_is_decided_alike() {
+        let server = Policy::compile(&serde_yaml::from_str("{deny_tools: [hidden]}").unwrap()).unwrap();
+        for mode in [IntegrityMode::Off, IntegrityMode::Enforce] {
+            let inspector = ListInspector {
+                server: "demo",
+                policy: Effective { server: &server, client: None },
+                filter: true,
+                integrity: mode,
+                lock: None,
+            };
+            for depth in 115..130 {
+                let deep = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+                for wrap in [false, true] {
+                    let msg = format!(
+                        r#"{{"jsonrpc":"2.0","id":1,"result":{{"tools":[{{"name":"a","d":{deep}}},{{"name":"hidden"}}]}}}}"#
+                    );
+                    let body = if wrap { format!("[{msg}]") } else { msg };
+                    let a = inspector.inspect_json(body.as_bytes(), &mut MemoryStore::default());
+                    let b = inspector.inspect_json_tree(body.as_bytes(), &mut MemoryStore::default());
+                    assert_eq!(a.is_ok(), b.is_ok(), "{depth} {wrap}");
+                    if let (Ok(a), Ok(b)) = (a, b) {
+                        let x: Value = serde_json::from_slice(&a.body.unwrap()).unwrap();
+                        let y: Value = serde_json::from_slice(&b.body.unwrap()).unwrap();
+                        assert_eq!(x, y);
+                    }
+                }
+            }
+        }
     }
 }
