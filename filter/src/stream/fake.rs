@@ -8,8 +8,8 @@
 use super::{Action, Body, Host, HostError, Level, Stream};
 use crate::envelope::Reply;
 use crate::gateway::Gateway;
-use crate::request::hostmap::BytePair;
 use crate::integrity::{BaselineStore, MemoryStore, StoreError, Stored};
+use crate::request::hostmap::BytePair;
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -4,9 +4,9 @@
 
 use super::host::INTERNAL_FAILURE;
 use super::{Body, Host};
+use crate::endpoints::health::{self, Cache, Detail, ServerHealth};
 use crate::envelope::Reply;
 use crate::gateway::Gateway;
-use crate::endpoints::health::{self, Cache, Detail, ServerHealth};
 use std::cell::RefCell;
 use std::time::Duration;
 

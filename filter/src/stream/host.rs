@@ -8,8 +8,8 @@
 //! (a panic kills the VM of the worker).
 
 use crate::envelope::Reply;
-use crate::request::hostmap::BytePair;
 use crate::integrity::BaselineStore;
+use crate::request::hostmap::BytePair;
 use std::time::Duration;
 
 /// A status the host returned instead of `Ok` (proxy-wasm `WasmResult`).

@@ -5,10 +5,10 @@
 use super::{known_tools, metrics, Host, Level, Stream};
 use crate::config::IntegrityMode;
 use crate::gateway::Gateway;
-use crate::tools_list::inspect::Inspection;
 use crate::integrity;
 use crate::names::{self, attr};
 use crate::ops;
+use crate::tools_list::inspect::Inspection;
 
 impl Stream {
     /// Audits what inspecting an answer found: learns the advertised tools
@@ -33,7 +33,8 @@ impl Stream {
         for ((tool, kind), n) in counts {
             metrics::integrity_violation(host, &server_label, &tool, kind, n);
         }
-        self.attrs.integrity = crate::tools_list::inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
+        self.attrs.integrity =
+            crate::tools_list::inspect::audit_note(self.attrs.integrity.as_deref(), &found.violations);
         if let Some(n) = &self.attrs.integrity {
             host.set_attribute(attr::INTEGRITY, n);
             host.set_attribute(attr::INTEGRITY_ACTION, action);

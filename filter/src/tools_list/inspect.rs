@@ -8,12 +8,12 @@
 //! [`crate::response::sse`]).
 
 use crate::config::IntegrityMode;
-use crate::integrity::{self, BaselineStore, StoreError, Verdict, Violation};
-use crate::request::jsonrpc;
 use crate::headers::paramheaders::{self, ToolHeaders};
+use crate::integrity::{self, BaselineStore, StoreError, Verdict, Violation};
 use crate::policy::{Action, DenyReason, Effective};
-use crate::tools_list::scan::ScannedTool;
+use crate::request::jsonrpc;
 use crate::tools_list::rewrite::{self, ListKind, ListRef, Tool};
+use crate::tools_list::scan::ScannedTool;
 use serde_json::Value;
 use std::rc::Rc;
 

@@ -10,8 +10,8 @@
 //! The bytes are read by serde_json, the parser the rest of the gateway
 //! decides on, so the tool read here is the tool the tree parse would read.
 
-use crate::request::fold::fold_eq;
 use crate::integrity::{utf16_cmp, write_es_number, write_string};
+use crate::request::fold::fold_eq;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
