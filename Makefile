@@ -14,7 +14,7 @@ DEMO_BIN    := $(TARGET_DIR)/release/mcpx-demo
 WASM        := $(TARGET_DIR)/wasm32-wasip1/wasm/mcpx_filter.wasm
 # A test-only copy with the `crash-probe` feature (a header panics the VM).
 PROBE_WASM  := $(TARGET_DIR)/test/mcpx_filter_crash_probe.wasm
-FILTER_SRC  := $(shell find filter/src -name '*.rs') filter/Cargo.toml Cargo.toml Cargo.lock
+FILTER_SRC  := $(shell find filter/src -name '*.rs') filter/Cargo.toml Cargo.toml Cargo.lock scripts/toolchain.sh
 DIST        := dist
 DEMO_CONFIG ?= examples/demo.yaml
 DEMO_LISTEN ?= 127.0.0.1:3001

@@ -156,6 +156,10 @@ build_rustup() {
     cargo build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" "${FEATURES[@]}"
 }
 
+# std is built from source here, so it can be built small: `optimize_for_size`
+# picks std's compact implementations (sorting, formatting). Measured with
+# `tests/bench/bench.py --compare`: -67 KB of .wasm, -1.9 MiB RSS, CPU per
+# request unchanged (per round -2.7, -10.4, +11.4, -3.8, -5.8 µs).
 build_debian() {
     say "using Debian's $("$DEB_RUSTC" --version) with -Zbuild-std and wasm-ld-19"
     # Keep rustup's proxies and settings away from /usr/bin/cargo: it must run
@@ -169,7 +173,7 @@ build_debian() {
         RUSTC_BOOTSTRAP=1 \
         RUSTFLAGS="-C linker=wasm-ld-19 -C link-self-contained=no -L $DEB_WASI_LIBC" \
         "$DEB_CARGO" build -p "$PACKAGE" --target "$TARGET" --profile "$PROFILE" "${FEATURES[@]}" \
-        -Zbuild-std=std,panic_abort
+        -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size
 }
 
 report_artifact() {
@@ -200,19 +204,22 @@ cmd_wasm() {
     local path
     path=$(choose)
     case $path in
-        rustup) build_rustup ;;
+        rustup) build_rustup; path=rustup ;;
         debian) build_debian ;;
         debian-install)
             apt_install
             local missing
             missing=$(debian_missing)
             [[ -z $missing ]] || die "still missing after apt-get install: $(echo "$missing" | paste -sd' ' -)"
-            build_debian ;;
+            build_debian; path=debian ;;
         none)
             say "missing for the Debian path: $(debian_missing | paste -sd' ' -)"
             install_hint
             exit 1 ;;
     esac
+    # Which path built it: only the std-from-source path can build std for
+    # size, and the size budget test holds that build to it.
+    echo "$path" > "$WASM.toolchain"
     report_artifact
 }
 
