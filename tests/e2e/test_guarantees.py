@@ -56,9 +56,12 @@ def test_token_cache_is_emptied_when_the_key_set_changes(demo, gateway_factory, 
     wait_until(lambda: call(gw, new).status == 200, timeout=30, what="the new key set is loaded")
     # ...and the token verified with the retired key is not served from the
     # cache any more, on any worker (each worker's VM loads the new key set
-    # on its own tick, so wait until 8 calls in a row, each on a fresh
-    # connection, are refused), and never reaches the backend again.
-    wait_until(lambda: all(call(gw, old).status == 401 for _ in range(8)), timeout=30,
+    # on its own tick, so wait until 32 calls in a row, each on a fresh
+    # connection, are refused: with 8, all of them landed on the worker that
+    # had the new keys often enough to make this flaky under load, while the
+    # other worker's tick was still to come), and never reaches the backend
+    # again.
+    wait_until(lambda: all(call(gw, old).status == 401 for _ in range(32)), timeout=30,
                what="the cached token refused by every worker")
     demo.reset()
     for _ in range(8):
