@@ -302,6 +302,19 @@ fn the_lease_allows_one_fetch_per_floor_interval() {
 }
 
 #[test]
+fn keys_are_refreshed_only_when_due() {
+    // Seconds since a successful fetch -> VM 0 fetches again.
+    let rows: &[(u64, bool)] = &[(REFETCH_FLOOR_SECS, false), (REFRESH_SECS - 1, false), (REFRESH_SECS, true)];
+    for (secs, fetches) in rows {
+        let mut w = World::new(1, URI_A);
+        w.fetch(0, &keyset(&["key-a"]));
+        w.advance_secs(*secs);
+        w.tick(0);
+        assert_eq!(w.calls(0) == 2, *fetches, "+{secs}s");
+    }
+}
+
+#[test]
 fn a_fetch_in_flight_blocks_another_after_the_floor() {
     let mut w = World::new(1, URI_A);
     w.tick(0);
@@ -334,21 +347,24 @@ fn a_reload_to_another_jwks_uri_uses_other_keys() {
 #[test]
 fn a_corrupt_shared_record_is_ignored() {
     // What another writer left under the document key -> a warning.
-    let rows: &[(&[u8], Option<&str>)] = &[
-        (b"", None),
-        (b"no newline", None),
-        (b"soon\n{\"keys\":[]}", None),
-        (b"-1\n{}", None),
-        (b"1000\nnot json", Some("the shared JWKS could not be used")),
-        (b"1000\n{\"keys\":[]}", Some("the shared JWKS could not be used")),
+    let valid = keyset(&["key-a"]);
+    let with = |head: &[u8]| [head, &valid[..]].concat();
+    let rows: Vec<(Vec<u8>, Option<&str>)> = vec![
+        (b"".to_vec(), None),
+        (valid.clone(), None), // no `<secs>\n`
+        (with(b"soon\n"), None),
+        (with(b"-1\n"), None),
+        (with(b"\n"), None),
+        (b"1000\nnot json".to_vec(), Some("the shared JWKS could not be used")),
+        (b"1000\n{\"keys\":[]}".to_vec(), Some("the shared JWKS could not be used")),
     ];
-    for (record, warning) in rows {
+    for (record, warning) in &rows {
         let mut w = World::new(0, URI_A);
         let key = format!("mcpx.jwks.doc:{URI_A}");
         w.shared.set(&key, record, None).unwrap();
         let vm = w.configure(URI_A);
         w.tick(vm);
-        let shown = String::from_utf8_lossy(record);
+        let shown = String::from_utf8_lossy(&record[..record.len().min(16)]);
         assert!(!w.vms[vm].has_keys(), "{shown:?}: not installed");
         assert_eq!(warning.is_some_and(|m| w.vms[vm].warned(m)), warning.is_some(), "{shown:?}");
         assert_eq!(w.calls(vm), 1, "{shown:?}: fetches its own");
