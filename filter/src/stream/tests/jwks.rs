@@ -315,6 +315,25 @@ fn keys_are_refreshed_only_when_due() {
 }
 
 #[test]
+fn a_lease_another_vm_took_between_read_and_write_is_lost() {
+    // Another VM writes the lease between this VM's read and its
+    // compare-and-swap -> this VM fetches.
+    for (interfere, fetches) in [(true, false), (false, true)] {
+        let mut w = World::new(2, URI_A);
+        w.tick(0);
+        let token = w.last_token(0);
+        assert!(w.answer(0, token, Some("500"), b""));
+        w.advance_secs(REFETCH_FLOOR_SECS);
+        let now = (w.now_ms / 1000).to_string().into_bytes();
+        if interfere {
+            w.shared.interfere.push((format!("mcpx.jwks.lease:{URI_A}"), now));
+        }
+        w.tick(1);
+        assert_eq!(w.calls(1) == 1, fetches, "interfered: {interfere}");
+    }
+}
+
+#[test]
 fn a_fetch_in_flight_blocks_another_after_the_floor() {
     let mut w = World::new(1, URI_A);
     w.tick(0);
