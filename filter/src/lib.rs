@@ -9,12 +9,14 @@
 //! The directories follow the request path; read them in this order:
 //!
 //! ```text
-//! glue/         proxy-wasm only, translation: root (config bytes, ticks),
-//!               http (one context per request, handed to stream/), host
-//!               (every host call: the proxy-wasm `stream::Host`), shared,
-//!               metrics (metric ids), jwks, waiting (held requests)
+//! glue/         proxy-wasm only, translation: root (config bytes, ticks and
+//!               call answers, handed to stream/jwks), http (one context per
+//!               request, handed to stream/), host (every host call: the
+//!               proxy-wasm `stream::Host`), shared, metrics (metric ids),
+//!               waiting (held requests)
 //! stream/       one request's state machine, generic over `stream::Host`:
 //!               key wait, body, trailers, the answer, reports, metrics;
+//!               jwks (the OAuth key-set fetcher: lease, shared document);
 //!               `stream::fake` runs it natively (tests in stream/tests/)
 //! gateway/      the pipeline, one file per step: admit (phase 0), headers
 //!               (1), body (2), lists (the response phase)

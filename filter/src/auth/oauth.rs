@@ -117,7 +117,7 @@ impl OAuth {
         self.scopes.get(&format!("{server}/{tool}"))
     }
 
-    // ---- keys (fed by the glue) ----
+    // ---- keys (fed by `stream::jwks`) ----
 
     /// Installs a fetched JWKS; the verified-token cache is emptied because
     /// a key may have been withdrawn. Returns the number of usable keys.
@@ -136,14 +136,14 @@ impl OAuth {
         self.state().keys.is_some()
     }
 
-    /// Whether this VM would like a fetch now (the glue applies the floor).
+    /// Whether this VM would like a fetch now (`stream::jwks` applies the floor).
     pub fn fetch_wanted(&self, now: u64) -> bool {
         let s = self.state();
         s.keys.is_none() || s.refetch_wanted || s.fetched_at.is_none_or(|t| now.saturating_sub(t) >= REFRESH_SECS)
     }
 
     /// Whether the current keys are old enough that fetching again is
-    /// allowed (the glue's shared lease enforces the same floor globally).
+    /// allowed (`stream::jwks`'s shared lease enforces the same floor globally).
     pub fn refetch_possible(&self, now: u64) -> bool {
         self.state().fetched_at.is_none_or(|t| now >= t.saturating_add(REFETCH_FLOOR_SECS))
     }

@@ -8,7 +8,6 @@
 mod crash_probe;
 mod host;
 mod http;
-mod jwks;
 mod metrics;
 mod root;
 mod shared;

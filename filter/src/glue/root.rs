@@ -1,14 +1,15 @@
 //! The root context: hands the plugin configuration to the core once per
-//! (re)configure (`stream::configure`) and shares the gateway with every
-//! request through an `Rc`.
+//! (re)configure (`stream::configure`), shares the gateway with every
+//! request through an `Rc`, and hands ticks and call answers to the key-set
+//! fetcher (`stream::jwks`).
 
 use super::host::{self, log, WasmHost};
 use super::http::HttpFilter;
-use super::jwks::{self, JwksFetcher};
 use super::waiting::{self, Waitable};
 use crate::endpoints::control::CONTROL_ROOT_ID;
 use crate::gateway::Gateway;
 use crate::stream::configure;
+use crate::stream::jwks::{self, JwksFetcher};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -25,7 +26,7 @@ pub struct Root {
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
-            if self.jwks.on_response(o, token, body_size) {
+            if self.jwks.on_response(&mut WasmHost, o, token, body_size) {
                 waiting::wake(o.has_keys());
             }
         }
@@ -42,7 +43,7 @@ impl RootContext for Root {
         }
         self.jwks = JwksFetcher::default();
         if let Some(o) = g.auth().oauth() {
-            self.jwks.adopt_shared(o);
+            self.jwks.adopt_shared(&mut WasmHost, o);
         }
         super::metrics::define_static();
         self.gateway = Some(Rc::new(g));
@@ -51,7 +52,7 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         if let Some(o) = self.gateway.as_ref().and_then(|g| g.auth().oauth()) {
-            self.jwks.on_tick(o);
+            self.jwks.on_tick(&mut WasmHost, o);
             waiting::wake(o.has_keys());
         }
     }

@@ -19,6 +19,8 @@
 //! - `health.rs`, `known_tools.rs`, `metrics.rs` — `/health` probes, the
 //!   tools each backend advertised, the `mcpx_*` series.
 //! - `configure.rs` — what the root does with a plugin configuration.
+//! - `jwks.rs` — the OAuth key-set fetcher the root's ticks drive (one
+//!   fetch per floor interval for all VMs, the document shared).
 
 // Native only: the tests' host, never in the `.wasm`.
 pub mod configure;
@@ -26,6 +28,7 @@ pub mod configure;
 pub mod fake;
 pub mod health;
 pub mod host;
+pub mod jwks;
 pub mod known_tools;
 pub mod metrics;
 mod report;

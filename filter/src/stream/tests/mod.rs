@@ -4,6 +4,7 @@
 //! vectors run through the same harness in `filter/tests/policy_vectors.rs`.
 
 mod answers;
+mod jwks;
 mod key_wait;
 mod sse;
 mod trailers;

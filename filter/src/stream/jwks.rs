@@ -1,23 +1,22 @@
-//! Fetching the OAuth key set (JWKS) through Envoy, once for all VMs.
+//! Fetching the OAuth key set (JWKS) through the host, once for all VMs.
 //!
 //! `on_tick` runs in every VM (the main thread's and each worker's),
 //! so the VMs coordinate through shared data: a lease (the time of the last
 //! fetch start, taken with compare-and-swap) lets one VM fetch per floor
 //! interval, and the fetched document is published for the others, which
 //! adopt it on their next tick. Fetches happen when a VM has no keys, when a
-//! token named an unknown `kid`, and every `REFRESH_SECS`.
+//! token named an unknown `kid`, and every `REFRESH_SECS`. The root context
+//! (`glue/root.rs`) only calls in here with the proxy-wasm host.
 
-use super::host::{self, log};
+use super::{Body, Host, Level};
 use crate::auth::oauth::{OAuth, REFETCH_FLOOR_SECS};
-use crate::clock::now_secs;
-use proxy_wasm::types::{BufferType, LogLevel};
 use std::time::Duration;
 
 /// How often each VM looks at shared data and decides whether to fetch.
 pub const TICK: Duration = Duration::from_millis(250);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct JwksFetcher {
     /// The token of our fetch in flight.
     in_flight: Option<u32>,
@@ -26,18 +25,22 @@ pub struct JwksFetcher {
 }
 
 /// Shared-data keys, per JWKS URI (a reload may point elsewhere).
-fn data_key(o: &OAuth) -> String {
+pub fn data_key(o: &OAuth) -> String {
     format!("mcpx.jwks.doc:{}", o.jwks.uri)
 }
-fn lease_key(o: &OAuth) -> String {
+pub fn lease_key(o: &OAuth) -> String {
     format!("mcpx.jwks.lease:{}", o.jwks.uri)
 }
 
+fn now_secs<H: Host>(host: &mut H) -> u64 {
+    host.now_ms() / 1000
+}
+
 impl JwksFetcher {
-    pub fn on_tick(&mut self, o: &OAuth) {
-        self.adopt_shared(o);
-        let now = now_secs();
-        if self.in_flight.is_some() || !o.fetch_wanted(now) || !take_lease(o, now) {
+    pub fn on_tick<H: Host>(&mut self, host: &mut H, o: &OAuth) {
+        self.adopt_shared(host, o);
+        let now = now_secs(host);
+        if self.in_flight.is_some() || !o.fetch_wanted(now) || !take_lease(host, o, now) {
             return;
         }
         let headers = vec![
@@ -46,10 +49,10 @@ impl JwksFetcher {
             (":authority", o.jwks.authority.as_str()),
             ("accept", "application/json"),
         ];
-        match host::http_call(&o.jwks.cluster, headers, None, FETCH_TIMEOUT) {
+        match host.http_call(&o.jwks.cluster, headers, None, FETCH_TIMEOUT) {
             Ok(token) => self.in_flight = Some(token),
-            Err(e) => log(
-                LogLevel::Error,
+            Err(e) => host.log(
+                Level::Error,
                 &format!(
                     "mcpx: cannot fetch the JWKS through Envoy cluster {:?} ({e}); is the cluster defined?",
                     o.jwks.cluster
@@ -60,29 +63,29 @@ impl JwksFetcher {
 
     /// Installs the document another VM published, when it is new to us
     /// (also right after a reconfigure, so a reload does not wait for keys).
-    pub fn adopt_shared(&mut self, o: &OAuth) {
-        let Ok((Some(bytes), cas)) = host::shared_data(&data_key(o)) else { return };
+    pub fn adopt_shared<H: Host>(&mut self, host: &mut H, o: &OAuth) {
+        let Ok(Some((bytes, cas))) = host.get(&data_key(o)) else { return };
         if cas.is_some() && cas == self.seen_cas {
             return;
         }
         self.seen_cas = cas;
         let Some((at, body)) = split_record(&bytes) else { return };
         if let Err(e) = o.install_jwks(body, at) {
-            log(LogLevel::Warn, &format!("mcpx: the shared JWKS could not be used: {e}"));
+            host.log(Level::Warn, &format!("mcpx: the shared JWKS could not be used: {e}"));
         }
     }
 
     /// Returns true when `token` was our fetch (handled here).
-    pub fn on_response(&mut self, o: &OAuth, token: u32, body_size: usize) -> bool {
+    pub fn on_response<H: Host>(&mut self, host: &mut H, o: &OAuth, token: u32, body_size: usize) -> bool {
         if self.in_flight != Some(token) {
             return false;
         }
         self.in_flight = None;
-        let status = host::call_response_header(":status");
-        let body = host::body(BufferType::HttpCallResponseBody, body_size);
+        let status = host.call_response_header(":status");
+        let body = host.body(Body::CallResponse, body_size);
         if status.as_deref() != Some("200") {
-            log(
-                LogLevel::Warn,
+            host.log(
+                Level::Warn,
                 &format!(
                     "mcpx: JWKS fetch from {} failed with HTTP {}; keeping the previous keys and retrying",
                     o.jwks.uri,
@@ -91,18 +94,17 @@ impl JwksFetcher {
             );
             return true;
         }
-        let now = now_secs();
+        let now = now_secs(host);
         match o.install_jwks(&body, now) {
             Ok(n) => {
-                log(LogLevel::Info, &format!("mcpx: loaded {n} signing key(s) from {}", o.jwks.uri));
-                let mut record = format!("{now}\n").into_bytes();
-                record.extend_from_slice(&body);
-                if host::set_shared_data(&data_key(o), &record, None).is_ok() {
+                host.log(Level::Info, &format!("mcpx: loaded {n} signing key(s) from {}", o.jwks.uri));
+                let key = data_key(o);
+                if host.set(&key, &record(now, &body), None).is_ok() {
                     // Remember our own version so we do not re-install it.
-                    self.seen_cas = host::shared_data(&data_key(o)).ok().and_then(|(_, c)| c);
+                    self.seen_cas = host.get(&key).ok().flatten().and_then(|(_, c)| c);
                 }
             }
-            Err(e) => log(LogLevel::Warn, &format!("mcpx: JWKS from {} rejected: {e}", o.jwks.uri)),
+            Err(e) => host.log(Level::Warn, &format!("mcpx: JWKS from {} rejected: {e}", o.jwks.uri)),
         }
         true
     }
@@ -110,19 +112,26 @@ impl JwksFetcher {
 
 /// One fetch per floor interval for the whole Envoy: compare-and-swap the
 /// time of the last fetch start.
-fn take_lease(o: &OAuth, now: u64) -> bool {
+fn take_lease<H: Host>(host: &mut H, o: &OAuth, now: u64) -> bool {
     let key = lease_key(o);
-    let (last, cas) = match host::shared_data(&key) {
-        Ok((v, cas)) => (v.and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse::<u64>().ok()), cas),
+    let (last, cas) = match host.get(&key) {
+        Ok(Some((v, cas))) => (std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u64>().ok()), cas),
+        Ok(None) => (None, None),
         Err(_) => return false,
     };
     if last.is_some_and(|l| now < l.saturating_add(REFETCH_FLOOR_SECS)) {
         return false;
     }
-    host::set_shared_data(&key, now.to_string().as_bytes(), cas).is_ok()
+    host.set(&key, now.to_string().as_bytes(), cas).is_ok()
 }
 
 /// A published record: `<fetched_at secs>\n<JWKS body>`.
+pub fn record(fetched_at: u64, body: &[u8]) -> Vec<u8> {
+    let mut record = format!("{fetched_at}\n").into_bytes();
+    record.extend_from_slice(body);
+    record
+}
+
 fn split_record(bytes: &[u8]) -> Option<(u64, &[u8])> {
     let nl = bytes.iter().position(|b| *b == b'\n')?;
     let at = std::str::from_utf8(bytes.get(..nl)?).ok()?.parse().ok()?;
