@@ -164,6 +164,8 @@ impl Host for FakeHost {
 
     fn send_reply(&mut self, reply: &Reply) {
         self.crossed();
+        // Envoy's `response.code` is then the reply's status.
+        self.response_code = Some(u64::from(reply.status));
         self.reply = Some(reply.clone());
     }
 

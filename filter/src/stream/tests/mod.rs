@@ -5,6 +5,7 @@
 
 mod answers;
 mod key_wait;
+mod metrics;
 mod sse;
 mod trailers;
 
