@@ -111,6 +111,18 @@ const CASES: &[Case] = &[
         histograms: &["mcpx_request_duration_ms.server.demo"],
     },
     Case {
+        what: "a backend redirect, refused by the filter (502)",
+        drive: |e| {
+            e.request(&bot("/mcp/demo"), &[&call("echo", 9)], false);
+            e.response(&[(":status", "302"), ("location", "https://elsewhere.example/"), JSON], &[ANSWER]);
+        },
+        counters: &[
+            ("mcpx_requests_total.server.demo.method.tools_call.status_code.502", 1),
+            ("mcpx_tool_calls_total.server.demo.tool.echo.decision.error.client.ci_bot", 1),
+        ],
+        histograms: &["mcpx_request_duration_ms.server.demo"],
+    },
+    Case {
         what: "an unknown server",
         drive: |e| e.request(&bot("/mcp/no.such"), &[&call("echo", 9)], false),
         counters: &[("mcpx_requests_total.server._unknown.method.none.status_code.404", 1)],
