@@ -114,7 +114,7 @@ pub fn tool_hits_header(hits: u32, tool_hits: u32) -> Option<String> {
 }
 
 /// MCP methods that get their own label; anything else is `other`.
-const KNOWN_METHODS: &[&str] = &[
+pub(crate) const KNOWN_METHODS: &[&str] = &[
     "initialize",
     "ping",
     "server/discover",

@@ -131,6 +131,10 @@ impl Host for FakeHost {
     fn set_response_header(&mut self, name: &str, value: Option<&str>) {
         self.crossed();
         let name = name.to_ascii_lowercase();
+        if name == ":status" {
+            // Headers not yet sent: Envoy's `response.code` is the new status.
+            self.response_code = value.and_then(|v| v.parse().ok());
+        }
         self.response_headers.retain(|(k, _)| *k != name);
         if let Some(v) = value {
             self.response_headers.push((name, v.to_string()));
@@ -164,6 +168,8 @@ impl Host for FakeHost {
 
     fn send_reply(&mut self, reply: &Reply) {
         self.crossed();
+        // Envoy's `response.code` is then the reply's status.
+        self.response_code = Some(u64::from(reply.status));
         self.reply = Some(reply.clone());
     }
 

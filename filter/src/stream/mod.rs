@@ -119,6 +119,10 @@ pub struct Stream {
     started_ms: u64,
     /// The bounded label of the called tool, computed once per request.
     tool_label: Option<String>,
+    /// The `:status` of an answer the response phase let through with the
+    /// status unchanged (the metrics' `status_code`); `None`: ask Envoy
+    /// (`response.code`) when the request ends.
+    status: Option<u64>,
 }
 
 impl Stream {
@@ -132,6 +136,7 @@ impl Stream {
             reply_to: ReplyTo::Http,
             started_ms: 0,
             tool_label: None,
+            status: None,
         }
     }
 

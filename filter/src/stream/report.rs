@@ -77,25 +77,32 @@ impl Stream {
         }
     }
 
-    /// Counts the finished MCP request with bounded labels.
+    /// Counts the finished MCP request with bounded labels. The labels
+    /// are borrowed (the tool label was computed when the call was decided);
+    /// the status is the one the response phase saw, else `response.code`.
     pub(super) fn count<H: Host>(&self, host: &mut H, gateway: &Gateway) {
         if self.attrs.decision.is_none() {
             return; // not an MCP request
         }
         let config = gateway.config();
-        let server = self.attrs.server.as_deref().map_or_else(|| "_unknown".to_string(), names::label);
-        let method = ops::method_label(self.attrs.method.as_deref());
         let tool = match (self.attrs.method.as_deref(), self.attrs.tool.as_deref(), self.attrs.server.as_deref()) {
-            (Some("tools/call" | "batch"), Some(t), Some(s)) => {
-                Some(self.tool_label.clone().unwrap_or_else(|| tool_label(host, gateway, s, t)))
-            }
+            (Some("tools/call" | "batch"), Some(t), Some(s)) => Some(match self.tool_label.as_deref() {
+                Some(label) => std::borrow::Cow::Borrowed(label),
+                None => std::borrow::Cow::Owned(tool_label(host, gateway, s, t)),
+            }),
             _ => None,
         };
-        let client = ops::client_label(config, self.attrs.client.as_deref());
-        let status = host.response_code().unwrap_or(0);
+        let status = match self.status {
+            Some(s) => s,
+            None => host.response_code().unwrap_or(0),
+        };
         let duration = host.now_ms().saturating_sub(self.started_ms);
-        let labels =
-            metrics::RequestLabels { server: &server, method: &method, tool: tool.as_deref(), client: &client };
+        let labels = metrics::RequestLabels {
+            server: self.attrs.server.as_deref(),
+            method: self.attrs.method.as_deref(),
+            tool: tool.as_deref(),
+            client: metrics::Client::of(config, self.attrs.client.as_deref()),
+        };
         metrics::request(host, &labels, &self.attrs, status, duration);
     }
 }

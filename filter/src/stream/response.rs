@@ -27,6 +27,9 @@ impl Stream {
             return Action::Continue;
         }
         let status = host.response_header(":status").unwrap_or_default();
+        // Kept for the metrics, so `on_log` need not read `response.code`;
+        // every place below that changes the status forgets it again.
+        self.status = status.parse().ok();
         // Envoy's own replies (429, 503, ...) are errors: a 2xx came from
         // the backend, so the details need not be read for it.
         if !status.starts_with('2') {
@@ -125,6 +128,7 @@ impl Stream {
             }
             Err(reply) => {
                 self.note_refused(host, "uninspectable_answer");
+                self.status = None;
                 host.set_response_header(":status", Some(&reply.status.to_string()));
                 host.set_response_header("content-type", Some("application/json"));
                 reply.body.into_bytes()
@@ -206,6 +210,7 @@ impl Stream {
     fn refuse_answer<H: Host>(&mut self, host: &mut H, reason: &str, why: &str, end_of_stream: bool) -> Action {
         self.note_refused(host, reason);
         let reply = Gateway::uninspectable(&self.list_ids(), why);
+        self.status = None;
         host.set_response_header(":status", Some("502"));
         host.set_response_header("location", None);
         host.set_response_header("content-type", Some("application/json"));
@@ -223,6 +228,7 @@ impl Stream {
     /// into the JSON envelope with the request's id, and records the
     /// decision (`rate_limited` is not `allow`).
     fn envelope_envoy_reply<H: Host>(&mut self, host: &mut H, gateway: &Gateway, details: &str, end_of_stream: bool) {
+        self.status = None; // the envelope may carry another status
         let status = host.response_code().and_then(|c| u16::try_from(c).ok()).unwrap_or(503);
         let cooldown = gateway.config().circuit_breaker.cooldown.as_millis().div_ceil(1000);
         let mut er = ops::envoy_reply(status, details, &self.reply_to, cooldown);

@@ -6,6 +6,7 @@
 mod answers;
 mod jwks;
 mod key_wait;
+mod metrics;
 mod sse;
 mod trailers;
 
