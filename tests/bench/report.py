@@ -315,7 +315,7 @@ def headline(results: dict, fit, w) -> None:
         w(f"| `mcpx_filter.wasm` | **{wasm / 2**20:.2f} MiB** ({wasm:,} bytes) | < 1.19 MiB "
           f"| {verdict(wasm < 1.19 * 2**20)} |")
     if fit:
-        w(f"| tools/list inspection per tool in Envoy | **{fit[1]:.2f} µs** (+ {fit[0]:.0f} µs per response) "
+        w(f"| tools/list inspection per tool in Envoy (one answer repeated: the reuse path; a fresh answer, see “Reading the tools/list target”) | **{fit[1]:.2f} µs** (+ {fit[0]:.0f} µs per response) "
           f"| ≤ 3 µs | {verdict(fit[1] <= 3)} |")
     w("")
     w(f"Ratios are medians of the per-round ratios; load average {ab.get('loadavg_start', '?')} when these rounds "
