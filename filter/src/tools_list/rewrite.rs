@@ -128,18 +128,7 @@ pub fn rewrite_value<E: From<String>>(
             let Some(Value::Array(items)) = result.get_mut(&key) else { continue };
             lists += 1;
             let keep = mask(kind, items)?;
-            let before = items.len();
-            let mut i = 0;
-            items.retain(|t| {
-                let k = keep.get(i).copied().unwrap_or(false);
-                i += 1;
-                if !k {
-                    let name = t.get(kind.name_field()).and_then(Value::as_str).unwrap_or("<unnamed>");
-                    out.removed.push(name.to_string());
-                }
-                k
-            });
-            out.changed |= items.len() != before;
+            retain_kept(kind, items, &keep, &mut out);
         }
         out.lists += lists;
         if private && lists > 0 {
@@ -257,6 +246,23 @@ pub fn parse_lists_cached(server: &str, text: &[u8], hash: bool) -> Result<Parse
     Ok(parsed)
 }
 
+/// Keeps the entries of a list (other than tools) that `keep` marks (a
+/// missing mark drops), recording the names of those dropped.
+fn retain_kept(kind: ListKind, items: &mut Vec<Value>, keep: &[bool], out: &mut ValueRewrite) {
+    let before = items.len();
+    let mut i = 0;
+    items.retain(|t| {
+        let k = keep.get(i).copied().unwrap_or(false);
+        i += 1;
+        if !k {
+            let name = t.get(kind.name_field()).and_then(Value::as_str).unwrap_or("<unnamed>");
+            out.removed.push(name.to_string());
+        }
+        k
+    });
+    out.changed |= items.len() != before;
+}
+
 /// One list of a [`Node`] answer, as offered to the mask.
 pub enum ListRef<'x> {
     Tools(&'x [Tool]),
@@ -302,18 +308,7 @@ pub fn rewrite_lists<E: From<String>>(
                 Node::Value(Value::Array(items)) => {
                     lists += 1;
                     let keep = mask(ListRef::Other(kind, items))?;
-                    let before = items.len();
-                    let mut i = 0;
-                    items.retain(|t| {
-                        let k = keep.get(i).copied().unwrap_or(false);
-                        i += 1;
-                        if !k {
-                            let name = t.get(kind.name_field()).and_then(Value::as_str).unwrap_or("<unnamed>");
-                            out.removed.push(name.to_string());
-                        }
-                        k
-                    });
-                    out.changed |= items.len() != before;
+                    retain_kept(kind, items, &keep, &mut out);
                 }
                 _ => {}
             }
