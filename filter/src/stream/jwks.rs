@@ -18,8 +18,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Default)]
 pub struct JwksFetcher {
-    /// The token of our fetch in flight.
-    in_flight: Option<u32>,
+    /// Our fetch in flight: its token and when it started (secs).
+    in_flight: Option<(u32, u64)>,
     /// The shared-data version of the document this VM has installed.
     seen_cas: Option<u32>,
 }
@@ -50,7 +50,7 @@ impl JwksFetcher {
             ("accept", "application/json"),
         ];
         match host.http_call(&o.jwks.cluster, headers, None, FETCH_TIMEOUT) {
-            Ok(token) => self.in_flight = Some(token),
+            Ok(token) => self.in_flight = Some((token, now)),
             Err(e) => host.log(
                 Level::Error,
                 &format!(
@@ -77,9 +77,9 @@ impl JwksFetcher {
 
     /// Returns true when `token` was our fetch (handled here).
     pub fn on_response<H: Host>(&mut self, host: &mut H, o: &OAuth, token: u32, body_size: usize) -> bool {
-        if self.in_flight != Some(token) {
+        let Some((_, started)) = self.in_flight.filter(|(t, _)| *t == token) else {
             return false;
-        }
+        };
         self.in_flight = None;
         let status = host.call_response_header(":status");
         let body = host.body(Body::CallResponse, body_size);
@@ -94,12 +94,21 @@ impl JwksFetcher {
             );
             return true;
         }
-        let now = now_secs(host);
-        match o.install_jwks(&body, now) {
+        // A fetch that started later may have finished first (a slow answer
+        // under load): its document is the newer one, so ours must not
+        // replace it, here or for the other VMs. Records carry the start time.
+        let key = data_key(o);
+        if let Ok(Some((bytes, _))) = host.get(&key) {
+            if split_record(&bytes).is_some_and(|(at, _)| at > started) {
+                host.log(Level::Info, "mcpx: a newer JWKS was published while this fetch ran; keeping it");
+                self.adopt_shared(host, o);
+                return true;
+            }
+        }
+        match o.install_jwks(&body, started) {
             Ok(n) => {
                 host.log(Level::Info, &format!("mcpx: loaded {n} signing key(s) from {}", o.jwks.uri));
-                let key = data_key(o);
-                if host.set(&key, &record(now, &body), None).is_ok() {
+                if host.set(&key, &record(started, &body), None).is_ok() {
                     // Remember our own version so we do not re-install it.
                     self.seen_cas = host.get(&key).ok().flatten().and_then(|(_, c)| c);
                 }
@@ -125,7 +134,7 @@ fn take_lease<H: Host>(host: &mut H, o: &OAuth, now: u64) -> bool {
     host.set(&key, now.to_string().as_bytes(), cas).is_ok()
 }
 
-/// A published record: `<fetched_at secs>\n<JWKS body>`.
+/// A published record: `<secs the fetch started>\n<JWKS body>`.
 pub fn record(fetched_at: u64, body: &[u8]) -> Vec<u8> {
     let mut record = format!("{fetched_at}\n").into_bytes();
     record.extend_from_slice(body);

@@ -408,3 +408,24 @@ fn a_corrupt_lease_does_not_block_fetching() {
         );
     }
 }
+
+#[test]
+fn a_slow_fetch_does_not_replace_a_newer_one_that_finished_first() {
+    // VM 0 starts a fetch that answers late (the old key set, read before a
+    // rotation); after the floor VM 1 fetches the new set and publishes it.
+    let mut w = World::new(2, URI_A);
+    w.tick(0);
+    assert_eq!(w.calls(0), 1);
+    let slow = w.last_token(0);
+    w.advance_secs(REFETCH_FLOOR_SECS + 1);
+    let new_set = keyset(&["key-b"]);
+    w.fetch(1, &new_set);
+    let published = w.record(1);
+    assert!(published.as_deref().is_some_and(|r| r.ends_with(&new_set)));
+    // The slow answer arrives: it must not replace the newer set, here or for the others.
+    assert!(w.answer(0, slow, Some("200"), &keyset(&["key-a"])));
+    assert_eq!(w.record(0), published, "the newer record stays published");
+    assert!(w.vms[0].has_keys(), "the VM adopted the newer set instead");
+    assert!(w.vms[0].host.logs.iter().any(|(l, m)| *l == Level::Info && m.contains("newer JWKS")));
+    assert!(!w.vms[0].host.logs.iter().any(|(_, m)| m.contains("loaded")), "the old set was never installed");
+}
