@@ -480,9 +480,8 @@ def measure_ablation(quick: bool, token: str, demo: int, demo_proc: subprocess.P
         for key, label, how in ABLATION:
             envoy = envoys[key]
             url = f"http://127.0.0.1:{envoy.port}/mcp/demo"
-            run_wrk(url, call_body, conns, warm, token, load_cpu, {})
-            envoy.alive_or_fail()
-            r = run_wrk(url, call_body, conns, seconds, token, load_cpu, {"envoy": envoy.pid})
+            r = warm_then_run(url, call_body, conns, warm, seconds, token, load_cpu, {"envoy": envoy.pid},
+                              envoy.alive_or_fail)
             r.update(variant=key, conns=conns, round=rnd)
             runs.append(r)
             say(f"ablation round {rnd + 1}/{rounds} {key:<20} {r['rps']:>8.0f} req/s  "
@@ -525,6 +524,14 @@ def expect_ok(port: int, path: str, body: dict, token: str, what: str, must_cont
                          "Authorization": f"Bearer {token}"})
     if status != 200 or must_contain.encode() not in data:
         raise BenchError(f"{what}: expected 200 containing {must_contain!r}, got {status}: {data[:300]!r}")
+
+
+def warm_then_run(url: str, body_file: Path, conns: int, warm: int, seconds: int, token: str, cpu: str | None,
+                  watch: dict[str, int], check=lambda: None) -> dict:
+    """A warm-up run (not measured), then `check()`, then the measured run."""
+    run_wrk(url, body_file, conns, warm, token, cpu, {})
+    check()
+    return run_wrk(url, body_file, conns, seconds, token, cpu, watch)
 
 
 def run_wrk(url: str, body_file: Path, conns: int, seconds: int, token: str, cpu: str | None,
@@ -673,8 +680,7 @@ def measure_compare(old: Path, new: Path, config: str, quick: bool, rounds: int,
         for key, envoy in envoys.items():
             url = f"http://127.0.0.1:{envoy.port}/mcp/demo"
             envoy.alive_or_fail()
-            run_wrk(url, call_body, conns, warm, token, load_cpu, {})
-            r = run_wrk(url, call_body, conns, seconds, token, load_cpu, {"envoy": envoy.pid})
+            r = warm_then_run(url, call_body, conns, warm, seconds, token, load_cpu, {"envoy": envoy.pid})
             r.update(variant=key, round=rnd, conns=conns, rss_after_kib=proc_mem_kib(envoy.pid)["VmRSS"])
             runs.append(r)
             say(f"compare round {rnd + 1}/{rounds} {key:<5} {r['rps']:>8.0f} req/s  envoy "
@@ -871,8 +877,7 @@ def measure(quick: bool) -> dict:
                 if v in envoys:
                     envoys[v].alive_or_fail()
                     watch["envoy"] = envoys[v].pid
-                run_wrk(url, call_body, conns, warm, token, load_cpu, {})
-                r = run_wrk(url, call_body, conns, seconds, token, load_cpu, watch)
+                r = warm_then_run(url, call_body, conns, warm, seconds, token, load_cpu, watch)
                 r.update(variant=v, conns=conns, round=rnd)
                 runs.append(r)
                 say(f"round {rnd + 1}/{rounds} ({v}) c={conns:<3} {r['rps']:>9.0f} req/s  p50 {r['p50_us']:>6} µs  "
@@ -896,8 +901,7 @@ def measure(quick: bool) -> dict:
         for v in "bc":
             url = f"http://127.0.0.1:{ports[v]}/mcp/list{n}"
             envoys[v].alive_or_fail()
-            run_wrk(url, list_body, 2, 1, token, load_cpu, {})
-            r = run_wrk(url, list_body, 2, list_seconds, token, load_cpu, {"envoy": envoys[v].pid})
+            r = warm_then_run(url, list_body, 2, 1, list_seconds, token, load_cpu, {"envoy": envoys[v].pid})
             r.update(variant=v, tools=n)
             list_runs.append(r)
             say(f"tools/list n={n:<5} ({v}) {r['rps']:>8.0f} req/s  envoy {r['cpu_us_envoy']:9.1f} µs/resp  "

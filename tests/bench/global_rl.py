@@ -87,10 +87,8 @@ def measure(b, quick: bool) -> dict:
     for rnd in range(rounds):
         for key, envoy in envoys.items():
             url = f"http://127.0.0.1:{envoy.port}/mcp/demo"
-            b.run_wrk(url, call_body, conns, warm, token, load_cpu, {})
-            envoy.alive_or_fail()
-            r = b.run_wrk(url, call_body, conns, seconds, token, load_cpu,
-                          {"envoy": envoy.pid, "service": svc.pid, "redis": redis.pid})
+            r = b.warm_then_run(url, call_body, conns, warm, seconds, token, load_cpu,
+                                {"envoy": envoy.pid, "service": svc.pid, "redis": redis.pid}, envoy.alive_or_fail)
             r.update(variant=key, round=rnd, conns=conns)
             runs.append(r)
             b.say(f"rate limit round {rnd + 1}/{rounds} {key:<6} {r['rps']:>8.0f} req/s  "
