@@ -26,7 +26,7 @@
 //! endpoints/    the gateway's own answers: /health, /servers, control
 //! headers/      Mcp-* headers against the body: mcpheaders, paramheaders
 //! policy/       tool, resource and prompt policy: action (what a message
-//!               asks for), args (argument rules)
+//!               asks for), args (argument rules), pattern (the regex rule)
 //! response/     how an answer is read (mod: classify), sse (event streams)
 //! tools_list/   every list in an answer: inspect, rewrite (one pass, spliced),
 //!               scan (one tool read once: name, canonical text)

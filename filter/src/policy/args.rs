@@ -1,6 +1,7 @@
 //! Argument rules: one tool argument's compiled conditions, checked as the
 //! backend will read the value.
 
+use super::pattern::Pattern;
 use super::{deny, Denial, DenyReason};
 use crate::config::ArgRule;
 use crate::request::scalar::Typed;
@@ -20,7 +21,7 @@ pub(super) struct ArgCheck {
     prefix: Option<String>,
     suffix: Option<String>,
     /// Anchored: the pattern must match the whole value.
-    regex: Option<(String, regex_lite::Regex)>,
+    regex: Option<Pattern>,
     /// `required: false` makes the argument optional; by default a rule on an
     /// argument also requires it (fail closed).
     optional: bool,
@@ -28,10 +29,7 @@ pub(super) struct ArgCheck {
 
 impl ArgCheck {
     pub(super) fn compile(arg: &str, r: &ArgRule) -> Result<Self, String> {
-        let regex = match &r.regex {
-            Some(re) => Some((re.clone(), regex_lite::Regex::new(&format!("^(?:{re})$")).map_err(|e| e.to_string())?)),
-            None => None,
-        };
+        let regex = r.regex.as_deref().map(Pattern::new).transpose()?;
         Ok(Self {
             arg: arg.to_string(),
             equals: r.equals.as_ref().map(|s| s.0.clone()),
@@ -101,9 +99,9 @@ impl ArgCheck {
                     return fail(format!("suffix {p:?}"));
                 }
             }
-            if let Some((src, re)) = &self.regex {
+            if let Some(re) = &self.regex {
                 if !re.is_match(s) {
-                    return fail(format!("regex {src:?}"));
+                    return fail(format!("regex {:?}", re.source()));
                 }
             }
         }

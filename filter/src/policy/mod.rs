@@ -5,8 +5,9 @@
 //! override, each checked in turn, so an override can only narrow.
 //!
 //! `action` says what a message asks for (a tool call, a resource read, a
-//! prompt); `args` holds the compiled argument rules of a tool; this file
-//! holds a compiled [`Policy`] layer and the [`Effective`] pair judged.
+//! prompt); `args` holds the compiled argument rules of a tool and
+//! `pattern` their `regex` rule; this file holds a compiled [`Policy`]
+//! layer and the [`Effective`] pair judged.
 
 use crate::config::PolicyConfig;
 use crate::request::resource_uri;
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod action;
 mod args;
+mod pattern;
 
 pub use action::{Action, InvalidParams};
 use args::ArgCheck;
