@@ -134,6 +134,14 @@ def main() -> None:
     for i, u in enumerate(uris):
         write("resource_uri", f"hand-{i}", u.encode())
 
+    # regex rules: pattern, NUL, value (the runs and regex-lite must agree).
+    rules = [("^[a-z0-9 ]{1,200}$", "hello from the mcpx benchmark"), ("[a-z0-9-]+", "abc-1"),
+             ("/data/[^/]+\\.txt", "/data/a.txt"), ("\\d{4}-\\d{2}-\\d{2}", "2026-11-30"),
+             ("[a-c]{1,3}-\\d+", "ab-12"), ("a*a*b?a+", "aaba"), (".*\\.json", "x\n.json"),
+             ("[^x]{2}x", "\nyx"), ("(a|b)+", "abab"), ("[[:alpha:]]+", "abc")]
+    for i, (p, v) in enumerate(rules):
+        write("regex_rule", f"hand-{i}", p.encode() + b"\0" + v.encode())
+
 
 if __name__ == "__main__":
     main()

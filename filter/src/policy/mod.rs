@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod action;
 mod args;
-mod pattern;
+pub mod pattern;
 
 pub use action::{Action, InvalidParams};
 use args::ArgCheck;

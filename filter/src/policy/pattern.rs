@@ -13,7 +13,7 @@
 
 /// A compiled `regex` rule.
 #[derive(Debug, Clone)]
-pub(super) struct Pattern {
+pub struct Pattern {
     source: String,
     regex: regex_lite::Regex,
     /// The same pattern as character runs, when it is one.
@@ -24,22 +24,33 @@ impl Pattern {
     /// Compiles `source`, anchored at both ends. regex-lite's verdict on
     /// the syntax (and its size limits) is final: the runs are only an
     /// alternative way to match a pattern it accepted.
-    pub(super) fn new(source: &str) -> Result<Self, String> {
+    pub fn new(source: &str) -> Result<Self, String> {
         let regex = regex_lite::Regex::new(&format!("^(?:{source})$")).map_err(|e| e.to_string())?;
         Ok(Self { source: source.to_string(), regex, runs: runs(source) })
     }
 
     /// The pattern as configured.
-    pub(super) fn source(&self) -> &str {
+    pub fn source(&self) -> &str {
         &self.source
     }
 
     /// Whether the whole of `value` matches.
-    pub(super) fn is_match(&self, value: &str) -> bool {
+    pub fn is_match(&self, value: &str) -> bool {
         match &self.runs {
             Some(runs) => runs_match(runs, value),
             None => self.regex.is_match(value),
         }
+    }
+
+    /// Whether the pattern is matched as character runs (not by regex-lite).
+    pub fn is_runs(&self) -> bool {
+        self.runs.is_some()
+    }
+
+    /// regex-lite's answer for `value`: what [`Pattern::is_match`] must
+    /// equal (the fuzz target `regex_rule` compares them).
+    pub fn regex_lite_match(&self, value: &str) -> bool {
+        self.regex.is_match(value)
     }
 }
 
@@ -403,10 +414,10 @@ mod tests {
                 p.push('$');
             }
             let pattern = Pattern::new(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
-            assert!(pattern.runs.is_some(), "{p:?} should be taken as runs");
+            assert!(pattern.is_runs(), "{p:?} should be taken as runs");
             for _ in 0..40 {
                 let v: String = (0..rng.below(9)).map(|_| rng.pick(VALUE_CHARS)).collect();
-                assert_eq!(pattern.is_match(&v), pattern.regex.is_match(&v), "pattern {p:?} value {v:?}");
+                assert_eq!(pattern.is_match(&v), pattern.regex_lite_match(&v), "pattern {p:?} value {v:?}");
                 checked += 1;
             }
         }
@@ -431,10 +442,10 @@ mod tests {
         ];
         for &(p, parts) in pieces {
             let pattern = Pattern::new(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
-            assert!(pattern.runs.is_some(), "{p:?}");
+            assert!(pattern.is_runs(), "{p:?}");
             for _ in 0..3000 {
                 let v: String = (0..rng.below(7)).map(|_| rng.pick(parts)).collect();
-                let want = pattern.regex.is_match(&v);
+                let want = pattern.regex_lite_match(&v);
                 assert_eq!(pattern.is_match(&v), want, "pattern {p:?} value {v:?}");
                 matched += usize::from(want);
                 total += 1;
