@@ -202,9 +202,64 @@ fn cases() -> Vec<Case> {
         ));
     }
 
+    out.push(whole_call());
+
     out.extend(pending::cases());
     out.extend(lock_cases());
     out
+}
+
+/// The full benchmark gateway (tests/bench/bench.py: auth, argument rules,
+/// per-tool rate limits, audit, enforce) as a whole request: what the core
+/// does between Envoy's callbacks, through the in-memory host (whose own
+/// bookkeeping is included, so this is an upper bound).
+fn whole_call() -> Case {
+    use mcpx_filter::stream::fake::Envoy;
+    use std::rc::Rc;
+    const FULL: &str = r#"
+servers:
+  - name: demo
+    url: http://127.0.0.1:9/mcp
+    policy:
+      allow_tools: [echo, read_file]
+      deny_tools: [dangerous_delete]
+      tool_rules:
+        echo:
+          args:
+            text: { regex: "^[a-z0-9 ]{1,200}$", required: true }
+        read_file:
+          args:
+            path: { prefix: "/data/" }
+auth:
+  enabled: true
+  type: bearer
+  clients:
+    - { name: bench, token: "bench-token-0123456789" }
+    - { name: other, token: "other-token-0123456789" }
+clients:
+  bench:
+    servers:
+      demo: { allow_tools: [echo, read_file] }
+audit: { enabled: true }
+rate_limit: { enabled: true, rps: 10000000, burst: 10000000, per_tool: true, tool_rps: 10000000, tool_burst: 10000000 }
+inspection: { tool_integrity: enforce, filter_tools_list: true }
+"#;
+    let gw = Rc::new(Gateway::from_plugin_config(FULL).expect("the full benchmark config is valid"));
+    let headers: Vec<(String, String)> = request_headers();
+    let answer = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"hello from the mcpx benchmark this is a typical short argument"}]}}"#;
+    case(
+        "stream: allowed tools/call, whole request",
+        "stream::Stream through the in-memory host: headers, body, answer, on_log (full benchmark config)",
+        move || {
+            let mut e = Envoy::new(Some(gw.clone()));
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            e.request(&h, &[TOOLS_CALL.as_bytes()], false);
+            e.response(&[(":status", "200"), ("content-type", "application/json")], &[answer]);
+            e.finish();
+            assert!(e.reply().is_none(), "the benchmark call must be forwarded");
+            black_box(e);
+        },
+    )
 }
 
 /// The reviewed lock (`inspection.pins`) at 10, 1,000 and 5,000 tools: what
