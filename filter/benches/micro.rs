@@ -178,28 +178,35 @@ fn cases() -> Vec<Case> {
         out.push(Case { name: format!("tools/list inspection: {n} tools"), note, run });
     }
     // The same lists, each answer a text the VM has not just read (two
-    // answers alternate, so the kept read never matches): the one-pass read
-    // itself, as for a list seen for the first time.
-    for n in [100, 1000] {
-        let gw = gateway();
-        let req = mcp_request(&gw, None);
-        let bodies = [
-            tools_list_response(n),
-            String::from_utf8_lossy(&tools_list_response(n)).replacen("\"id\":1", "\"id\":2", 1).into_bytes(),
-        ];
-        let mut store = mcpx_filter::integrity::MemoryStore::default();
-        let mut i = 0usize;
-        out.push(case(
-            format!("tools/list inspection, new text: {n} tools"),
-            format!("Gateway::rewrite_tools_list on an answer not read before ({} KiB)", bodies[0].len() / 1024),
-            move || {
-                i += 1;
-                let body = &bodies[i % 2];
-                let r = gw.rewrite_tools_list(&req, &[json!(1), json!(2)], black_box(body), &mut store);
-                assert!(r.as_ref().is_ok_and(|i| i.body.is_some() && i.violations.is_empty()));
-                black_box(r.ok());
-            },
-        ));
+    // answers alternate, as a client's request ids do, so the kept answer
+    // never matches): "new answer" reuses the kept read of each unchanged
+    // tool; "tools never read" forgets those too, i.e. a list seen for the
+    // first time (the strict read, canonical text and SHA-256 of every tool).
+    for (label, forget) in [("new answer, same tools", false), ("tools never read", true)] {
+        for n in [100, 1000] {
+            let gw = gateway();
+            let req = mcp_request(&gw, None);
+            let bodies = [
+                tools_list_response(n),
+                String::from_utf8_lossy(&tools_list_response(n)).replacen("\"id\":1", "\"id\":2", 1).into_bytes(),
+            ];
+            let mut store = mcpx_filter::integrity::MemoryStore::default();
+            let mut i = 0usize;
+            out.push(case(
+                format!("tools/list inspection, {label}: {n} tools"),
+                format!("Gateway::rewrite_tools_list on an answer not read before ({} KiB)", bodies[0].len() / 1024),
+                move || {
+                    i += 1;
+                    if forget {
+                        mcpx_filter::tools_list::scan::forget_kept_reads();
+                    }
+                    let body = &bodies[i % 2];
+                    let r = gw.rewrite_tools_list(&req, &[json!(1), json!(2)], black_box(body), &mut store);
+                    assert!(r.as_ref().is_ok_and(|i| i.body.is_some() && i.violations.is_empty()));
+                    black_box(r.ok());
+                },
+            ));
+        }
     }
 
     out.push(whole_call());

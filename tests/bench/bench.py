@@ -527,21 +527,23 @@ def expect_ok(port: int, path: str, body: dict, token: str, what: str, must_cont
 
 
 def warm_then_run(url: str, body_file: Path, conns: int, warm: int, seconds: int, token: str, cpu: str | None,
-                  watch: dict[str, int], check=lambda: None) -> dict:
+                  watch: dict[str, int], check=lambda: None, fresh_ids: bool = False) -> dict:
     """A warm-up run (not measured), then `check()`, then the measured run."""
-    run_wrk(url, body_file, conns, warm, token, cpu, {})
+    run_wrk(url, body_file, conns, warm, token, cpu, {}, fresh_ids)
     check()
-    return run_wrk(url, body_file, conns, seconds, token, cpu, watch)
+    return run_wrk(url, body_file, conns, seconds, token, cpu, watch, fresh_ids)
 
 
 def run_wrk(url: str, body_file: Path, conns: int, seconds: int, token: str, cpu: str | None,
-            watch: dict[str, int]) -> dict:
-    """One wrk run; `watch` names processes whose CPU time per request is reported."""
+            watch: dict[str, int], fresh_ids: bool = False) -> dict:
+    """One wrk run; `watch` names processes whose CPU time per request is
+    reported. `fresh_ids`: a new JSON-RPC id per request (post.lua)."""
     argv = pin(cpu) + [WRK, "-t1", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "-s",
                        str(HERE / "post.lua"), url]
     before = {k: proc_cpu_seconds(pid) for k, pid in watch.items()}
     r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60,
-                       env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_TOKEN": token})
+                       env={**os.environ, "BENCH_BODY": str(body_file), "BENCH_TOKEN": token,
+                            "BENCH_FRESH_IDS": "1" if fresh_ids else "0"})
     after = {k: proc_cpu_seconds(pid) for k, pid in watch.items()}
     m = re.search(r"^WRKJSON (\{.*\})$", r.stdout, re.M)
     if r.returncode != 0 or not m:
@@ -901,7 +903,10 @@ def measure(quick: bool) -> dict:
         for v in "bc":
             url = f"http://127.0.0.1:{ports[v]}/mcp/list{n}"
             envoys[v].alive_or_fail()
-            r = warm_then_run(url, list_body, 2, 1, list_seconds, token, load_cpu, {"envoy": envoys[v].pid})
+            # A new id per request, as clients send: every answer is a new
+            # text (its tools unchanged), so no answer is served from a kept read.
+            r = warm_then_run(url, list_body, 2, 1, list_seconds, token, load_cpu, {"envoy": envoys[v].pid},
+                              fresh_ids=True)
             r.update(variant=v, tools=n)
             list_runs.append(r)
             say(f"tools/list n={n:<5} ({v}) {r['rps']:>8.0f} req/s  envoy {r['cpu_us_envoy']:9.1f} µs/resp  "

@@ -16,6 +16,19 @@ if token ~= nil and token ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. token
 end
 
+-- $BENCH_FRESH_IDS=1: every request gets its own JSON-RPC id (the first
+-- "id":N of the body becomes a counter), as a real client numbers its
+-- requests, so no two answers are byte for byte the same.
+if os.getenv("BENCH_FRESH_IDS") == "1" then
+  assert(string.find(wrk.body, '"id":%d+'), 'BENCH_FRESH_IDS needs a body with "id":N')
+  local template, counter = wrk.body, 0
+  request = function()
+    counter = counter + 1
+    local body = string.gsub(template, '"id":%d+', '"id":' .. counter, 1)
+    return wrk.format(nil, nil, nil, body)
+  end
+end
+
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

@@ -315,7 +315,7 @@ def headline(results: dict, fit, w) -> None:
         w(f"| `mcpx_filter.wasm` | **{wasm / 2**20:.2f} MiB** ({wasm:,} bytes) | < 1.19 MiB "
           f"| {verdict(wasm < 1.19 * 2**20)} |")
     if fit:
-        w(f"| tools/list inspection per tool in Envoy (one answer repeated: the reuse path; a fresh answer, see “Reading the tools/list target”) | **{fit[1]:.2f} µs** (+ {fit[0]:.0f} µs per response) "
+        w(f"| tools/list inspection per tool in Envoy (a new id per request, tools unchanged; a list never read before: see “Reading the tools/list target”) | **{fit[1]:.2f} µs** (+ {fit[0]:.0f} µs per response) "
           f"| ≤ 3 µs | {verdict(fit[1] <= 3)} |")
     w("")
     w(f"Ratios are medians of the per-round ratios; load average {ab.get('loadavg_start', '?')} when these rounds "
@@ -464,6 +464,8 @@ def write_report(results: dict, micro: list | None, bridge: str | None, bridge_s
     w("For each N, a demo server with `--tools N` behind its own (b) and (c) Envoys (the same gateway config with "
       "one server, so no tool name is advertised twice); the policy denies `dangerous_delete`, so (c) parses, "
       "filters and re-serialises every response (and hashes and checks every tool once integrity pinning lands). "
+      "Each request carries a new JSON-RPC id, as a client's do, so every answer is a text the gateway has not "
+      "seen (its tools are unchanged). "
       f"2 connections, {results['list_seconds']} s per point. Inspection cost = Envoy CPU per response in (c) − (b).")
     w("")
     w("| tools | response (b) | response (c) | Envoy µs/resp (b) | Envoy µs/resp (c) | inspection µs/resp | "

@@ -198,11 +198,11 @@ impl ListInspector<'_> {
         &self,
         text: &[u8],
         tools: &[Tool],
-        scanned: &[ScannedTool],
+        scanned: &[Rc<ScannedTool>],
         store: &mut dyn BaselineStore,
         found: &mut Inspection,
     ) -> Result<Vec<bool>, InspectError> {
-        let read = |t: &Tool| scanned.get(t.at);
+        let read = |t: &Tool| scanned.get(t.at).map(|s| &**s);
         let names: Vec<Option<&str>> = tools.iter().map(|t| read(t).and_then(|s| s.name.as_deref())).collect();
         let verdicts = self.verdicts(found, || {
             let hashed: Vec<Option<(&str, String)>> =

@@ -178,13 +178,13 @@ pub struct Tool {
 #[derive(Debug, Clone)]
 pub struct Parsed {
     pub doc: Node,
-    pub scanned: Rc<Vec<ScannedTool>>,
+    pub scanned: Rc<Vec<Rc<ScannedTool>>>,
 }
 
 impl Parsed {
     /// What reading tool `t` found.
     pub fn scanned(&self, t: &Tool) -> Option<&ScannedTool> {
-        self.scanned.get(t.at)
+        self.scanned.get(t.at).map(|s| &**s)
     }
 }
 
@@ -393,7 +393,7 @@ fn write_node(node: &Node, text: &[u8], out: &mut Vec<u8>) -> Result<(), String>
 struct Ctx<'c, 'de> {
     duplicate: &'c RefCell<Option<(String, String)>>,
     scanner: &'c RefCell<Scanner<'de>>,
-    scanned: &'c RefCell<Vec<ScannedTool>>,
+    scanned: &'c RefCell<Vec<Rc<ScannedTool>>>,
     /// Where the text starts in memory (a tool's place is its offset from it).
     base: usize,
     hash: bool,
@@ -482,7 +482,7 @@ impl<'de> Visitor<'de> for Level<'_, 'de> {
                     let start = (raw.as_ptr() as usize)
                         .checked_sub(self.ctx.base)
                         .ok_or_else(|| de::Error::custom("a tool outside the answer"))?;
-                    scanned.push(scanner.scan(raw, self.ctx.hash, max_depth).map_err(de::Error::custom)?);
+                    scanned.push(scanner.read(raw, self.ctx.hash, max_depth).map_err(de::Error::custom)?);
                     tools.push(Tool { start, end: start + raw.len(), at: scanned.len() - 1 });
                 }
                 Ok(Node::Tools(tools))

@@ -15,6 +15,7 @@ use crate::request::fold::fold_eq;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::borrow::Cow;
 use std::fmt;
+use std::rc::Rc;
 
 /// What one tool's single read found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,45 @@ impl<'de> Scanner<'de> {
     /// `max_depth` is how many objects and arrays may nest inside it,
     /// counting itself (the parser's limit less the levels around it).
     pub fn scan(&mut self, raw: &'de str, hash: bool, max_depth: usize) -> Result<ScannedTool, String> {
+        self.scan_measured(raw, hash, max_depth).map(|(read, _)| read)
+    }
+
+    /// [`Scanner::scan`], reusing this VM's read of a tool with exactly
+    /// the same text (see [`KEPT_TOOL_BYTES`]). A read depends on the text,
+    /// on `hash`, and on `max_depth` only through the depth check, so a kept
+    /// read serves when it was hashed (or need not be) and the tool nests no
+    /// deeper than `max_depth` allows; a refused tool is never kept.
+    pub fn read(&mut self, raw: &'de str, hash: bool, max_depth: usize) -> Result<Rc<ScannedTool>, String> {
+        let kept = KEPT.with(|k| {
+            k.borrow()
+                .tools
+                .get(raw)
+                .filter(|t| t.deepest <= max_depth && (t.hashed || !hash))
+                .map(|t| Rc::clone(&t.read))
+        });
+        if let Some(read) = kept {
+            return Ok(read);
+        }
+        let (read, deepest) = self.scan_measured(raw, hash, max_depth)?;
+        let read = Rc::new(read);
+        if raw.len() <= KEPT_TOOL_BYTES {
+            KEPT.with(|k| {
+                let mut k = k.borrow_mut();
+                if k.bytes + raw.len() > KEPT_TOOL_BYTES {
+                    k.tools.clear();
+                    k.bytes = 0;
+                }
+                let entry = KeptTool { deepest, hashed: hash, read: Rc::clone(&read) };
+                if k.tools.insert(raw.into(), entry).is_none() {
+                    k.bytes += raw.len();
+                }
+            });
+        }
+        Ok(read)
+    }
+
+    /// The read, and how deep the tool nests (counting itself).
+    fn scan_measured(&mut self, raw: &'de str, hash: bool, max_depth: usize) -> Result<(ScannedTool, usize), String> {
         self.out.clear();
         let mut st = State {
             canon: hash,
@@ -76,14 +116,47 @@ impl<'de> Scanner<'de> {
         let mut de = serde_json::Deserializer::from_str(raw);
         Canon { st: &mut st }.deserialize(&mut de).map_err(|e| e.to_string())?;
         de.end().map_err(|e| e.to_string())?;
-        let (name, needs_header_scan) = (st.name.take(), st.annotated || st.deepest > SCAN_DEPTH);
+        let deepest = st.deepest;
+        let (name, needs_header_scan) = (st.name.take(), st.annotated || deepest > SCAN_DEPTH);
         let is_object = raw.starts_with('{');
         let hash = match (&name, is_object && hash) {
             (Some(_), true) => Some(crate::integrity::hex_sha256(self.out.as_bytes())),
             _ => None,
         };
-        Ok(ScannedTool { name: name.filter(|_| is_object), hash, needs_header_scan })
+        Ok((ScannedTool { name: name.filter(|_| is_object), hash, needs_header_scan }, deepest))
     }
+}
+
+/// A VM keeps its reads of the tools it read, keyed by their exact text,
+/// while those texts total at most this many bytes (then it starts over).
+/// A backend answers the same tools again and again, each time under a new
+/// JSON-RPC id: the answer differs, its tools do not, and a kept read spares
+/// the strict read, the canonical text and SHA-256 of each. The key is the
+/// whole text, compared byte for byte (SipHash with a per-process key picks
+/// the bucket, so a backend cannot flood one); the decision (pins, policy,
+/// header maps) is still made on every answer.
+pub const KEPT_TOOL_BYTES: usize = 2 << 20;
+
+struct KeptTool {
+    deepest: usize,
+    hashed: bool,
+    read: Rc<ScannedTool>,
+}
+
+#[derive(Default)]
+struct Kept {
+    tools: std::collections::HashMap<Box<str>, KeptTool>,
+    /// The total length of the keys.
+    bytes: usize,
+}
+
+thread_local! {
+    static KEPT: std::cell::RefCell<Kept> = std::cell::RefCell::new(Kept::default());
+}
+
+/// Forgets every kept tool read (tests and benchmarks of a first read).
+pub fn forget_kept_reads() {
+    KEPT.with(|k| *k.borrow_mut() = Kept::default());
 }
 
 struct State<'s, 'de> {
@@ -339,5 +412,61 @@ mod tests {
         // The nesting limit counts the tool itself.
         assert!(Scanner::default().scan("[[[1]]]", true, 3).is_ok());
         assert!(Scanner::default().scan("[[[1]]]", true, 2).is_err());
+    }
+
+    /// A kept read answers exactly what a fresh read answers: for the same
+    /// text, with or without the hash, and at any allowed depth; it never
+    /// serves a depth the text exceeds, nor a hash it was not asked for.
+    #[test]
+    fn a_kept_read_is_the_read_it_replaces() {
+        forget_kept_reads();
+        let texts = [
+            r#"{"name":"echo","inputSchema":{"type":"object","properties":{"text":{"type":"string"}}}}"#,
+            r#"{"name":"a","inputSchema":{"properties":{"r":{"x-mcp-header":"R"}}}}"#,
+            r#"["name","x"]"#,
+            r#"{"name":"d","a":[[[[1]]]]}"#,
+        ];
+        let mut scanner = Scanner::default();
+        for raw in texts {
+            for (hash, depth) in [(false, 120), (true, 120), (false, 120), (true, 6), (true, 120)] {
+                let fresh = Scanner::default().scan(raw, hash, depth);
+                let read = scanner.read(raw, hash, depth).map(|r| (*r).clone());
+                match (&fresh, &read) {
+                    (Ok(f), Ok(r)) if hash => assert_eq!(f, r, "{raw}"),
+                    // Unhashed, a kept hashed read may carry its hash.
+                    (Ok(f), Ok(r)) => assert_eq!((&f.name, f.needs_header_scan), (&r.name, r.needs_header_scan)),
+                    _ => assert_eq!(fresh, read, "{raw} at depth {depth}"),
+                }
+            }
+        }
+        // Kept at depth 120 (it nests 5 deep), then asked within 4: refused as a fresh read is.
+        let deep = texts[3];
+        assert!(scanner.read(deep, true, 5).is_ok());
+        assert_eq!(scanner.read(deep, true, 4).map(|r| (*r).clone()), Scanner::default().scan(deep, true, 4));
+        assert!(scanner.read(deep, true, 4).is_err());
+        // Kept without its hash, then asked for it: read again, hashed.
+        forget_kept_reads();
+        assert_eq!(scanner.read(texts[0], false, 120).map(|r| r.hash.clone()), Ok(None));
+        assert!(scanner.read(texts[0], true, 120).is_ok_and(|r| r.hash.is_some()));
+        // A refused text is never kept.
+        assert!(scanner.read(r#"{"name":"a","Name":"b"}"#, true, 120).is_err());
+        assert!(KEPT.with(|k| !k.borrow().tools.contains_key(r#"{"name":"a","Name":"b"}"#)));
+    }
+
+    #[test]
+    fn the_kept_reads_are_bounded() {
+        forget_kept_reads();
+        let mut scanner = Scanner::default();
+        let filler = "x".repeat(100_000);
+        let texts: Vec<String> = (0..60).map(|i| format!(r#"{{"name":"t{i}","d":"{filler}"}}"#)).collect();
+        for (i, raw) in texts.iter().enumerate() {
+            assert!(scanner.read(raw, true, 120).is_ok());
+            let (bytes, keys) = KEPT.with(|k| {
+                let k = k.borrow();
+                (k.bytes, k.tools.keys().map(|t| t.len()).sum::<usize>())
+            });
+            assert!(bytes <= KEPT_TOOL_BYTES && bytes == keys, "after {i}: {bytes} bytes kept, keys {keys}");
+        }
+        assert!(KEPT.with(|k| k.borrow().tools.len()) < texts.len());
     }
 }
