@@ -219,7 +219,8 @@ fn an_unchanged_shared_document_is_adopted_once() {
 #[test]
 fn a_failed_or_invalid_answer_keeps_the_previous_keys() {
     // (status, body) -> the answer was installed and published; the log.
-    let rows: &[(Option<&str>, &[u8], bool, Level, &str)] = &[
+    type Row<'a> = (Option<&'a str>, &'a [u8], bool, Level, &'a str);
+    let rows: &[Row] = &[
         (Some("200"), &keyset(&["key-a", "key-b"]), true, Level::Info, "loaded 2 signing key(s)"),
         (
             Some("500"),
