@@ -205,27 +205,6 @@ pub fn response_header(name: &str) -> Option<String> {
     }
 }
 
-/// The first value of each named response header, lossily as text, from
-/// one read of the map (Envoy keeps header names in lowercase; compared
-/// without case anyway, as a lookup by name is).
-pub fn response_headers_of<const N: usize>(names: [&str; N]) -> [Option<String>; N] {
-    let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
-    match header_pairs(MapType::HttpResponseHeaders) {
-        Ok(pairs) => {
-            for (name, value) in pairs {
-                let at = names.iter().position(|n| n.as_bytes().eq_ignore_ascii_case(&name));
-                if let Some(slot) = at.and_then(|i| out.get_mut(i)).filter(|slot| slot.is_none()) {
-                    *slot = Some(
-                        String::from_utf8(value).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
-                    );
-                }
-            }
-        }
-        Err(e) => log(LogLevel::Warn, &format!("mcpx: could not read the response headers: {e}")),
-    }
-    out
-}
-
 /// A header of a dispatched call's answer, lossily as text.
 pub fn call_response_header(name: &str) -> Option<String> {
     header_bytes(MapType::HttpCallResponseHeaders, name)
@@ -421,10 +400,6 @@ impl stream::Host for WasmHost {
     #[inline]
     fn response_header(&mut self, name: &str) -> Option<String> {
         response_header(name)
-    }
-    #[inline]
-    fn response_headers_of<const N: usize>(&mut self, names: [&str; N]) -> [Option<String>; N] {
-        response_headers_of(names)
     }
     #[inline]
     fn set_response_header(&mut self, name: &str, value: Option<&str>) {

@@ -128,11 +128,6 @@ impl Host for FakeHost {
         Self::header_of(&self.response_headers, name).map(str::to_string)
     }
 
-    fn response_headers_of<const N: usize>(&mut self, names: [&str; N]) -> [Option<String>; N] {
-        self.crossed();
-        names.map(|n| Self::header_of(&self.response_headers, n).map(str::to_string))
-    }
-
     fn set_response_header(&mut self, name: &str, value: Option<&str>) {
         self.crossed();
         let name = name.to_ascii_lowercase();

@@ -77,10 +77,6 @@ pub trait Host: BaselineStore {
     /// value that is not UTF-8 keeps U+FFFD, so it matches no media type
     /// the filter streams.
     fn response_header(&mut self, name: &str) -> Option<String>;
-    /// The first value of each named response header (lowercase names),
-    /// lossily as text like [`Host::response_header`], from one read of the
-    /// whole map: one crossing where a read per name makes one each.
-    fn response_headers_of<const N: usize>(&mut self, names: [&str; N]) -> [Option<String>; N];
     /// Sets (`Some`) or removes (`None`) a response header.
     fn set_response_header(&mut self, name: &str, value: Option<&str>);
     /// Up to `size` bytes of a buffer from its start; empty when unavailable.

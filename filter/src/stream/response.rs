@@ -26,14 +26,7 @@ impl Stream {
         if !matches!(self.phase, Phase::Forwarded(..)) {
             return Action::Continue;
         }
-        // With list inspection on, a 2xx answer's content-type is read too:
-        // both in one read of the map.
-        let (status, content_type) = if gateway.inspects_lists() {
-            let [status, content_type] = host.response_headers_of([":status", "content-type"]);
-            (status.unwrap_or_default(), content_type)
-        } else {
-            (host.response_header(":status").unwrap_or_default(), None)
-        };
+        let status = host.response_header(":status").unwrap_or_default();
         // Kept for the metrics, so `on_log` need not read `response.code`;
         // every place below that changes the status forgets it again.
         self.status = status.parse().ok();
@@ -49,10 +42,11 @@ impl Stream {
         if !gateway.inspects_lists() {
             return Action::Continue;
         }
-        // Only where it can matter: a redirect is refused bodiless too.
-        let content_type = match content_type {
-            Some(t) if status.starts_with('2') && !end_of_stream => t,
-            _ => String::new(),
+        // Read only when it can matter: a redirect is refused bodiless too.
+        let content_type = if status.starts_with('2') && !end_of_stream {
+            host.response_header("content-type").unwrap_or_default()
+        } else {
+            String::new()
         };
         let list_request = matches!(&self.phase, Phase::Forwarded(_, ResponsePlan::FilterToolsList { list_ids }) if !list_ids.is_empty());
         match crate::response::classify(&status, &content_type, end_of_stream, list_request) {
