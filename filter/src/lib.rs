@@ -30,7 +30,8 @@
 //! response/     how an answer is read (mod: classify), sse (event streams)
 //! tools_list/   every list in an answer: inspect, rewrite (one pass, spliced),
 //!               scan (one tool read once: name, canonical text)
-//! integrity/    tool pins: canonical hashes, rug pulls, the baseline store
+//! integrity/    tool pins: mod (rug pulls, shadowing, the lock), canonical
+//!               (RFC 8785 text, SHA-256), store (shared data, CAS)
 //!
 //! Shared by every step:
 //! config/       the mcpx.yaml schema, also used by the binary
