@@ -216,42 +216,19 @@ fn cases() -> Vec<Case> {
     out
 }
 
-/// The full benchmark gateway (tests/bench/bench.py: auth, argument rules,
-/// per-tool rate limits, audit, enforce) as a whole request: what the core
-/// does between Envoy's callbacks, through the in-memory host (whose own
-/// bookkeeping is included, so this is an upper bound).
+/// The benchmark's policy ([`CONFIG`]) with everything else the full gateway
+/// of tests/bench/bench.py turns on (bearer auth, per-tool rate limits,
+/// audit, enforce) as a whole request: what the core does between Envoy's
+/// callbacks, through the in-memory host (whose own bookkeeping is included,
+/// so this is an upper bound).
 fn whole_call() -> Case {
     use mcpx_filter::stream::fake::Envoy;
     use std::rc::Rc;
-    const FULL: &str = r#"
-servers:
-  - name: demo
-    url: http://127.0.0.1:9/mcp
-    policy:
-      allow_tools: [echo, read_file]
-      deny_tools: [dangerous_delete]
-      tool_rules:
-        echo:
-          args:
-            text: { regex: "^[a-z0-9 ]{1,200}$", required: true }
-        read_file:
-          args:
-            path: { prefix: "/data/" }
-auth:
-  enabled: true
-  type: bearer
-  clients:
-    - { name: bench, token: "bench-token-0123456789" }
-    - { name: other, token: "other-token-0123456789" }
-clients:
-  bench:
-    servers:
-      demo: { allow_tools: [echo, read_file] }
-audit: { enabled: true }
-rate_limit: { enabled: true, rps: 10000000, burst: 10000000, per_tool: true, tool_rps: 10000000, tool_burst: 10000000 }
-inspection: { tool_integrity: enforce, filter_tools_list: true }
-"#;
-    let gw = Rc::new(Gateway::from_plugin_config(FULL).expect("the full benchmark config is valid"));
+    let big = 10_000_000;
+    let full = format!(
+        "{CONFIG}auth:\n  enabled: true\n  type: bearer\n  clients:\n    - {{ name: bench, token: \"bench-token-0123456789\" }}\n    - {{ name: ci-bot, token: \"other-token-0123456789\" }}\naudit: {{ enabled: true }}\nrate_limit: {{ enabled: true, rps: {big}, burst: {big}, per_tool: true, tool_rps: {big}, tool_burst: {big} }}\ninspection: {{ tool_integrity: enforce, filter_tools_list: true }}\n"
+    );
+    let gw = Rc::new(Gateway::from_plugin_config(&full).expect("the full benchmark config is valid"));
     let headers: Vec<(String, String)> = request_headers();
     let answer = br#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"hello from the mcpx benchmark this is a typical short argument"}]}}"#;
     case(

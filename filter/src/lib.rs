@@ -40,6 +40,7 @@
 //! ops.rs        the Origin rule, labels, Envoy's own replies, breaker series
 //! clock.rs      the one clock (wall time)
 //! ablation.rs   benchmark-only switches (never shipped)
+//! test_rng.rs   the property tests' fixed random source (tests only)
 //! lib.rs        this file: the layout and the no-panic lints
 //! ```
 
@@ -64,6 +65,9 @@ pub mod request;
 pub mod response;
 pub mod stream;
 pub mod tools_list;
+
+#[cfg(test)]
+mod test_rng;
 
 // On the host only with `--features lint-glue`, so clippy holds the glue to
 // the same no-panic lints (`make unit`); it is never linked there.

@@ -310,6 +310,7 @@ fn runs_match(runs: &[Run], value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_rng::Rng;
 
     /// A pattern the runs must take, and what they must read.
     fn runs_of(p: &str) -> Vec<Run> {
@@ -366,23 +367,6 @@ mod tests {
         }
     }
 
-    /// xorshift64*: deterministic, no dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
-    }
-
     const ATOMS: &[&str] = &[
         "a", "b", "-", "/", "é", ".", "\\.", "\\d", "\\w", "\\s", "\\-", "\\$", "\\\\", "[ab]", "[^a]", "[a-c]",
         "[-a]", "[a-]", "[^/]", "\\/", "[&]", "[~a]", ",", "@", "[\\d_]", "[\\s.]", "[é-ü]", "[ -~]", "x", "0",
@@ -407,8 +391,8 @@ mod tests {
                 p.push('^');
             }
             for _ in 0..rng.below(5) {
-                p.push_str(rng.pick(ATOMS));
-                p.push_str(rng.pick(QUANTIFIERS));
+                p.push_str(rng.one(ATOMS));
+                p.push_str(rng.one(QUANTIFIERS));
             }
             if rng.below(3) == 0 {
                 p.push('$');
@@ -416,7 +400,7 @@ mod tests {
             let pattern = Pattern::new(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
             assert!(pattern.is_runs(), "{p:?} should be taken as runs");
             for _ in 0..40 {
-                let v: String = (0..rng.below(9)).map(|_| rng.pick(VALUE_CHARS)).collect();
+                let v: String = (0..rng.below(9)).map(|_| rng.one(VALUE_CHARS)).collect();
                 assert_eq!(pattern.is_match(&v), pattern.regex_lite_match(&v), "pattern {p:?} value {v:?}");
                 checked += 1;
             }
@@ -444,7 +428,7 @@ mod tests {
             let pattern = Pattern::new(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
             assert!(pattern.is_runs(), "{p:?}");
             for _ in 0..3000 {
-                let v: String = (0..rng.below(7)).map(|_| rng.pick(parts)).collect();
+                let v: String = (0..rng.below(7)).map(|_| rng.one(parts)).collect();
                 let want = pattern.regex_lite_match(&v);
                 assert_eq!(pattern.is_match(&v), want, "pattern {p:?} value {v:?}");
                 matched += usize::from(want);

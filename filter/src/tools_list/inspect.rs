@@ -577,26 +577,7 @@ mod onepass_tests {
     use super::*;
     use crate::integrity::MemoryStore;
     use crate::policy::Policy;
-
-    /// xorshift64*: a fixed, dependency-free random source.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-        fn one<'a>(&mut self, items: &[&'a str]) -> &'a str {
-            items[self.below(items.len())]
-        }
-        fn chance(&mut self, percent: usize) -> bool {
-            self.below(100) < percent
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// Whitespace a backend may put between tokens, line breaks included.
     fn ws(r: &mut Rng) -> &'static str {
