@@ -128,7 +128,7 @@ pub fn rewrite_value<E: From<String>>(
             let Some(Value::Array(items)) = result.get_mut(&key) else { continue };
             lists += 1;
             let keep = mask(kind, items)?;
-            retain_kept(kind, items, &keep, &mut out);
+            retain_kept(items, &keep, value_name(kind), &mut out);
         }
         out.lists += lists;
         if private && lists > 0 {
@@ -246,21 +246,25 @@ pub fn parse_lists_cached(server: &str, text: &[u8], hash: bool) -> Result<Parse
     Ok(parsed)
 }
 
-/// Keeps the entries of a list (other than tools) that `keep` marks (a
-/// missing mark drops), recording the names of those dropped.
-fn retain_kept(kind: ListKind, items: &mut Vec<Value>, keep: &[bool], out: &mut ValueRewrite) {
+/// Keeps the entries of a list that `keep` marks (a missing mark drops),
+/// recording the names (`name`) of those dropped.
+fn retain_kept<T>(items: &mut Vec<T>, keep: &[bool], name: impl Fn(&T) -> Option<String>, out: &mut ValueRewrite) {
     let before = items.len();
     let mut i = 0;
     items.retain(|t| {
         let k = keep.get(i).copied().unwrap_or(false);
         i += 1;
         if !k {
-            let name = t.get(kind.name_field()).and_then(Value::as_str).unwrap_or("<unnamed>");
-            out.removed.push(name.to_string());
+            out.removed.push(name(t).unwrap_or_else(|| "<unnamed>".to_string()));
         }
         k
     });
     out.changed |= items.len() != before;
+}
+
+/// The name of a list entry that is a value (`name`, `uri`, `uriTemplate`).
+fn value_name(kind: ListKind) -> impl Fn(&Value) -> Option<String> {
+    move |t| t.get(kind.name_field()).and_then(Value::as_str).map(str::to_string)
 }
 
 /// One list of a [`Node`] answer, as offered to the mask.
@@ -292,23 +296,12 @@ pub fn rewrite_lists<E: From<String>>(
                 Node::Tools(tools) => {
                     lists += 1;
                     let keep = mask(ListRef::Tools(tools))?;
-                    let before = tools.len();
-                    let mut i = 0;
-                    tools.retain(|t| {
-                        let k = keep.get(i).copied().unwrap_or(false);
-                        i += 1;
-                        if !k {
-                            let name = scanned.get(t.at).and_then(|s| s.name.as_deref()).unwrap_or("<unnamed>");
-                            out.removed.push(name.to_string());
-                        }
-                        k
-                    });
-                    out.changed |= tools.len() != before;
+                    retain_kept(tools, &keep, |t| scanned.get(t.at).and_then(|s| s.name.clone()), &mut out);
                 }
                 Node::Value(Value::Array(items)) => {
                     lists += 1;
                     let keep = mask(ListRef::Other(kind, items))?;
-                    retain_kept(kind, items, &keep, &mut out);
+                    retain_kept(items, &keep, value_name(kind), &mut out);
                 }
                 _ => {}
             }
